@@ -1,0 +1,103 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The DVAE zoo: build, list and load priors by name.
+
+Example::
+
+    from pyro_dvae import priors
+    prior = priors.build("srnn", x_dim=4, z_dim=4, dense_dim=16, rnn_dim=16, z_dense=[16])
+    prior.save("srnn.pt")
+    same = priors.load("srnn.pt")
+"""
+
+import os
+
+import torch
+
+from .base import FORMAT, DVAE
+from .distributions import SequentialNormal
+from .dkf import DKF
+from .dsae import DSAE
+from .rvae import RVAE
+from .srnn import SRNN
+from .storn import STORN
+from .vae import VAE
+from .vrnn import VRNN
+
+_PRIORS = {
+    "vae": (VAE, {}),
+    "dkf": (DKF, {}),
+    "storn": (STORN, {}),
+    "vrnn": (VRNN, {}),
+    "srnn": (SRNN, {}),
+    "rvae": (RVAE, {"causal": True}),
+    "rvae-noncausal": (RVAE, {"causal": False}),
+    "dsae": (DSAE, {}),
+}
+
+__all__ = ["DVAE", "SequentialNormal", "available", "build", "load", "load_checkpoint",
+           "VAE", "DKF", "STORN", "VRNN", "SRNN", "RVAE", "DSAE"]
+
+
+def available():
+    """Names accepted by :func:`build`."""
+    return list(_PRIORS)
+
+
+def build(name, x_dim, z_dim=16, **sizes):
+    """Build a prior by name.
+
+    :param str name: one of :func:`available`.
+    :param int x_dim: observation size.
+    :param int z_dim: latent size.
+    :param sizes: ``emission``, ``dense_dim``, ``rnn_dim``, ``z_dense`` and model-specific options
+        (``v_dim`` for DSAE).
+    """
+    if name not in _PRIORS:
+        raise ValueError(f"unknown prior {name!r}; available: {', '.join(_PRIORS)}")
+    cls, fixed = _PRIORS[name]
+    for key, val in fixed.items():
+        if key in sizes and sizes[key] != val:
+            raise ValueError(f"prior {name!r} fixes {key}={val}")
+        sizes[key] = val
+    try:
+        prior = cls(x_dim, z_dim, **sizes)
+    except TypeError as e:
+        raise ValueError(f"bad options for prior {name!r}: {e}") from None
+    prior.name = name
+    return prior
+
+
+def load_checkpoint(path):
+    """Read and validate a checkpoint dictionary (``torch.load(weights_only=True)``)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no prior checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, corrupt or not a torch file at all
+        raise ValueError(f"{path} is not a readable pyro_dvae prior checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a pyro_dvae prior checkpoint (missing format tag {FORMAT!r})")
+    for key in ("prior", "config", "state_dict"):
+        if key not in ckpt:
+            raise ValueError(f"{path}: checkpoint lacks {key!r}")
+    return ckpt
+
+
+def load(path, map_location="cpu", expect=None):
+    """Rebuild a prior saved with :meth:`DVAE.save`.
+
+    :param str path: checkpoint file.
+    :param map_location: device for the weights.
+    :param str expect: optional prior name the file must hold; another class is a clear error.
+    """
+    ckpt = load_checkpoint(path)
+    name = ckpt["prior"]
+    if expect is not None and name != expect:
+        raise ValueError(f"{path} holds a {name!r} prior, expected {expect!r}")
+    config = dict(ckpt["config"])
+    prior = build(name, config.pop("x_dim"), config.pop("z_dim"), **config)
+    try:
+        prior.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not match a {name!r} prior with config {ckpt['config']}: {e}") from None
+    return prior.to(map_location)

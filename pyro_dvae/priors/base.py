@@ -1,0 +1,299 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The contract shared by every DVAE prior.
+
+A prior is a :class:`~pyro.nn.PyroModule` over single-source sequences ``x`` shaped ``(*batch, T, D)``
+with any number of leading batch dimensions, each of which becomes a :class:`pyro.plate`:
+
+- :meth:`DVAE.model` / :meth:`DVAE.guide` — a Pyro model/guide pair for training. Latent sites are
+  ``z`` (batch ``(*batch)``, event ``(T, z_dim)``; DSAE adds a static ``v``); the observation site is
+  ``x``. Ragged sequences pass a prefix ``mask`` ``(*batch, T)``; padded steps are zero-filled before
+  any network sees them and are masked out of every log-density (distribution masks), so they
+  contribute nothing to the loss or its gradient.
+- :meth:`DVAE.encode` — the amortised posterior ``q(z | x)`` as a distribution (``rsample`` it).
+- :meth:`DVAE.decode` — the generative mean and variance of ``x_t`` given ``z`` and the past,
+  teacher-forced on a given sequence; :meth:`DVAE.decode_stepwise` — the same fed step by step by an
+  external estimate (what a VEM E-S step needs).
+
+Subclasses implement three generator/teacher-forcing hooks (see :meth:`_guide_sites`,
+:meth:`_model_sites`, :meth:`_decode`) and are registered by name in :mod:`pyro_dvae.priors`.
+
+Emissions: ``"gaussian"`` (``x_t ~ N(loc, diag(var))``, for trajectories and boxes) or
+``"spectral"`` (``x`` is a power spectrum ``|X|^2`` and ``|X_ft|^2 ~ Exponential(mean v_ft)``, which
+is the complex Gaussian ``X_ft ~ CN(0, v_ft)`` up to a constant, i.e. an Itakura-Saito fit).
+"""
+
+import os
+import tempfile
+from contextlib import ExitStack
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+
+from .distributions import SequentialNormal
+
+EMISSIONS = ("gaussian", "spectral")
+FORMAT = "pyro_dvae.prior"
+FORMAT_VERSION = 1
+SPECTRAL_FLOOR = 1e-8
+
+
+class Emission(nn.Module):
+    """Output layer: ``(loc, logvar)`` for Gaussian data, ``(None, logvar)`` for power spectra."""
+
+    def __init__(self, in_dim, x_dim, kind):
+        super().__init__()
+        self.kind = kind
+        self.loc = nn.Linear(in_dim, x_dim) if kind == "gaussian" else None
+        self.logvar = nn.Linear(in_dim, x_dim)
+
+    def forward(self, h):
+        logvar = self.logvar(h).clamp(-20.0, 20.0)
+        return (self.loc(h) if self.loc is not None else None), logvar
+
+
+class DVAE(PyroModule):
+    """Base class of the DVAE zoo.
+
+    :param int x_dim: observation size (4 for boxes, 513 for a 1024-point spectrum).
+    :param int z_dim: latent size per time step.
+    :param str emission: ``"gaussian"`` or ``"spectral"``.
+    :param int dense_dim: width of the observation-side MLPs.
+    :param int rnn_dim: LSTM state size.
+    :param tuple z_dense: hidden sizes of the latent-side MLPs.
+    """
+
+    name = None  # registry name, set by subclasses
+    autoregressive = False  # True when p(x_t | ...) reads x_{<t}
+    latent_sites = ("z",)
+
+    def __init__(self, x_dim, z_dim=16, emission="gaussian", dense_dim=256, rnn_dim=128, z_dense=(64, 32)):
+        super().__init__()
+        if emission not in EMISSIONS:
+            raise ValueError(f"emission must be one of {EMISSIONS}, got {emission!r}")
+        for key, val in (("x_dim", x_dim), ("z_dim", z_dim), ("dense_dim", dense_dim), ("rnn_dim", rnn_dim)):
+            if not isinstance(val, int) or val < 1:
+                raise ValueError(f"{key} must be a positive int, got {val!r}")
+        self.x_dim, self.z_dim, self.emission = x_dim, z_dim, emission
+        self.dense_dim, self.rnn_dim, self.z_dense = dense_dim, rnn_dim, tuple(int(h) for h in z_dense)
+
+    # ---------------------------------------------------------------- configuration and checkpoints
+    @property
+    def config(self):
+        """Keyword arguments that rebuild this prior with :func:`pyro_dvae.priors.build`."""
+        return {
+            "x_dim": self.x_dim,
+            "z_dim": self.z_dim,
+            "emission": self.emission,
+            "dense_dim": self.dense_dim,
+            "rnn_dim": self.rnn_dim,
+            "z_dense": list(self.z_dense),
+            **self._extra_config(),
+        }
+
+    def _extra_config(self):
+        return {}
+
+    def checkpoint(self, **extra):
+        """The checkpoint dictionary (weights, class name, config) plus ``extra`` entries."""
+        state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
+        for k, v in state.items():
+            if not torch.isfinite(v).all():
+                raise FloatingPointError(f"refusing to checkpoint a non-finite parameter: {k}")
+        return {"format": FORMAT, "version": FORMAT_VERSION, "prior": self.name, "config": self.config,
+                "state_dict": state, **extra}
+
+    def save(self, path, **extra):
+        """Write weights + config atomically (temporary file, then rename).
+
+        The file loads with ``torch.load(path, weights_only=True)`` and rebuilds with
+        :func:`pyro_dvae.priors.load`.
+        """
+        save_checkpoint(self.checkpoint(**extra), path)
+
+    # ---------------------------------------------------------------- input handling
+    def _prepare(self, x, mask):
+        if not torch.is_tensor(x) or x.dim() < 2:
+            raise ValueError(f"x must be a tensor shaped (*batch, T, {self.x_dim}); got "
+                             f"{type(x).__name__} {tuple(getattr(x, 'shape', ()))}")
+        if x.shape[-1] != self.x_dim:
+            raise ValueError(f"{self.name} prior expects x_dim={self.x_dim} but x has {x.shape[-1]} features")
+        if x.shape[-2] < 1:
+            raise ValueError("x has no time steps")
+        lengths = None
+        if mask is not None:
+            mask = torch.as_tensor(mask, device=x.device)
+            if mask.shape != x.shape[:-1]:
+                raise ValueError(f"mask must be shaped {tuple(x.shape[:-1])}, got {tuple(mask.shape)}")
+            mask = mask.bool()
+            if (mask[..., 1:] & ~mask[..., :-1]).any():
+                raise ValueError("mask must be a prefix mask (valid steps first, padding after) per sequence")
+            x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
+            lengths = mask.sum(-1)
+        if not torch.isfinite(x).all():
+            raise ValueError("x contains NaN or inf at unmasked steps")
+        if self.emission == "spectral" and (x < 0).any():
+            raise ValueError("spectral priors take power spectra: x must be non-negative")
+        return x, mask, lengths
+
+    def features(self, x):
+        """Network input transform: identity for Gaussian data, log-power for spectra."""
+        return torch.log(x + SPECTRAL_FLOOR) if self.emission == "spectral" else x
+
+    def _plates(self, batch_shape, names):
+        if names is None:
+            names = ["batch"] if len(batch_shape) == 1 else [f"batch_{i}" for i in range(len(batch_shape))]
+        if len(names) != len(batch_shape):
+            raise ValueError(f"got {len(names)} plate names for {len(batch_shape)} batch dims")
+        stack = ExitStack()
+        for i, (name, size) in enumerate(zip(names, batch_shape)):
+            stack.enter_context(pyro.plate(name, size, dim=i - len(batch_shape)))
+        return stack
+
+    @staticmethod
+    def _site(d, mask, time_shape):
+        if tuple(d.batch_shape) == tuple(time_shape):  # a per-time-step site: T becomes an event dim
+            if mask is not None:
+                d = d.mask(mask)
+            return d.to_event(1)
+        return d
+
+    def _run_sites(self, gen, mask, time_shape):
+        value = None
+        try:
+            while True:
+                name, d = gen.send(value)
+                value = pyro.sample(name, self._site(d, mask, time_shape))
+                if isinstance(d, SequentialNormal):
+                    d.bind(value)
+        except StopIteration as stop:
+            return stop.value
+
+    def emission_dist(self, loc, logvar):
+        """Per-step observation distribution (batch ``(*batch, T)``, event ``(x_dim,)``)."""
+        if self.emission == "gaussian":
+            return dist.Normal(loc, torch.exp(0.5 * logvar)).to_event(1)
+        return dist.Exponential(torch.exp(-logvar)).to_event(1)
+
+    def expected(self, loc, logvar):
+        """``(mean, var)`` of the emission: Gaussian loc/var, or ``(v, v)`` for spectra (``v`` is both
+        the expected power and the complex-Gaussian variance)."""
+        var = torch.exp(logvar)
+        return (loc if self.emission == "gaussian" else var), var
+
+    # ---------------------------------------------------------------- Pyro model / guide
+    def model(self, x, mask=None, ss_prob=0.0, plates=None):
+        """Generative model ``p(x, z)``.
+
+        :param torch.Tensor x: ``(*batch, T, x_dim)`` observations.
+        :param torch.Tensor mask: optional prefix mask ``(*batch, T)``.
+        :param float ss_prob: scheduled-sampling probability (autoregressive priors only): each past
+            input ``x_{t-1}`` is replaced by the decoder's own prediction with this probability.
+        :param list plates: optional names for the leading batch plates.
+        """
+        x, mask, lengths = self._prepare(x, mask)
+        if not 0.0 <= float(ss_prob) <= 1.0:
+            raise ValueError(f"ss_prob must lie in [0, 1], got {ss_prob}")
+        with self._plates(x.shape[:-2], plates):
+            loc, logvar = self._run_sites(self._model_sites(x, lengths, float(ss_prob)), mask, x.shape[:-1])
+            d = self.emission_dist(loc, logvar)
+            if mask is not None:
+                d = d.mask(mask)
+            return pyro.sample("x", d.to_event(1), obs=x)
+
+    def guide(self, x, mask=None, ss_prob=0.0, plates=None):
+        """Amortised variational posterior ``q(z | x)`` (``ss_prob`` is accepted and ignored)."""
+        x, mask, lengths = self._prepare(x, mask)
+        with self._plates(x.shape[:-2], plates):
+            self._run_sites(self._guide_sites(x, lengths), mask, x.shape[:-1])
+
+    # ---------------------------------------------------------------- VEM pieces
+    def encode(self, x, mask=None):
+        """The encoder ``q(z | x)`` for a given sequence, as a distribution with batch shape
+        ``(*batch, T)`` and event shape ``(z_dim,)``; draw with ``rsample()``. Static latents
+        (DSAE) are set to their posterior mean."""
+        x, mask, lengths = self._prepare(x, mask)
+        gen, value = self._guide_sites(x, lengths), None
+        while True:
+            name, d = gen.send(value)
+            if name == "z":
+                return d
+            value = d.mean
+
+    def decode(self, z, x=None, mask=None):
+        """Generative ``(mean, var)`` of every ``x_t`` given ``z`` and the past, teacher-forced on
+        ``x`` (required by autoregressive priors and DSAE; ignored otherwise)."""
+        if z.shape[-1] != self.z_dim:
+            raise ValueError(f"z must have z_dim={self.z_dim} features, got {z.shape[-1]}")
+        lengths = None
+        if x is not None:
+            x, mask, lengths = self._prepare(x, mask)
+        elif self.autoregressive or self.name == "dsae":
+            raise ValueError(f"the {self.name} decoder reads the observed sequence: pass x")
+        return self.expected(*self._decode(z, x, lengths))
+
+    def decode_stepwise(self, z, feed, x=None):
+        """Run the decoder one step at a time, feeding back an external estimate.
+
+        :param torch.Tensor z: ``(*batch, T, z_dim)``.
+        :param callable feed: ``feed(t, mean_t, var_t) -> x_t`` returns the value (``(*batch, x_dim)``)
+            to feed as the past at step ``t + 1``, e.g. a posterior mean computed from ``mean_t``,
+            ``var_t`` and the observations.
+        :param torch.Tensor x: for non-autoregressive priors that need a sequence summary (DSAE).
+        :returns: stacked ``(means, vars)`` shaped ``(*batch, T, x_dim)``.
+        """
+        if not self.autoregressive:
+            means, vars_ = self.decode(z, x)
+            for t in range(z.shape[-2]):
+                feed(t, means[..., t, :], vars_[..., t, :])
+            return means, vars_
+        return self._decode_stepwise(z, feed)
+
+    # ---------------------------------------------------------------- subclass hooks
+    def _guide_sites(self, x, lengths):
+        """Generator: ``yield (name, distribution)`` for each latent site and receive its value."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _guide_sites")
+
+    def _model_sites(self, x, lengths, ss_prob):
+        """Generator like :meth:`_guide_sites` for the prior; returns the emission ``(loc, logvar)``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _model_sites")
+
+    def _decode(self, z, x, lengths):
+        """Teacher-forced emission ``(loc, logvar)`` given ``z`` (and ``x`` where needed)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _decode")
+
+    def _decode_stepwise(self, z, feed):
+        raise NotImplementedError(f"{type(self).__name__} must implement _decode_stepwise")
+
+    # ---------------------------------------------------------------- helpers for subclasses
+    def _scheduled_inputs(self, x, predict, ss_prob):
+        """Parallel scheduled sampling: replace each past input by the model's own teacher-forced
+        prediction (no gradient) with probability ``ss_prob`` [Duckworth et al. 2019]."""
+        if ss_prob <= 0.0:
+            return x
+        with torch.no_grad():
+            pred = predict(x)
+        pick = torch.rand(x.shape[:-1], device=x.device) < ss_prob
+        return torch.where(pick.unsqueeze(-1), pred, x)
+
+
+def standard_normal_steps(like):
+    """``N(0, I)`` per step with batch ``(*batch, T)`` and event ``(z_dim,)``."""
+    return dist.Normal(torch.zeros_like(like), torch.ones_like(like)).to_event(1)
+
+
+def save_checkpoint(ckpt, path):
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
+    os.close(fd)
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: Apache-2.0
+"""SRNN: stochastic recurrent neural network.
+
+Deterministic ``h_t = LSTM(phi(x_{t-1}))``; prior ``p(z_t | h_t, z_{t-1})``; decoder
+``p(x_t | h_t, z_t)``; encoder ``q(z_t | g_t, z_{t-1})`` with ``g`` a backward LSTM over
+``[h_t, phi(x_t)]`` (the structure of the exact posterior). MixDVAE's default prior.
+
+**References:**
+
+[1] M. Fraccaro, S. K. Sønderby, U. Paquet, O. Winther (2016), "Sequential Neural Models with
+    Stochastic Layers", NeurIPS.
+[2] X. Lin, L. Girin, X. Alameda-Pineda (2023), "Mixture of Dynamical Variational Autoencoders for
+    Multi-Source Trajectory Modeling and Separation", TMLR.
+"""
+
+import torch
+
+from .base import DVAE, Emission
+from .distributions import SequentialNormal
+from .nn import GaussianHead, SeqLSTM, mlp, mlp_out_dim, shift_right
+
+
+class SRNN(DVAE):
+    """SRNN prior (autoregressive decoder)."""
+
+    name = "srnn"
+    autoregressive = True
+
+    def __init__(self, x_dim, z_dim=16, **kw):
+        super().__init__(x_dim, z_dim, **kw)
+        self.phi_x = mlp(x_dim, [self.dense_dim])
+        self.rnn_h = SeqLSTM(self.dense_dim, self.rnn_dim)
+        self.rnn_g = SeqLSTM(self.rnn_dim + self.dense_dim, self.rnn_dim, reverse=True)
+        self.enc = mlp(self.rnn_dim + z_dim, list(self.z_dense))
+        self.q_head = GaussianHead(mlp_out_dim(self.rnn_dim + z_dim, self.z_dense), z_dim)
+        self.prior = mlp(self.rnn_dim + z_dim, list(self.z_dense))
+        self.p_head = GaussianHead(mlp_out_dim(self.rnn_dim + z_dim, self.z_dense), z_dim)
+        self.dec = mlp(self.rnn_dim + z_dim, [self.dense_dim])
+        self.emit = Emission(self.dense_dim, x_dim, self.emission)
+
+    def _h(self, x):
+        return self.rnn_h(shift_right(self.phi_x(self.features(x))))
+
+    def _q(self, g, z_prev):
+        return self.q_head(self.enc(torch.cat([g, z_prev], -1)))
+
+    def _guide_sites(self, x, lengths):
+        h = self._h(x)
+        g = self.rnn_g(torch.cat([h, self.phi_x(self.features(x))], -1), lengths)
+
+        def sample_fn(eps):
+            z_prev, zs, locs, scales = torch.zeros_like(eps[..., 0, :]), [], [], []
+            for t in range(eps.shape[-2]):
+                loc, scale = self._q(g[..., t, :], z_prev)
+                z_prev = loc + scale * eps[..., t, :]
+                zs.append(z_prev), locs.append(loc), scales.append(scale)
+            return torch.stack(zs, -2), torch.stack(locs, -2), torch.stack(scales, -2)
+
+        like = x.new_zeros(*x.shape[:-1], self.z_dim)
+        yield "z", SequentialNormal(lambda z: self._q(g, shift_right(z)), like, sample_fn)
+
+    def _model_sites(self, x, lengths, ss_prob):
+        cache = {}
+
+        def params_fn(z):
+            x_in = self._scheduled_inputs(x, lambda x_: self.expected(*self._decode(z, x_, lengths))[0], ss_prob)
+            cache["h"] = h = self._h(x_in)
+            return self.p_head(self.prior(torch.cat([h, shift_right(z)], -1)))
+
+        like = x.new_zeros(*x.shape[:-1], self.z_dim)
+        z = yield "z", SequentialNormal(params_fn, like)
+        return self.emit(self.dec(torch.cat([cache["h"], z], -1)))
+
+    def _decode(self, z, x, lengths):
+        return self.emit(self.dec(torch.cat([self._h(x), z], -1)))
+
+    def _decode_stepwise(self, z, feed):
+        batch = z.shape[:-2]
+        state = self.rnn_h.init_state(batch, z)
+        fx_prev = z.new_zeros(*batch, self.dense_dim)
+        means, vars_ = [], []
+        for t in range(z.shape[-2]):
+            h, state = self.rnn_h.step(fx_prev, state)
+            mean, var = self.expected(*self.emit(self.dec(torch.cat([h, z[..., t, :]], -1))))
+            fx_prev = self.phi_x(self.features(feed(t, mean, var)))
+            means.append(mean), vars_.append(var)
+        return torch.stack(means, -2), torch.stack(vars_, -2)

@@ -1,0 +1,42 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Frame-wise VAE: no temporal model, the baseline of the zoo.
+
+**References:**
+
+[1] D. P. Kingma, M. Welling (2014), "Auto-Encoding Variational Bayes", ICLR.
+"""
+
+import pyro.distributions as dist
+
+from .base import DVAE, Emission, standard_normal_steps
+from .nn import GaussianHead, mlp, mlp_out_dim
+
+
+class VAE(DVAE):
+    """``p(z_t) = N(0, I)``, ``p(x_t | z_t)``, ``q(z_t | x_t)``, independently per frame."""
+
+    name = "vae"
+
+    def __init__(self, x_dim, z_dim=16, **kw):
+        super().__init__(x_dim, z_dim, **kw)
+        enc_h = [self.dense_dim, *self.z_dense]
+        self.enc = mlp(x_dim, enc_h)
+        self.enc_head = GaussianHead(mlp_out_dim(x_dim, enc_h), z_dim)
+        dec_h = [*reversed(self.z_dense), self.dense_dim]
+        self.dec = mlp(z_dim, dec_h)
+        self.emit = Emission(mlp_out_dim(z_dim, dec_h), x_dim, self.emission)
+
+    def _q(self, x):
+        loc, scale = self.enc_head(self.enc(self.features(x)))
+        return loc, scale
+
+    def _guide_sites(self, x, lengths):
+        loc, scale = self._q(x)
+        yield "z", dist.Normal(loc, scale).to_event(1)
+
+    def _model_sites(self, x, lengths, ss_prob):
+        z = yield "z", standard_normal_steps(x.new_zeros(*x.shape[:-1], self.z_dim))
+        return self._decode(z, x, lengths)
+
+    def _decode(self, z, x, lengths):
+        return self.emit(self.dec(z))
