@@ -16,8 +16,8 @@ the DVAE literature (analytic in ``z_t``, one-sample Monte Carlo over the prefix
 """
 
 import torch
-from pyro.distributions import Independent, Normal, TorchDistribution, constraints
-from torch.distributions import kl_divergence, register_kl
+from pyro.distributions import Normal, TorchDistribution, constraints
+from torch.distributions import Independent, kl_divergence, register_kl
 
 
 class SequentialNormal(TorchDistribution):
@@ -41,6 +41,12 @@ class SequentialNormal(TorchDistribution):
         self._like = like
         self._value = self._loc = self._scale = None
         super().__init__(like.shape[:-1], like.shape[-1:], validate_args=False)
+
+    def expand(self, batch_shape, _instance=None):
+        # Plates re-expand every site to its own shape; keep the object (and its cached sample).
+        if torch.Size(batch_shape) == self.batch_shape:
+            return self
+        return super().expand(batch_shape, _instance)
 
     def bind(self, value):
         """Compute and cache the parameters at ``value``; returns ``(loc, scale)``."""
@@ -87,8 +93,9 @@ def _normal_kl(q_loc, q_scale, p_loc, p_scale):
 
 def _as_step_normal(d):
     """``Independent(Normal, 1)`` with batch ``(*batch, T)`` -> its base Normal, else None."""
-    if isinstance(d, Independent) and d.reinterpreted_batch_ndims == 1 and isinstance(d.base_dist, Normal):
-        return d.base_dist
+    if isinstance(d, Independent) and isinstance(d.base_dist, torch.distributions.Normal):
+        if d.reinterpreted_batch_ndims == 1:
+            return d.base_dist
     return None
 
 

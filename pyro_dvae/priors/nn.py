@@ -88,15 +88,17 @@ class SeqLSTM(nn.Module):
         return out.reshape(*batch, T, self.hidden_dim)
 
     def init_state(self, batch_shape, like):
-        shape = (1, int(torch.Size(batch_shape).numel()), self.hidden_dim)
-        zeros = like.new_zeros(shape)
+        zeros = like.new_zeros(int(torch.Size(batch_shape).numel()), self.hidden_dim)
         return zeros, zeros
 
     def step(self, x_t, state):
-        """One forward step: ``x_t`` is ``(*batch, D)``; returns ``(h_t, new_state)``."""
+        """One forward step with the same weights (``torch.lstm_cell``, cheaper than a length-1
+        ``nn.LSTM`` call): ``x_t`` is ``(*batch, D)``; returns ``(h_t, new_state)``."""
         batch = x_t.shape[:-1]
-        out, state = self.lstm(x_t.reshape(-1, 1, x_t.shape[-1]), state)
-        return out.reshape(*batch, self.hidden_dim), state
+        m = self.lstm
+        h, c = torch.lstm_cell(x_t.reshape(-1, x_t.shape[-1]), state, m.weight_ih_l0, m.weight_hh_l0,
+                               m.bias_ih_l0, m.bias_hh_l0)
+        return h.reshape(*batch, self.hidden_dim), (h, c)
 
 
 class BiSeqLSTM(nn.Module):

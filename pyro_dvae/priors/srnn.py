@@ -38,15 +38,16 @@ class SRNN(DVAE):
         self.dec = mlp(self.rnn_dim + z_dim, [self.dense_dim])
         self.emit = Emission(self.dense_dim, x_dim, self.emission)
 
-    def _h(self, x):
-        return self.rnn_h(shift_right(self.phi_x(self.features(x))))
+    def _h(self, x, fx=None):
+        fx = self.phi_x(self.features(x)) if fx is None else fx
+        return self.rnn_h(shift_right(fx))
 
     def _q(self, g, z_prev):
         return self.q_head(self.enc(torch.cat([g, z_prev], -1)))
 
     def _guide_sites(self, x, lengths):
-        h = self._h(x)
-        g = self.rnn_g(torch.cat([h, self.phi_x(self.features(x))], -1), lengths)
+        fx = self.phi_x(self.features(x))
+        g = self.rnn_g(torch.cat([self._h(x, fx), fx], -1), lengths)
 
         def sample_fn(eps):
             z_prev, zs, locs, scales = torch.zeros_like(eps[..., 0, :]), [], [], []

@@ -1,0 +1,42 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Forward + backward of one training step (negative ELBO, analytic KL) per prior.
+
+B = 32 sequences, T = 50 frames, x_dim = 513 (a 1024-point power spectrum), z_dim = 16, spectral
+(Itakura-Saito) emission, sizes of the reference DVAE library's speech configurations: dense 256,
+LSTM 128, latent MLPs 64-32 (VAE: one dense layer of 128). Run with::
+
+    pytest tests/benchmarks --benchmark-only --benchmark-columns=median,iqr,rounds
+"""
+
+import pyro
+import pytest
+import torch
+
+from pyro_dvae import priors
+from pyro_dvae.training import elbo_loss
+
+# the reference DVAE library on the same machine class (ms per forward + backward)
+REFERENCE_MS = {"vae": 25, "dkf": 127, "storn": 108, "vrnn": 160, "srnn": 128, "rvae": 106,
+                "rvae-noncausal": 165, "dsae": 198}
+SPEECH_SIZES = {"vae": dict(dense_dim=128, z_dense=[])}
+
+
+@pytest.mark.parametrize("name", priors.available())
+def test_forward_backward_speed(benchmark, name):
+    torch.manual_seed(0)
+    prior = priors.build(name, x_dim=513, z_dim=16, emission="spectral", **SPEECH_SIZES.get(name, {}))
+    x = torch.rand(32, 50, 513)
+
+    def step():
+        prior.zero_grad(set_to_none=True)
+        loss = elbo_loss(prior, x)
+        loss.backward()
+        return loss
+
+    with pyro.validation_enabled(False):
+        for _ in range(3):
+            step()
+        loss = benchmark.pedantic(step, rounds=15, iterations=1)
+    assert torch.isfinite(loss)
+    benchmark.extra_info["reference_ms"] = REFERENCE_MS[name]
+    benchmark.extra_info["ratio_to_reference"] = benchmark.stats.stats.median * 1000 / REFERENCE_MS[name]

@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: Apache-2.0
+import numpy as np
+import pytest
+import torch
+
+from pyro_dvae.data import audio
+
+sf = pytest.importorskip("soundfile")
+
+
+def test_stft_shape_and_perfect_reconstruction():
+    torch.manual_seed(0)
+    sig = torch.randn(2, 16000, dtype=torch.float64)
+    spec = audio.stft(sig)
+    assert spec.shape == (2, 16000 // 256 + 1, 513)
+    back = audio.istft(spec, 16000)
+    assert torch.allclose(back, sig, atol=1e-9)
+
+
+def test_load_resample_and_mono(tmp_path):
+    t = np.arange(48000) / 48000
+    stereo = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 440 * t)], 1) * 0.5
+    path = tmp_path / "a.wav"
+    sf.write(path, stereo, 48000)
+    with pytest.warns(UserWarning, match="mono"):
+        sig = audio.load_audio(str(path))
+    assert sig.shape == (16000,)
+    spec = np.abs(np.fft.rfft(sig))
+    assert abs(np.argmax(spec) * 16000 / len(sig) - 440) < 2
+
+
+def test_power_sequences_drop_silence(tmp_path):
+    rng = np.random.default_rng(0)
+    tone = rng.normal(0, 0.3, 16000 * 2)
+    tone[16000:] = 0.0  # the second second is silent
+    sf.write(tmp_path / "a.flac", tone, 16000)
+    seqs = audio.power_sequences(str(tmp_path), seq_len=20)
+    assert seqs.shape[1:] == (20, 513)
+    assert 3 <= len(seqs) <= 4  # 126 frames = 6 chunks; 62 loud frames touch 4, the silent 2 are dropped
+    assert (seqs >= 0).all()
+
+
+def test_bad_audio(tmp_path):
+    (tmp_path / "x.mp3").write_bytes(b"abc")
+    with pytest.raises(ValueError, match="unsupported"):
+        audio.load_audio(str(tmp_path / "x.mp3"))
+    (tmp_path / "broken.wav").write_bytes(b"RIFF0000WAVE")
+    with pytest.raises(ValueError, match="cannot read"):
+        audio.load_audio(str(tmp_path / "broken.wav"))
+    with pytest.raises(ValueError, match="shorter"):
+        audio.stft(torch.zeros(100))
+    sf.write(tmp_path / "nan.wav", np.array([0.0, np.nan, 0.1] * 100), 16000, subtype="FLOAT")
+    with pytest.raises(ValueError, match="NaN"):
+        audio.load_audio(str(tmp_path / "nan.wav"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no .* files"):
+        audio.power_sequences(str(empty))

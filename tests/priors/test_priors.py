@@ -1,0 +1,284 @@
+# SPDX-License-Identifier: Apache-2.0
+import math
+
+import pyro
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from torch.distributions import kl_divergence
+
+from pyro_dvae import priors
+from pyro_dvae.handlers import scale_sites
+from pyro_dvae.priors.distributions import SequentialNormal
+from pyro_dvae.training import elbo_loss
+
+NAMES = priors.available()
+SIZES = dict(dense_dim=8, rnn_dim=8, z_dense=[8])
+
+
+def make(name, emission="gaussian", x_dim=5, z_dim=3):
+    torch.manual_seed(0)
+    return priors.build(name, x_dim=x_dim, z_dim=z_dim, emission=emission, **SIZES)
+
+
+def data(shape, emission):
+    torch.manual_seed(1)
+    x = torch.randn(*shape)
+    return x.exp() if emission == "spectral" else x
+
+
+def loss_at(prior, x, mask=None, seed=0, elbo=TraceMeanField_ELBO, ss_prob=0.0):
+    pyro.set_rng_seed(seed)
+    return elbo().differentiable_loss(prior.model, prior.guide, x, mask, ss_prob)
+
+
+def test_available_names():
+    assert NAMES == ["vae", "dkf", "storn", "vrnn", "srnn", "rvae", "rvae-noncausal", "dsae"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("emission", ["gaussian", "spectral"])
+def test_trace_shapes_two_batch_plates(name, emission):
+    prior = make(name, emission)
+    x = data((2, 3, 7, 5), emission)
+    guide_tr = poutine.trace(prior.guide).get_trace(x, plates=["batch", "sources"])
+    tr = poutine.trace(poutine.replay(prior.model, guide_tr)).get_trace(x, plates=["batch", "sources"])
+    tr.compute_log_prob()
+    sites = {k: v for k, v in tr.nodes.items() if v["type"] == "sample" and k not in ("batch", "sources")}
+    assert set(sites) == set(prior.latent_sites) | {"x"}
+    assert sites["x"]["fn"].batch_shape == (2, 3) and sites["x"]["fn"].event_shape == (7, 5)
+    assert sites["z"]["fn"].batch_shape == (2, 3) and sites["z"]["fn"].event_shape == (7, 3)
+    assert sites["x"]["log_prob"].shape == (2, 3)
+    frames = {f.name: f.dim for f in sites["x"]["cond_indep_stack"]}
+    assert frames == {"batch": -2, "sources": -1}
+    assert sites["x"]["is_observed"] and torch.equal(sites["x"]["value"], x)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_elbo_finite_and_gradients_finite(name):
+    prior = make(name)
+    x = data((2, 3, 6, 5), "gaussian")
+    for elbo in (Trace_ELBO, TraceMeanField_ELBO):
+        for ss in (0.0, 0.5):
+            prior.zero_grad()
+            loss = loss_at(prior, x, elbo=elbo, ss_prob=ss)
+            assert torch.isfinite(loss)
+            loss.backward()
+            grads = [p.grad for p in prior.parameters() if p.grad is not None]
+            assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sequential_sampler_matches_teacher_forcing(name):
+    # The step-by-step sampler and the parallel teacher-forced log-density must describe the same q.
+    prior = make(name)
+    x = data((4, 6, 5), "gaussian")
+    q = prior.encode(x)
+    z = q.rsample()
+    if isinstance(q, SequentialNormal):
+        loc, scale = q._loc, q._scale
+        q_loc, q_scale = q.params_fn(z.clone())
+        assert torch.allclose(loc, q_loc, atol=1e-5) and torch.allclose(scale, q_scale, atol=1e-5)
+    assert q.log_prob(z).shape == (4, 6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_analytic_kl_is_used_and_unbiased(name):
+    # TraceMeanField uses the per-step Gaussian KL; averaged over draws it equals the MC ELBO.
+    prior = make(name)
+    x = data((3, 5, 5), "gaussian")
+    guide_tr = poutine.trace(prior.guide).get_trace(x)
+    model_tr = poutine.trace(poutine.replay(prior.model, guide_tr)).get_trace(x)
+    for site in prior.latent_sites:
+        kl = kl_divergence(guide_tr.nodes[site]["fn"], model_tr.nodes[site]["fn"])
+        assert kl.shape == (3,) and (kl >= -1e-5).all()
+    with torch.no_grad():
+        a = torch.stack([loss_at(prior, x, seed=s, elbo=TraceMeanField_ELBO) for s in range(150)])
+        b = torch.stack([loss_at(prior, x, seed=s, elbo=Trace_ELBO) for s in range(150)])
+    se = math.sqrt(a.var() / len(a) + b.var() / len(b))
+    assert abs(float(a.mean() - b.mean())) < 4 * se + 1e-3
+    assert a.var() <= b.var() * 1.05  # the analytic KL does not add variance
+
+
+def log_weights(prior, x, mask, latents):
+    """Per-sequence ``log p(x, z) - log q(z | x)`` at fixed latent values (deterministic)."""
+    guide_tr = poutine.trace(poutine.condition(prior.guide, data=latents)).get_trace(x, mask)
+    model_tr = poutine.trace(poutine.condition(prior.model, data=latents)).get_trace(x, mask)
+    model_tr.compute_log_prob()
+    guide_tr.compute_log_prob()
+    lp = sum(model_tr.nodes[s]["log_prob"] for s in ("x", *prior.latent_sites))
+    return lp - sum(guide_tr.nodes[s]["log_prob"] for s in prior.latent_sites)
+
+
+def fixed_latents(prior, batch, T):
+    torch.manual_seed(7)
+    lat = {"z": torch.randn(*batch, T, prior.z_dim)}
+    if "v" in prior.latent_sites:
+        lat["v"] = torch.randn(*batch, prior.v_dim)
+    return lat
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("emission", ["gaussian", "spectral"])
+def test_masked_padding_leaves_loss_unchanged(name, emission):
+    prior = make(name, emission)
+    x = data((3, 8, 5), emission)
+    lengths = torch.tensor([5, 8, 1])
+    mask = torch.arange(8) < lengths[:, None]
+    lat = fixed_latents(prior, (3,), 8)
+    junk_x, junk_lat = x.clone(), {k: v.clone() for k, v in lat.items()}
+    junk_x[~mask] = float("nan")
+    junk_lat["z"][~mask] = 1e3
+    batch = log_weights(prior, x, mask, lat)
+    assert torch.equal(batch, log_weights(prior, junk_x, mask, junk_lat))
+    for i, n in enumerate(lengths.tolist()):
+        single = {k: (v[i : i + 1, :n] if k == "z" else v[i : i + 1]) for k, v in lat.items()}
+        alone = log_weights(prior, x[i : i + 1, :n], None, single)
+        assert torch.allclose(batch[i], alone[0], rtol=1e-5, atol=1e-3), (i, batch[i], alone)
+    # gradients stay finite with NaN padding
+    prior.zero_grad()
+    loss = loss_at(prior, junk_x, mask)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in prior.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_save_load_round_trip(name, tmp_path):
+    prior = make(name, "spectral")
+    path = tmp_path / f"{name}.pt"
+    prior.save(path)
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["prior"] == name
+    back = priors.load(path)
+    assert type(back) is type(prior) and back.config == prior.config
+    x = data((2, 6, 5), "spectral")
+    z = torch.randn(2, 6, 3)
+    m1, v1 = prior.decode(z, x)
+    m2, v2 = back.decode(z, x)
+    assert torch.equal(m1, m2) and torch.equal(v1, v2)
+    assert torch.equal(loss_at(prior, x, seed=3), loss_at(back, x, seed=3))
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        priors.load(tmp_path / "missing.pt")
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="not a readable"):
+        priors.load(bad)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(ValueError, match="not a pyro_dvae prior checkpoint"):
+        priors.load(other)
+    good = tmp_path / "srnn.pt"
+    make("srnn").save(good)
+    with pytest.raises(ValueError, match="holds a 'srnn' prior, expected 'dkf'"):
+        priors.load(good, expect="dkf")
+    ckpt = torch.load(good, weights_only=True)
+    ckpt["prior"] = "vrnn"
+    torch.save(ckpt, other)
+    with pytest.raises(ValueError, match="do not match"):
+        priors.load(other)
+    half = tmp_path / "half.pt"
+    half.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(ValueError):
+        priors.load(half)
+
+
+def test_save_is_atomic_and_refuses_nan(tmp_path):
+    prior = make("vae")
+    path = tmp_path / "p.pt"
+    prior.save(path)
+    before = path.read_bytes()
+    with torch.no_grad():
+        next(prior.parameters())[0] = float("nan")
+    with pytest.raises(FloatingPointError):
+        prior.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["p.pt"]
+
+
+@pytest.mark.parametrize("name", ["srnn", "dsae", "vae"])
+def test_kl_warmup_scales_only_latent_sites(name):
+    prior = make(name)
+    x = data((2, 6, 5), "gaussian")
+    tr = poutine.trace(scale_sites(prior.model, scale=0.3, sites=prior.latent_sites)).get_trace(x)
+    scales = {k: v["scale"] for k, v in tr.nodes.items() if v["type"] == "sample" and k != "batch"}
+    assert scales == {**{s: 0.3 for s in prior.latent_sites}, "x": 1.0}
+    # the loss is affine in the KL weight: L(b) = recon + b * KL
+    with torch.no_grad():
+        def at(b):
+            pyro.set_rng_seed(5)
+            return elbo_loss(prior, x, kl_scale=b)
+        l0, l1, lh = at(0.0), at(1.0), at(0.5)
+    assert torch.allclose(lh, 0.5 * (l0 + l1), atol=1e-5)
+    assert l1 > l0  # KL is positive
+
+
+@pytest.mark.parametrize("name", ["storn", "vrnn", "srnn"])
+def test_stepwise_decoder_fed_with_truth_equals_teacher_forcing(name):
+    prior = make(name)
+    x = data((2, 6, 5), "gaussian")
+    z = torch.randn(2, 6, 3)
+    mean_tf, var_tf = prior.decode(z, x)
+    mean_sw, var_sw = prior.decode_stepwise(z, lambda t, m, v: x[..., t, :])
+    assert torch.allclose(mean_tf, mean_sw, atol=1e-5) and torch.allclose(var_tf, var_sw, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["vae", "dkf", "rvae", "rvae-noncausal", "dsae"])
+def test_stepwise_decoder_non_autoregressive(name):
+    prior = make(name)
+    x = data((2, 6, 5), "gaussian")
+    z = torch.randn(2, 6, 3)
+    seen = []
+    mean, var = prior.decode_stepwise(z, lambda t, m, v: seen.append(t) or m, x=x)
+    assert seen == list(range(6))
+    assert torch.equal(mean, prior.decode(z, x)[0]) and (var > 0).all()
+
+
+def test_scheduled_sampling_changes_autoregressive_inputs_only():
+    x = data((2, 6, 5), "gaussian")
+    for name in NAMES:
+        prior = make(name)
+        with torch.no_grad():
+            l0, l1 = loss_at(prior, x, seed=2), loss_at(prior, x, seed=2, ss_prob=1.0)
+        assert torch.isfinite(l1)
+        if prior.autoregressive:
+            assert not torch.allclose(l0, l1)
+        else:
+            assert torch.equal(l0, l1)
+
+
+def test_seeds_reproducible():
+    prior = make("srnn")
+    x = data((2, 6, 5), "gaussian")
+    assert torch.equal(loss_at(prior, x, seed=11), loss_at(prior, x, seed=11))
+    assert not torch.equal(loss_at(prior, x, seed=11), loss_at(prior, x, seed=12))
+
+
+def test_bad_inputs():
+    prior = make("srnn")
+    with pytest.raises(ValueError, match="x_dim=5"):
+        prior.model(torch.randn(2, 6, 4))
+    with pytest.raises(ValueError, match="prefix mask"):
+        prior.model(torch.randn(2, 6, 5), torch.tensor([[1, 0, 1, 1, 1, 1]] * 2))
+    with pytest.raises(ValueError, match="mask must be shaped"):
+        prior.model(torch.randn(2, 6, 5), torch.ones(2, 5))
+    bad = torch.randn(2, 6, 5)
+    bad[0, 2, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        prior.guide(bad)
+    with pytest.raises(ValueError, match="non-negative"):
+        make("vae", "spectral").model(-torch.ones(1, 3, 5))
+    with pytest.raises(ValueError, match="ss_prob"):
+        prior.model(torch.randn(1, 3, 5), ss_prob=2.0)
+    with pytest.raises(ValueError, match="pass x"):
+        prior.decode(torch.randn(1, 3, 3))
+    with pytest.raises(ValueError, match="unknown prior 'lstm'"):
+        priors.build("lstm", x_dim=3)
+    with pytest.raises(ValueError, match="emission"):
+        priors.build("vae", x_dim=3, emission="poisson")
+    with pytest.raises(ValueError, match="bad options"):
+        priors.build("vae", x_dim=3, hidden=4)
