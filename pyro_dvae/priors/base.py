@@ -267,6 +267,66 @@ class DVAE(PyroModule):
     def _decode_stepwise(self, z, feed):
         raise NotImplementedError(f"{type(self).__name__} must implement _decode_stepwise")
 
+    def _z_prior(self, z, x):
+        """``(loc, scale)`` of ``p(z_t | z_{<t}, x_{<t})`` teacher-forced, or ``None`` for ``N(0, I)``."""
+        return None
+
+    def _emission(self, z, x, latents):
+        """Emission ``(loc, logvar)`` given all latents (DSAE reads its static ``v`` from ``latents``)."""
+        return self._decode(z, x, None)
+
+    # ---------------------------------------------------------------- the prior inside a larger model
+    def latent_sequence(self, name, like):
+        """Sample this prior's latents and a *latent* sequence as sites of an enclosing model.
+
+        Call inside the enclosing model's plates (one plate per leading dim of ``like``). The sites
+        are the prior's latent sites (``z``, plus ``v`` for DSAE) and ``name`` (event ``(T, x_dim)``),
+        jointly distributed as ``p(z) p(name | z)`` of the prior. Densities that read the other
+        sequence (``p(z_t | s_{<t})`` in SRNN/VRNN, ``p(s_t | z, s_{<t})``) are evaluated lazily, once
+        every value is known, so the sites work under any guide (``poutine.replay``); drawing them
+        without a guide is supported for priors whose ``z`` prior does not read the sequence.
+
+        :param str name: site name of the sequence (e.g. ``"s"``).
+        :param torch.Tensor like: ``(*batch, T, x_dim)`` tensor giving shape, dtype and device.
+        :returns: dict of sampled values by site name.
+        """
+        if self.emission != "gaussian":
+            raise ValueError("latent_sequence needs a gaussian-emission prior")
+        if like.shape[-1] != self.x_dim:
+            raise ValueError(f"{self.name} prior has x_dim={self.x_dim}, the sequence has {like.shape[-1]}")
+        cell, out = {}, {}
+        if "v" in self.latent_sites:
+            zeros = like.new_zeros(*like.shape[:-2], self.v_dim)
+            out["v"] = pyro.sample("v", dist.Normal(zeros, torch.ones_like(zeros)).to_event(1))
+        z_like = like.new_zeros(*like.shape[:-1], self.z_dim)
+
+        def z_params(z):
+            if name not in cell and self.autoregressive:
+                raise ValueError(f"the {self.name} prior of z reads {name!r}: provide both through a guide")
+            return self._z_prior(z, cell.get(name))
+
+        if self._z_prior(z_like, like) is None:
+            z_dist = standard_normal_steps(z_like)
+        else:
+            z_dist = SequentialNormal(z_params, z_like)
+        out["z"] = pyro.sample("z", z_dist.to_event(1))
+
+        def x_params(x):
+            loc, logvar = self._emission(out["z"], x, out)
+            return loc, torch.exp(0.5 * logvar)
+
+        def x_sample(eps):
+            z = out["z"]
+            if self.autoregressive:
+                mean, var = self._decode_stepwise(z, lambda t, m, v: m + v.sqrt() * eps[..., t, :])
+            else:
+                mean, var = self.expected(*self._emission(z, None, out))
+            x = mean + var.sqrt() * eps
+            return x, mean, var.sqrt()
+
+        out[name] = cell[name] = pyro.sample(name, SequentialNormal(x_params, like, x_sample).to_event(1))
+        return out
+
     # ---------------------------------------------------------------- helpers for subclasses
     def _scheduled_inputs(self, x, predict, ss_prob):
         """Parallel scheduled sampling: replace each past input by the model's own teacher-forced

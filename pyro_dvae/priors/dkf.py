@@ -78,5 +78,8 @@ class DKF(DVAE):
         z = yield "z", SequentialNormal(lambda z: self.trans(shift_right(z)), like)
         return self._decode(z, x, lengths)
 
+    def _z_prior(self, z, x):
+        return self.trans(shift_right(z))
+
     def _decode(self, z, x, lengths):
         return self.emit(self.dec(z))

@@ -63,6 +63,12 @@ class DSAE(DVAE):
     def _emit(self, z, v):
         return self.emit(self.dec(torch.cat([z, v.unsqueeze(-2).expand(*z.shape[:-1], self.v_dim)], -1)))
 
+    def _z_prior(self, z, x):
+        return self.p_head(self.rnn_p(shift_right(z)))
+
+    def _emission(self, z, x, latents):
+        return self._emit(z, latents["v"])
+
     def _decode(self, z, x, lengths):
         v = self._q_v(self.phi_x(self.features(x)), lengths).mean
         return self._emit(z, v)

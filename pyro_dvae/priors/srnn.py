@@ -72,6 +72,9 @@ class SRNN(DVAE):
         z = yield "z", SequentialNormal(params_fn, like)
         return self.emit(self.dec(torch.cat([cache["h"], z], -1)))
 
+    def _z_prior(self, z, x):
+        return self.p_head(self.prior(torch.cat([self._h(x), shift_right(z)], -1)))
+
     def _decode(self, z, x, lengths):
         return self.emit(self.dec(torch.cat([self._h(x), z], -1)))
 

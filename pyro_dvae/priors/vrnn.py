@@ -76,6 +76,9 @@ class VRNN(DVAE):
         z = yield "z", SequentialNormal(params_fn, like)
         return self.emit(self.dec(torch.cat([self.phi_z(z), cache["h"]], -1)))
 
+    def _z_prior(self, z, x):
+        return self.p_head(self.prior(self._h(self.phi_x(self.features(x)), z)))
+
     def _decode(self, z, x, lengths):
         h = self._h(self.phi_x(self.features(x)), z)
         return self.emit(self.dec(torch.cat([self.phi_z(z), h], -1)))

@@ -282,3 +282,43 @@ def test_bad_inputs():
         priors.build("vae", x_dim=3, emission="poisson")
     with pytest.raises(ValueError, match="bad options"):
         priors.build("vae", x_dim=3, hidden=4)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_latent_sequence_density_equals_observed_model(name):
+    # Inside a larger model the sequence is latent; its joint density p(z, s) must equal the prior's
+    # model with the same sequence observed.
+    prior = make(name)
+    s = data((2, 6, 5), "gaussian")
+    lat = fixed_latents(prior, (2,), 6)
+
+    def outer():
+        with pyro.plate("batch", 2, dim=-1):
+            prior.latent_sequence("s", s)
+
+    tr = poutine.trace(poutine.condition(outer, data={**lat, "s": s})).get_trace()
+    tr.compute_log_prob()
+    ref = poutine.trace(poutine.condition(prior.model, data=lat)).get_trace(s)
+    ref.compute_log_prob()
+    got = sum(tr.nodes[k]["log_prob"] for k in (*prior.latent_sites, "s"))
+    want = sum(ref.nodes[k]["log_prob"] for k in (*prior.latent_sites, "x"))
+    assert torch.allclose(got, want, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["vae", "dkf", "rvae", "dsae", "storn"])
+def test_latent_sequence_prior_predictive(name):
+    prior = make(name)
+
+    def outer():
+        with pyro.plate("batch", 3, dim=-1):
+            return prior.latent_sequence("s", torch.zeros(3, 6, 5))
+
+    out = outer()
+    assert out["s"].shape == (3, 6, 5) and torch.isfinite(out["s"]).all()
+
+
+def test_latent_sequence_needs_guide_for_autoregressive_z_prior():
+    prior = make("srnn")
+    with pytest.raises(ValueError, match="through a guide"):
+        with pyro.plate("batch", 3, dim=-1):
+            prior.latent_sequence("s", torch.zeros(3, 6, 5))
