@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from .base import FORMAT, DVAE
+from .base import DVAE, FORMAT
 from .distributions import SequentialNormal
 from .dkf import DKF
 from .dsae import DSAE

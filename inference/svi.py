@@ -1,0 +1,292 @@
+# SPDX-License-Identifier: Apache-2.0
+"""
+Stochastic variational inference, registered as ``"svi"``, and its variant
+with exact enumeration of discrete sites, registered as ``"enum-svi"``.
+
+**References:**
+
+1. *Stochastic Variational Inference*,
+   Matthew D. Hoffman, David M. Blei, Chong Wang, John Paisley (2013), JMLR 14.
+2. *Black Box Variational Inference*,
+   Rajesh Ranganath, Sean Gerrish, David M. Blei (2014), AISTATS.
+3. *Pyro: Deep Universal Probabilistic Programming*,
+   Eli Bingham et al. (2019), JMLR 20.
+4. *Tensor Variable Elimination for Plated Factor Graphs*,
+   Fritz Obermeyer et al. (2019), ICML.
+"""
+
+import inspect
+import math
+import time
+
+import pyro.optim
+import pyro.poutine as poutine
+import torch
+from pyro.infer import ELBO, Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
+from pyro.infer.autoguide import (
+    AutoDelta,
+    AutoDiagonalNormal,
+    AutoLowRankMultivariateNormal,
+    AutoMultivariateNormal,
+    AutoNormal,
+)
+from pyro.infer.util import zero_grads
+from pyro.poutine.util import prune_subsample_sites
+from tqdm.auto import tqdm
+
+from .registry import InferenceResult, register
+from .util import inspect_model, is_latent
+
+__all__ = ["AUTOGUIDES", "LOSSES", "build_elbo", "build_guide", "enum_svi", "svi"]
+
+#: Guide names accepted by :func:`svi`, mapped to the autoguide class built from the model.
+AUTOGUIDES = {
+    "auto-normal": AutoNormal,
+    "auto-delta": AutoDelta,
+    "auto-diagonal-normal": AutoDiagonalNormal,
+    "auto-multivariate-normal": AutoMultivariateNormal,
+    "auto-lowrank-multivariate-normal": AutoLowRankMultivariateNormal,
+}
+
+#: Loss names accepted by :func:`svi`.
+LOSSES = ("auto", "trace", "meanfield", "enum")
+
+
+def build_guide(guide, model, enumerated=()):
+    """
+    Resolves the ``guide`` argument of :func:`svi`.
+
+    :param guide: a callable guide (returned unchanged) or a key of
+        :data:`AUTOGUIDES`.
+    :param model: the model an autoguide is built from.
+    :param enumerated: names of model sites that will be enumerated; an
+        autoguide is built on the model with these sites hidden.
+    :raises ValueError: for an unknown guide name.
+    :raises TypeError: for a guide that is neither a string nor callable.
+    """
+    if isinstance(guide, str):
+        if guide not in AUTOGUIDES:
+            raise ValueError(f"unknown guide {guide!r}; accepted guide names: {', '.join(AUTOGUIDES)}")
+        if enumerated:
+            model = poutine.block(model, hide=list(enumerated))
+        return AUTOGUIDES[guide](model)
+    if not callable(guide):
+        raise TypeError(
+            f"guide must be callable or one of {', '.join(AUTOGUIDES)}; got {type(guide).__name__}"
+        )
+    return guide
+
+
+def build_elbo(loss, enumerated, num_particles=1, max_plate_nesting=0) -> ELBO:
+    """
+    Resolves the ``loss`` argument of :func:`svi`.
+
+    :param loss: an :class:`~pyro.infer.elbo.ELBO` instance (returned
+        unchanged) or one of :data:`LOSSES`.
+    :param list enumerated: names of the sites marked for enumeration.
+    :param int num_particles: particles per ELBO estimate.
+    :param int max_plate_nesting: passed to the ELBO.
+    :raises ValueError: for an unknown name, for ``"enum"`` without any
+        enumerated site, and for ``"meanfield"`` with enumerated sites.
+    """
+    if isinstance(loss, ELBO):
+        return loss
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; expected an ELBO instance or one of {', '.join(LOSSES)}")
+    if loss == "auto":
+        loss = "enum" if enumerated else "trace"
+    if loss == "enum" and not enumerated:
+        raise ValueError(
+            "enumeration (loss='enum' or algorithm 'enum-svi') needs at least one latent site marked "
+            "infer={'enumerate': 'parallel'} (or 'sequential') that the guide does not sample; "
+            "this model has none"
+        )
+    if loss == "meanfield" and enumerated:
+        raise ValueError(
+            f"loss='meanfield' (TraceMeanField_ELBO) does not support enumerated sites {enumerated}; "
+            "use loss='enum' or 'auto'"
+        )
+    cls = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO, "enum": TraceEnum_ELBO}[loss]
+    return cls(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
+
+
+def _step(elbo, optim, model, guide, args, kwargs, step):
+    # Like pyro.infer.SVI.step, but checks the loss before updating parameters,
+    # so that after a FloatingPointError the store holds the last finite state.
+    with poutine.trace(param_only=True) as capture:
+        loss = float(elbo.loss_and_grads(model, guide, *args, **kwargs))
+    params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
+    if not math.isfinite(loss):
+        zero_grads(params)
+        raise FloatingPointError(
+            f"svi: non-finite loss {loss} at step {step}; parameters keep their values from before this step"
+        )
+    optim(params)
+    zero_grads(params)
+    return loss
+
+
+def _summarize(guide, num_samples, args, kwargs):
+    samples = {}
+    with torch.no_grad(), poutine.block():
+        for _ in range(num_samples):
+            trace = prune_subsample_sites(poutine.trace(guide).get_trace(*args, **kwargs))
+            for name, site in trace.nodes.items():
+                if is_latent(site) and not site["infer"].get("enumerate"):
+                    samples.setdefault(name, []).append(site["value"])
+    posterior = {}
+    for name, values in samples.items():
+        value = torch.stack(values)
+        if not value.is_floating_point():
+            value = value.to(torch.get_default_dtype())
+        posterior[name] = {"mean": value.mean(0), "std": value.std(0, correction=1 if num_samples > 1 else 0)}
+    return posterior
+
+
+@register("svi")
+def svi(
+    model,
+    guide,
+    *args,
+    num_steps=1000,
+    lr=1e-2,
+    optim=None,
+    loss="auto",
+    num_particles=1,
+    max_plate_nesting=None,
+    clip_norm=None,
+    num_posterior_samples=0,
+    callback=None,
+    progress=False,
+    model_kwargs=None,
+) -> InferenceResult:
+    """
+    Fits a guide by stochastic gradient descent on a Monte-Carlo estimate of
+    the negative ELBO [1, 2], with Pyro's ELBO implementations [3]. Discrete
+    sites marked ``infer={"enumerate": "parallel"}`` in the model and not
+    sampled by the guide are summed out exactly by
+    :class:`~pyro.infer.traceenum_elbo.TraceEnum_ELBO` [4].
+
+    Before the first step the guide and model are run once (see
+    :func:`~pyro_dvae.inference.util.inspect_model`) to find enumerated sites
+    and guess ``max_plate_nesting``. Each step checks the loss before
+    updating parameters: a non-finite loss raises :class:`FloatingPointError`
+    and leaves the parameters as they were.
+
+    Example::
+
+        def model(x):
+            mu = pyro.sample("mu", dist.Normal(0.0, 2.0))
+            with pyro.plate("data", len(x)):
+                pyro.sample("x", dist.Normal(mu, 0.5), obs=x)
+
+        result = svi(model, "auto-normal", x, num_steps=500, lr=0.05, num_posterior_samples=1000)
+        result.posterior["mu"]["mean"], result.posterior["mu"]["std"]
+
+    :param callable model: a Pyro model.
+    :param guide: a callable guide (function, ``PyroModule``, autoguide
+        instance) or the name of an autoguide to build from the model, one of
+        :data:`AUTOGUIDES`. A named autoguide is built on the model with its
+        enumerated sites hidden.
+    :param args: positional arguments passed to model and guide.
+    :param int num_steps: number of gradient steps.
+    :param float lr: learning rate of the default optimiser (ignored when
+        ``optim`` is given).
+    :param optim: a :class:`~pyro.optim.optim.PyroOptim`; defaults to
+        ``Adam({"lr": lr})``, or ``ClippedAdam({"lr": lr, "clip_norm": clip_norm})``
+        when ``clip_norm`` is set.
+    :param loss: ``"auto"`` (``TraceEnum_ELBO`` if the model has enumerated
+        sites, else ``Trace_ELBO``), ``"trace"``, ``"meanfield"``
+        (``TraceMeanField_ELBO``), ``"enum"`` or an
+        :class:`~pyro.infer.elbo.ELBO` instance (used as given).
+    :param int num_particles: particles per ELBO estimate.
+    :param int max_plate_nesting: passed to the ELBO; guessed from the traces
+        when ``None``.
+    :param float clip_norm: gradient norm clipping for the default optimiser.
+    :param int num_posterior_samples: if positive, summarise every latent,
+        non-enumerated site sampled by the fitted guide by the ``mean`` and
+        ``std`` of this many guide samples.
+    :param callable callback: ``callback(step, result_so_far)`` called after
+        each step; returning ``True`` stops the run.
+    :param bool progress: show a tqdm progress bar.
+    :param dict model_kwargs: keyword arguments passed to model and guide.
+    :returns: losses and wall times per step; ``info`` holds ``elbo`` (the ELBO
+        class name), ``elbo_object``, ``optim``, ``enumerated_sites``,
+        ``max_plate_nesting`` and ``num_steps`` (steps actually run).
+    :rtype: ~pyro_dvae.inference.registry.InferenceResult
+    :raises FloatingPointError: if a step gives a non-finite loss.
+    """
+    model_kwargs = dict(model_kwargs or {})
+    if isinstance(guide, str):
+        guide = build_guide(guide, model, inspect_model(model, None, *args, **model_kwargs).enumerated_sites)
+    else:
+        guide = build_guide(guide, model)
+    found = inspect_model(model, guide, *args, **model_kwargs)
+    if max_plate_nesting is None:
+        max_plate_nesting = found.max_plate_nesting
+    elbo = build_elbo(loss, found.enumerated_sites, num_particles, max_plate_nesting)
+    if optim is None:
+        optim = (
+            pyro.optim.ClippedAdam({"lr": lr, "clip_norm": clip_norm})
+            if clip_norm
+            else pyro.optim.Adam({"lr": lr})
+        )
+    elif not isinstance(optim, pyro.optim.PyroOptim):
+        raise TypeError(f"optim must be a pyro.optim.PyroOptim, got {type(optim).__name__}")
+
+    result = InferenceResult(
+        "svi",
+        guide,
+        info={
+            "elbo": type(elbo).__name__,
+            "elbo_object": elbo,
+            "optim": getattr(optim, "pt_optim_constructor", type(optim)).__name__,
+            "enumerated_sites": found.enumerated_sites,
+            "max_plate_nesting": max_plate_nesting,
+            "num_steps": 0,
+        },
+    )
+    with tqdm(range(num_steps), desc="svi", disable=not progress) as steps:
+        for step in steps:
+            start = time.perf_counter()
+            value = _step(elbo, optim, model, guide, args, model_kwargs, step)
+            result.iter_times.append(time.perf_counter() - start)
+            result.losses.append(value)
+            result.info["num_steps"] = step + 1
+            if progress:
+                steps.set_postfix(loss=f"{value:.4g}", refresh=False)
+            if callback is not None and callback(step, result):
+                break
+
+    if num_posterior_samples > 0:
+        result.posterior = _summarize(guide, num_posterior_samples, args, model_kwargs)
+    return result
+
+
+def enum_svi(model, guide, *args, **options) -> InferenceResult:
+    """
+    :func:`svi` with ``loss="enum"``: discrete sites marked for enumeration
+    are summed out exactly by :class:`~pyro.infer.traceenum_elbo.TraceEnum_ELBO`.
+    Accepts the options of :func:`svi` except ``loss``, and raises
+    :class:`ValueError` if the model has no enumerated site.
+
+    Example::
+
+        @config_enumerate
+        def mixture(x):
+            locs = pyro.sample("locs", dist.Normal(0.0, 5.0).expand([2]).to_event(1))
+            with pyro.plate("data", len(x)):
+                z = pyro.sample("z", dist.Categorical(torch.ones(2) / 2))
+                pyro.sample("x", dist.Normal(locs[z], 1.0), obs=x)
+
+        result = enum_svi(mixture, "auto-normal", x, num_steps=200)
+    """
+    result = svi(model, guide, *args, loss="enum", **options)
+    result.algorithm = "enum-svi"
+    return result
+
+
+enum_svi.__signature__ = inspect.signature(svi).replace(
+    parameters=[p for p in inspect.signature(svi).parameters.values() if p.name != "loss"]
+)
+register("enum-svi")(enum_svi)
