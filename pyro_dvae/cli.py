@@ -36,6 +36,8 @@ def _train_prior(args):
         if getattr(args, key) is not None:
             sizes[key] = getattr(args, key)
     z_dim = sizes.pop("z_dim")
+    if emission == "gaussian" and priors.prior_class(args.model).autoregressive and not args.no_residual:
+        sizes["residual"] = True  # motion priors predict the change from the previous box
     prior = priors.build(args.model, x_dim=train.shape[-1], z_dim=z_dim, emission=emission, **sizes)
     prior.to(args.device)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
@@ -86,6 +88,8 @@ def build_parser():
     p.add_argument("--dense-dim", type=int)
     p.add_argument("--rnn-dim", type=int)
     p.add_argument("--z-dense", type=int, nargs="+")
+    p.add_argument("--no-residual", action="store_true",
+                   help="trajectory priors: predict boxes directly instead of the change from the previous box")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out-json", help="write the run summary as JSON")

@@ -34,13 +34,20 @@ _PRIORS = {
     "dsae": (DSAE, {}),
 }
 
-__all__ = ["DVAE", "SequentialNormal", "available", "build", "load", "load_checkpoint",
+__all__ = ["DVAE", "SequentialNormal", "available", "build", "prior_class", "load", "load_checkpoint",
            "VAE", "DKF", "STORN", "VRNN", "SRNN", "RVAE", "DSAE"]
 
 
 def available():
     """Names accepted by :func:`build`."""
     return list(_PRIORS)
+
+
+def prior_class(name):
+    """The class behind a registered name."""
+    if name not in _PRIORS:
+        raise ValueError(f"unknown prior {name!r}; available: {', '.join(_PRIORS)}")
+    return _PRIORS[name][0]
 
 
 def build(name, x_dim, z_dim=16, **sizes):

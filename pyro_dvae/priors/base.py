@@ -63,14 +63,20 @@ class DVAE(PyroModule):
     :param int dense_dim: width of the observation-side MLPs.
     :param int rnn_dim: LSTM state size.
     :param tuple z_dense: hidden sizes of the latent-side MLPs.
+    :param bool residual: autoregressive Gaussian priors only: the decoder predicts the change from
+        ``x_{t-1}`` (``loc_t = x_{t-1} + f(...)``), which lets small networks model slow motion precisely.
     """
 
     name = None  # registry name, set by subclasses
     autoregressive = False  # True when p(x_t | ...) reads x_{<t}
     latent_sites = ("z",)
 
-    def __init__(self, x_dim, z_dim=16, emission="gaussian", dense_dim=256, rnn_dim=128, z_dense=(64, 32)):
+    def __init__(self, x_dim, z_dim=16, emission="gaussian", dense_dim=256, rnn_dim=128, z_dense=(64, 32),
+                 residual=False):
         super().__init__()
+        if residual and (emission != "gaussian" or not self.autoregressive):
+            raise ValueError("residual=True needs an autoregressive prior with a gaussian emission")
+        self.residual = bool(residual)
         if emission not in EMISSIONS:
             raise ValueError(f"emission must be one of {EMISSIONS}, got {emission!r}")
         for key, val in (("x_dim", x_dim), ("z_dim", z_dim), ("dense_dim", dense_dim), ("rnn_dim", rnn_dim)):
@@ -90,6 +96,7 @@ class DVAE(PyroModule):
             "dense_dim": self.dense_dim,
             "rnn_dim": self.rnn_dim,
             "z_dense": list(self.z_dense),
+            **({"residual": True} if self.residual else {}),
             **self._extra_config(),
         }
 
@@ -266,6 +273,13 @@ class DVAE(PyroModule):
 
     def _decode_stepwise(self, z, feed):
         raise NotImplementedError(f"{type(self).__name__} must implement _decode_stepwise")
+
+    def _out(self, h, past):
+        """Emission from decoder features ``h``; ``past`` is ``x_{t-1}`` (used when ``residual``)."""
+        loc, logvar = self.emit(h)
+        if self.residual:
+            loc = loc + past
+        return loc, logvar
 
     def _z_prior(self, z, x):
         """``(loc, scale)`` of ``p(z_t | z_{<t}, x_{<t})`` teacher-forced, or ``None`` for ``N(0, I)``."""

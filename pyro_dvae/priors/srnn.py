@@ -66,26 +66,29 @@ class SRNN(DVAE):
         def params_fn(z):
             x_in = self._scheduled_inputs(x, lambda x_: self.expected(*self._decode(z, x_, lengths))[0], ss_prob)
             cache["h"] = h = self._h(x_in)
+            cache["x_in"] = x_in
             return self.p_head(self.prior(torch.cat([h, shift_right(z)], -1)))
 
         like = x.new_zeros(*x.shape[:-1], self.z_dim)
         z = yield "z", SequentialNormal(params_fn, like)
-        return self.emit(self.dec(torch.cat([cache["h"], z], -1)))
+        return self._out(self.dec(torch.cat([cache["h"], z], -1)), shift_right(cache["x_in"]))
 
     def _z_prior(self, z, x):
         return self.p_head(self.prior(torch.cat([self._h(x), shift_right(z)], -1)))
 
     def _decode(self, z, x, lengths):
-        return self.emit(self.dec(torch.cat([self._h(x), z], -1)))
+        return self._out(self.dec(torch.cat([self._h(x), z], -1)), shift_right(x))
 
     def _decode_stepwise(self, z, feed):
         batch = z.shape[:-2]
         state = self.rnn_h.init_state(batch, z)
         fx_prev = z.new_zeros(*batch, self.dense_dim)
+        x_prev = z.new_zeros(*batch, self.x_dim)
         means, vars_ = [], []
         for t in range(z.shape[-2]):
             h, state = self.rnn_h.step(fx_prev, state)
-            mean, var = self.expected(*self.emit(self.dec(torch.cat([h, z[..., t, :]], -1))))
-            fx_prev = self.phi_x(self.features(feed(t, mean, var)))
+            mean, var = self.expected(*self._out(self.dec(torch.cat([h, z[..., t, :]], -1)), x_prev))
+            x_prev = feed(t, mean, var)
+            fx_prev = self.phi_x(self.features(x_prev))
             means.append(mean), vars_.append(var)
         return torch.stack(means, -2), torch.stack(vars_, -2)

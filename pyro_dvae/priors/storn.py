@@ -45,7 +45,7 @@ class STORN(DVAE):
 
     def _decode(self, z, x, lengths):
         d = self.rnn_d(torch.cat([self.phi_z(z), shift_right(self.phi_x(self.features(x)))], -1))
-        return self.emit(self.dec(d))
+        return self._out(self.dec(d), shift_right(x))
 
     def _decode_stepwise(self, z, feed):
         fz = self.phi_z(z)
@@ -56,7 +56,7 @@ class STORN(DVAE):
         means, vars_ = [], []
         for t in range(z.shape[-2]):
             d, state = self.rnn_d.step(torch.cat([fz[..., t, :], fx_prev], -1), state)
-            mean, var = self.expected(*self.emit(self.dec(d)))
+            mean, var = self.expected(*self._out(self.dec(d), x_prev))
             x_prev = feed(t, mean, var)
             fx_prev = self.phi_x(self.features(x_prev))
             means.append(mean), vars_.append(var)

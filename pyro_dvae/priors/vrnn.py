@@ -69,19 +69,19 @@ class VRNN(DVAE):
         def params_fn(z):
             x_in = self._scheduled_inputs(x, lambda x_: self.expected(*self._decode(z, x_, lengths))[0], ss_prob)
             h = self._h(self.phi_x(self.features(x_in)), z)
-            cache["h"] = h
+            cache["h"], cache["x_in"] = h, x_in
             return self.p_head(self.prior(h))
 
         like = x.new_zeros(*x.shape[:-1], self.z_dim)
         z = yield "z", SequentialNormal(params_fn, like)
-        return self.emit(self.dec(torch.cat([self.phi_z(z), cache["h"]], -1)))
+        return self._out(self.dec(torch.cat([self.phi_z(z), cache["h"]], -1)), shift_right(cache["x_in"]))
 
     def _z_prior(self, z, x):
         return self.p_head(self.prior(self._h(self.phi_x(self.features(x)), z)))
 
     def _decode(self, z, x, lengths):
         h = self._h(self.phi_x(self.features(x)), z)
-        return self.emit(self.dec(torch.cat([self.phi_z(z), h], -1)))
+        return self._out(self.dec(torch.cat([self.phi_z(z), h], -1)), shift_right(x))
 
     def _decode_stepwise(self, z, feed):
         fz = self.phi_z(z)
@@ -89,10 +89,12 @@ class VRNN(DVAE):
         state = self.rnn_h.init_state(batch, z)
         fx_prev = z.new_zeros(*batch, self.dense_dim)
         fz_prev = torch.zeros_like(fz[..., 0, :])
+        x_prev = z.new_zeros(*batch, self.x_dim)
         means, vars_ = [], []
         for t in range(z.shape[-2]):
             h, state = self.rnn_h.step(torch.cat([fx_prev, fz_prev], -1), state)
-            mean, var = self.expected(*self.emit(self.dec(torch.cat([fz[..., t, :], h], -1))))
-            fx_prev, fz_prev = self.phi_x(self.features(feed(t, mean, var))), fz[..., t, :]
+            mean, var = self.expected(*self._out(self.dec(torch.cat([fz[..., t, :], h], -1)), x_prev))
+            x_prev = feed(t, mean, var)
+            fx_prev, fz_prev = self.phi_x(self.features(x_prev)), fz[..., t, :]
             means.append(mean), vars_.append(var)
         return torch.stack(means, -2), torch.stack(vars_, -2)

@@ -322,3 +322,22 @@ def test_latent_sequence_needs_guide_for_autoregressive_z_prior():
     with pytest.raises(ValueError, match="through a guide"):
         with pyro.plate("batch", 3, dim=-1):
             prior.latent_sequence("s", torch.zeros(3, 6, 5))
+
+
+@pytest.mark.parametrize("name", ["storn", "vrnn", "srnn"])
+def test_residual_decoder_consistency(name):
+    torch.manual_seed(0)
+    prior = priors.build(name, x_dim=5, z_dim=3, residual=True, **SIZES)
+    assert prior.config["residual"] is True
+    x = data((2, 6, 5), "gaussian")
+    z = torch.randn(2, 6, 3)
+    mean_tf, _ = prior.decode(z, x)
+    mean_sw, _ = prior.decode_stepwise(z, lambda t, m, v: x[..., t, :])
+    assert torch.allclose(mean_tf, mean_sw, atol=1e-5)
+    plain = priors.build(name, x_dim=5, z_dim=3, **SIZES)
+    plain.load_state_dict(prior.state_dict())
+    # the residual prior predicts x_{t-1} + f(...): the same network plus the shifted input
+    assert torch.allclose(mean_tf[..., 1:, :], plain.decode(z, x)[0][..., 1:, :] + x[..., :-1, :], atol=1e-5)
+    assert torch.isfinite(loss_at(prior, x, ss_prob=0.5))
+    with pytest.raises(ValueError, match="residual"):
+        priors.build("vae", x_dim=5, residual=True)
