@@ -31,8 +31,8 @@ import math
 import numpy as np
 import pyro
 import pyro.distributions as dist
-from pyro import poutine
 import torch
+from pyro import poutine
 from pyro.nn import PyroModule
 from pyro.ops.indexing import Vindex
 from scipy.optimize import linear_sum_assignment
