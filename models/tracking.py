@@ -41,7 +41,8 @@ from pyro_dvae.assignment import assignment_probs, entropy, responsibilities
 from pyro_dvae.data.mot import iou_xyxy
 from pyro_dvae.inference import ClosedFormBlock, StructuredGuide
 from pyro_dvae.likelihoods import BroadClutter, GaussianBoxes
-from pyro_dvae.smoothing import cv_kalman_smoother, dvae_smoother
+from pyro_dvae.priors.distributions import SequentialNormal
+from pyro_dvae.smoothing import cv_kalman_smoother, dvae_parallel_smoother, dvae_smoother
 
 BOX = 4
 
@@ -150,11 +151,17 @@ class AssignmentBlock(ClosedFormBlock):
 
 class LatentBlock(ClosedFormBlock):
     """E-Z: ``q(z | s)`` is the prior's encoder run on the current source means; its draw (or its
-    noiseless path, ``sample=False``) is what the decoder of the next E-S step reads."""
+    noiseless path, ``sample=False``) is what the decoder of the next E-S step reads.
 
-    def __init__(self, sample=True):
+    ``parallel=True``: for encoders with a recurrence on ``z`` (``q(z_t | z_{<t}, s)``), the step
+    conditionals are evaluated in one teacher-forced pass on the previous iteration's path (a Jacobi
+    sweep per VEM iteration, converging to the sequential draw as the iterations proceed) instead of a
+    loop over time. The first update always draws sequentially.
+    """
+
+    def __init__(self, sample=True, parallel=True):
         super().__init__("z")
-        self.sample, self.z, self.latents = sample, None, {}
+        self.sample, self.parallel, self.z, self.latents = sample, parallel, None, {}
         self._prior = None  # set by TrackingGuide (kept out of the module tree)
 
     @property
@@ -165,7 +172,10 @@ class LatentBlock(ClosedFormBlock):
     def update(self, model, guide, obs, obs_mask, **kw):
         prior, mean = model.prior, guide["s"].mean
         q = prior.encode(mean)
-        if self.sample:
+        if self.parallel and isinstance(q, SequentialNormal) and self.z is not None and self.z.shape == q._like.shape:
+            loc, scale = q.params_fn(self.z)
+            self.z = loc + scale * torch.randn_like(loc) if self.sample else loc
+        elif self.sample:
             self.z = q.rsample()
         elif isinstance(q, dist.TorchDistribution) and hasattr(q, "sample_fn") and q.sample_fn is not None:
             self.z = q.sample_fn(torch.zeros_like(q._like))[0]
@@ -188,11 +198,13 @@ class SourceBlock(ClosedFormBlock):
     weighted detections and the dynamics (``"dvae"``: the prior's decoder fed step by step, then a
     backward smoothing pass; ``"cv"``: a constant-velocity Kalman smoother, the VKF baseline)."""
 
-    def __init__(self, dynamics="dvae", accel_var=2e-6, vel_var=1e-4, smooth=True):
+    def __init__(self, dynamics="dvae", mode="parallel", accel_var=2e-6, vel_var=1e-4, smooth=True):
         super().__init__("s")
         if dynamics not in ("dvae", "cv"):
             raise ValueError(f"dynamics must be 'dvae' or 'cv', got {dynamics!r}")
-        self.dynamics, self.accel_var, self.vel_var, self.smooth = dynamics, accel_var, vel_var, smooth
+        if mode not in ("parallel", "sequential"):
+            raise ValueError(f"mode must be 'parallel' or 'sequential', got {mode!r}")
+        self.dynamics, self.mode, self.accel_var, self.vel_var, self.smooth = dynamics, mode, accel_var, vel_var, smooth
         self.mean = self.var = self.prior_mean = self.prior_var = None
 
     def information(self, model, guide, obs, obs_mask):
@@ -205,7 +217,11 @@ class SourceBlock(ClosedFormBlock):
     @torch.no_grad()
     def update(self, model, guide, obs, obs_mask, **kw):
         J, h = self.information(model, guide, obs, obs_mask)
-        if self.dynamics == "dvae":
+        if self.dynamics == "dvae" and self.mode == "parallel":
+            zb = guide["z"]
+            self.mean, self.var, self.prior_mean, self.prior_var = dvae_parallel_smoother(
+                model.prior, zb.z, J, h, self.mean, zb.latents)
+        elif self.dynamics == "dvae":
             zb = guide["z"]
             self.mean, self.var, self.prior_mean, self.prior_var = dvae_smoother(
                 model.prior, zb.z, J, h, zb.latents, x_hint=self.mean, smooth=self.smooth)
@@ -247,15 +263,15 @@ class TrackingGuide(StructuredGuide):
     which these closed-form steps do not change).
     """
 
-    def __init__(self, model, dynamics="dvae", sample_z=True, **dynamics_options):
+    def __init__(self, model, dynamics="dvae", mode="parallel", sample_z=True, **dynamics_options):
         self.dynamics = dynamics
         blocks = [AssignmentBlock()]
         if dynamics == "dvae":
             if model.prior is None:
                 raise ValueError("dynamics='dvae' needs a model with a prior")
-            blocks.append(LatentBlock(sample=sample_z))
+            blocks.append(LatentBlock(sample=sample_z, parallel=mode == "parallel"))
             blocks[-1]._prior = [model.prior]
-        blocks.append(SourceBlock(dynamics, **dynamics_options))
+        blocks.append(SourceBlock(dynamics, mode=mode, **dynamics_options))
         super().__init__(blocks)
         self._model = [model]  # not a submodule: model parameters stay out of the guide
 
@@ -295,43 +311,47 @@ class TrackingGuide(StructuredGuide):
         return elbo
 
 
-def greedy_tracks(obs, obs_mask, num_sources, min_iou=0.1):
+def greedy_tracks(obs, obs_mask, num_sources, min_iou=0.1, gate=0.05, velocity_decay=0.5):
     """A deterministic tracking-by-detection initialisation, ``(B, N, T, 4)``.
 
-    Sources are seeded by the detections of the first frame (a source with no detection there takes the
-    first unclaimed detection of a later frame); each later frame assigns detections to the sources'
-    last positions by Hungarian matching on IoU (pairs below ``min_iou`` stay unmatched, falling back to
-    centre distance for sources that matched nothing for several frames); unmatched sources keep their
-    position, and the frames before a late seed take the seed box. No identity information is used.
+    Sources are seeded by the detections of the first frame (a source with no detection there takes
+    the first unclaimed detection of a later frame). Each source keeps a velocity (exponentially
+    smoothed displacement per frame); every later frame matches detections to the sources' *predicted*
+    boxes (last matched box + velocity x frames since) by the Hungarian algorithm on
+    ``-IoU + 0.1 * centre distance``, accepting a pair when the IoU reaches ``min_iou`` or the centres
+    are closer than ``gate``. Unmatched sources keep their last matched box; the frames before a late
+    seed take the seed box. No identity information is used.
     """
     o = obs.detach().cpu().numpy().astype(np.float64)
     m = obs_mask.detach().cpu().numpy()
     B, T, K, _ = o.shape
     N = num_sources
     out = np.zeros((B, N, T, BOX))
+    centre = lambda x: (x[..., :2] + x[..., 2:]) / 2  # noqa: E731
     for b in range(B):
         pos = np.full((N, BOX), np.nan)
+        vel = np.zeros((N, BOX))
+        last = np.zeros(N)
         seeded_at = np.full(N, -1)
         for t in range(T):
             dets = o[b, t][m[b, t]]
             free = np.ones(len(dets), bool)
             known = np.where(~np.isnan(pos[:, 0]))[0]
+            pred = pos + vel * (t - last)[:, None]
             if len(known) and len(dets):
-                iou = iou_xyxy(pos[known], dets)
-                cen = lambda x: (x[..., :2] + x[..., 2:]) / 2  # noqa: E731
-                dist_ = np.linalg.norm(cen(pos[known])[:, None] - cen(dets)[None], axis=-1)
-                cost = -iou + 0.1 * dist_
-                r, c = linear_sum_assignment(cost)
+                iou = iou_xyxy(pred[known], dets)
+                dist_ = np.linalg.norm(centre(pred[known])[:, None] - centre(dets)[None], axis=-1)
+                r, c = linear_sum_assignment(-iou + 0.1 * dist_)
                 for i, j in zip(r, c):
-                    if iou[i, j] >= min_iou or dist_[i, j] < 0.05:
-                        pos[known[i]] = dets[j]
-                        free[j] = False
+                    if iou[i, j] >= min_iou or dist_[i, j] < gate:
+                        n = known[i]
+                        step = (dets[j] - pos[n]) / max(t - last[n], 1)
+                        vel[n] = velocity_decay * vel[n] + (1 - velocity_decay) * step
+                        pos[n], last[n], free[j] = dets[j], t, False
             for n in np.where(np.isnan(pos[:, 0]))[0]:
                 idx = np.where(free)[0]
                 if len(idx):
-                    pos[n] = dets[idx[0]]
-                    free[idx[0]] = False
-                    seeded_at[n] = t
+                    pos[n], free[idx[0]], seeded_at[n], last[n] = dets[idx[0]], False, t, t
             out[b, :, t] = np.nan_to_num(pos, nan=0.5)
         for n in range(N):
             if seeded_at[n] > 0:
@@ -339,3 +359,80 @@ def greedy_tracks(obs, obs_mask, num_sources, min_iou=0.1):
             elif seeded_at[n] < 0:  # never seen: a default box in the image centre
                 out[b, n] = np.array([0.45, 0.35, 0.5, 0.6])
     return torch.as_tensor(out, dtype=obs.dtype, device=obs.device)
+
+
+# --------------------------------------------------------------------------------------------- running
+METHODS = ("mixdvae", "vkf")
+
+
+def windows_to_tensors(windows, dtype=torch.float32, device=None):
+    """Stack :class:`~pyro_dvae.data.mot.MOTWindow` s into ``obs (B, T, K, 4)``, ``obs_mask (B, T, K)``
+    and ``gt (B, T, N, 4)`` (K padded to the largest window)."""
+    if not windows:
+        raise ValueError("no windows to track")
+    T = {w.gt.shape[0] for w in windows}
+    N = {w.gt.shape[1] for w in windows}
+    if len(T) != 1 or len(N) != 1:
+        raise ValueError(f"windows differ in length or sources: T={sorted(T)}, N={sorted(N)}")
+    K = max(w.obs.shape[1] for w in windows)
+    B, (T,), (N,) = len(windows), T, N
+    obs = np.zeros((B, T, K, BOX))
+    mask = np.zeros((B, T, K), bool)
+    for i, w in enumerate(windows):
+        obs[i, :, : w.obs.shape[1]] = w.obs
+        mask[i, :, : w.obs.shape[1]] = w.obs_mask
+    gt = np.stack([w.gt for w in windows])
+    as_t = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
+    return as_t(obs), torch.as_tensor(mask, device=device), as_t(gt)
+
+
+def run_tracking(obs, obs_mask, num_sources, method="mixdvae", prior=None, algo="vem", num_iters=20, lr=0.01,
+                 clutter_prob=0.0, ratio=0.04, seed=0, sample_z=True, likelihood=None):
+    """Track the sources of a batch of windows.
+
+    :param obs: ``(B, T, K, 4)`` normalised detections; :param obs_mask: ``(B, T, K)``.
+    :param str method: ``"mixdvae"`` (DVAE dynamics) or ``"vkf"`` (constant-velocity Kalman dynamics,
+        the same assignment model).
+    :param prior: the DVAE prior (``mixdvae``).
+    :param str algo: ``"vem"`` (the structured guide) or ``"svi"`` / ``"enum-svi"`` (an ``AutoNormal``
+        guide over ``s`` and ``z``, ``w`` enumerated exactly), all through :mod:`pyro_dvae.inference`.
+    :param likelihood: a :class:`~pyro_dvae.likelihoods.BoxLikelihood`; default Gaussian with ``ratio``.
+        Likelihoods without closed-form Gaussian moments run with ``svi`` / ``enum-svi``.
+    :returns: ``(estimates (B, T, N, 4), InferenceResult)``.
+    """
+    from pyro_dvae import inference
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if algo not in ("vem", "svi", "enum-svi"):
+        raise ValueError(f"algo must be 'vem', 'svi' or 'enum-svi', got {algo!r}")
+    if method == "vkf" and algo != "vem":
+        raise ValueError("the VKF baseline runs with algo='vem' (its dynamics are a closed-form smoother)")
+    if method == "mixdvae" and prior is None:
+        raise ValueError("method 'mixdvae' needs a prior")
+    obs, obs_mask = check_observations(obs, obs_mask)
+    pyro.set_rng_seed(seed)
+    likelihood = likelihood if likelihood is not None else GaussianBoxes(ratio)
+    model = TrackingModel(prior if method == "mixdvae" else None, num_sources, likelihood=likelihood,
+                          clutter_prob=clutter_prob)
+    if algo == "vem":
+        if not likelihood.closed_form:
+            raise ValueError(f"{type(likelihood).__name__} has no closed-form E-steps: use algo='svi' or 'enum-svi'")
+        guide = TrackingGuide(model, dynamics="dvae" if method == "mixdvae" else "cv", sample_z=sample_z)
+        guide.initialise(obs, obs_mask)
+        with torch.no_grad():
+            res = inference.run("vem", model, guide, obs, obs_mask, num_iters=num_iters)
+        est = guide["s"].mean
+    else:
+        from pyro.infer.autoguide import AutoNormal, init_to_value
+
+        init_s = greedy_tracks(obs, obs_mask, num_sources)
+        with torch.no_grad():
+            z0 = model.prior.encode(init_s).sample()
+        auto = AutoNormal(poutine.block(model.model, hide=["w"]), init_scale=1e-3,
+                          init_loc_fn=init_to_value(values={"s": init_s, "z": z0}))
+        pyro.clear_param_store()
+        res = inference.run(algo, model.model, auto, obs, obs_mask, num_steps=num_iters, lr=lr)
+        with torch.no_grad():
+            est = auto.median(obs, obs_mask)["s"]
+    return est.detach().permute(0, 2, 1, 3), res

@@ -19,8 +19,9 @@ def _train_prior(args):
     if args.data == "synthetic-trajectories":
         from .data import synthetic_trajectories
 
-        train = torch.as_tensor(synthetic_trajectories(args.num_train, args.seq_len, seed=args.seed))
-        val = torch.as_tensor(synthetic_trajectories(args.num_val, args.seq_len, seed=args.seed + 10_000))
+        kw = dict(frame_aspect=args.frame_aspect, speed_range=tuple(args.speed_range))
+        train = torch.as_tensor(synthetic_trajectories(args.num_train, args.seq_len, seed=args.seed, **kw))
+        val = torch.as_tensor(synthetic_trajectories(args.num_val, args.seq_len, seed=args.seed + 10_000, **kw))
         sizes, emission = dict(TRAJ_SIZES), "gaussian"
     else:
         from .data.audio import power_sequences
@@ -56,6 +57,62 @@ def _train_prior(args):
     return summary
 
 
+def _track(args):
+    import os
+    import time
+
+    from . import pretrained, priors
+    from .data.mot import WindowStats, build_windows, load_sequence
+    from .metrics import tracking_metrics
+    from .models.tracking import run_tracking, windows_to_tensors
+
+    torch.set_num_threads(args.threads)
+    if not os.path.isdir(args.mot_dir):
+        raise FileNotFoundError(f"no such MOT folder: {args.mot_dir}")
+    seqs = args.seqs or sorted(d for d in os.listdir(args.mot_dir) if os.path.isdir(os.path.join(args.mot_dir, d)))
+    stats, windows = WindowStats(), []
+    for seq in seqs:
+        info, gt, det = load_sequence(os.path.join(args.mot_dir, seq), args.det_file)
+        windows += build_windows(gt, det, info, seq_len=args.seq_len, num_sources=args.num_sources,
+                                 stride=args.stride, combos_per_window=args.combos, min_score=args.min_score,
+                                 second_half=args.second_half, clutter=args.clutter, seed=args.seed, stats=stats)
+    print(f"{len(windows)} windows of {args.seq_len} frames x {args.num_sources} sources from {', '.join(seqs)} "
+          f"({stats.skipped_few_ids} windows skipped: fewer than {args.num_sources} identities present throughout)")
+    if not windows:
+        raise ValueError("no window could be built")
+    obs, mask, gt = windows_to_tensors(windows)
+    prior = priors.load(args.prior) if args.prior else pretrained.load()
+    results = {}
+    methods = args.method or ["mixdvae", "vkf"]
+    header = f"{'method':10s} {'MOTA':>6s} {'MOTP':>6s} {'IDF1':>6s} {'#IDS':>5s} {'%IDS':>6s} {'MT':>4s} {'ML':>4s} " \
+             f"{'#FP':>6s} {'%FP':>6s} {'#FN':>6s} {'%FN':>6s} {'ms/it/seq':>9s}"
+    print(header)
+    for method in methods:
+        t0 = time.perf_counter()
+        est, res = run_tracking(obs, mask, args.num_sources, method=method, prior=prior,
+                                algo=args.algo if method == "mixdvae" else "vem", num_iters=args.iters,
+                                clutter_prob=args.clutter_prob if args.clutter else 0.0, seed=args.seed)
+        m = tracking_metrics(list(gt.numpy()), list(est.numpy()))
+        m.update(num_windows=len(windows), seconds_per_iter_per_seq=res.seconds_per_iter / len(windows),
+                 seconds_total=time.perf_counter() - t0)
+        results[method] = m
+        print(f"{method:10s} {100 * m['mota']:6.1f} {100 * (1 - m['motp']):6.1f} {100 * m['idf1']:6.1f} "
+              f"{m['num_switches']:5d} {100 * m['pct_switches']:6.2f} {m['mostly_tracked']:4d} {m['mostly_lost']:4d} "
+              f"{m['num_false_positives']:6d} {100 * m['pct_false_positives']:6.2f} {m['num_misses']:6d} "
+              f"{100 * m['pct_misses']:6.2f} {1000 * m['seconds_per_iter_per_seq']:9.3f}")
+        if args.plot:
+            from .plot import plot_tracks
+
+            os.makedirs(args.plot, exist_ok=True)
+            for i in range(min(3, len(windows))):
+                w = windows[i]
+                png = os.path.join(args.plot, f"{method}_{w.seq}_{w.start}_{i}.png")
+                plot_tracks(w.gt, {method: est[i].numpy()}, png, obs=w.obs, obs_mask=w.obs_mask,
+                            title=f"{w.seq} frames {w.start}-{w.start + args.seq_len - 1}")
+    print("MOTP is reported as 100 * mean IoU of matched boxes (motmetrics' motp is 1 - IoU; the JSON keeps it).")
+    return results
+
+
 def build_parser():
     from . import __version__, priors
 
@@ -75,6 +132,10 @@ def build_parser():
     p.add_argument("--seq-len", type=int, default=None, help="frames per sequence (60 trajectories, 50 audio)")
     p.add_argument("--num-train", type=int, default=20000, help="synthetic training tracks")
     p.add_argument("--num-val", type=int, default=2000, help="synthetic validation tracks")
+    p.add_argument("--frame-aspect", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="synthetic tracks: range of frame width/height (default: MixDVAE's 16:9 statistics)")
+    p.add_argument("--speed-range", type=float, nargs=2, default=[1.0, 1.0], metavar=("LOW", "HIGH"),
+                   help="synthetic tracks: per-track speed factor range (log-uniform)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="audio chunks held out for validation")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -94,6 +155,28 @@ def build_parser():
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out-json", help="write the run summary as JSON")
     p.set_defaults(func=_train_prior)
+
+    p = sub.add_parser("track", help="multi-object tracking on MOTChallenge sequences (MOT-3T windows)")
+    p.add_argument("--mot-dir", required=True, help="folder of MOTChallenge sequences (<SEQ>/gt/gt.txt, det/)")
+    p.add_argument("--seqs", nargs="+", help="sequence names (default: all in --mot-dir)")
+    p.add_argument("--seq-len", type=int, default=60)
+    p.add_argument("--num-sources", type=int, default=3)
+    p.add_argument("--stride", type=int, default=40)
+    p.add_argument("--combos", type=int, default=20, help="random N-identity combinations per window")
+    p.add_argument("--min-score", type=float, default=None, help="drop detections scoring below this")
+    p.add_argument("--det-file", default="det/det.txt", help="detections, relative to each sequence folder")
+    p.add_argument("--second-half", action="store_true", help="only windows in the second half of each sequence")
+    p.add_argument("--clutter", action="store_true", help="keep unmatched detections near the sources as clutter")
+    p.add_argument("--clutter-prob", type=float, default=0.1, help="prior weight of the clutter class")
+    p.add_argument("--prior", help="prior checkpoint (default: the shipped SRNN trajectory prior)")
+    p.add_argument("--method", action="append", choices=["mixdvae", "vkf"], help="repeat to compare")
+    p.add_argument("--algo", default="vem", choices=["vem", "svi", "enum-svi"])
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--out-json", help="write {method: metrics} as JSON")
+    p.add_argument("--plot", help="folder for PNG figures of a few windows")
+    p.set_defaults(func=_track)
     return parser
 
 

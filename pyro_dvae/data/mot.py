@@ -58,7 +58,10 @@ def read_seqinfo(seq_dir):
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found")
     cp = configparser.ConfigParser()
-    cp.read(path)
+    try:
+        cp.read(path, encoding="utf-8-sig")
+    except configparser.Error as e:
+        raise ValueError(f"{path}: malformed ini file ({e})") from None
     if "Sequence" not in cp:
         raise ValueError(f"{path}: no [Sequence] section")
     s = cp["Sequence"]
@@ -69,9 +72,9 @@ def read_seqinfo(seq_dir):
         raise ValueError(f"{path}: missing or bad field ({e})") from None
 
 
-def _parse(path, min_cols):
+def _parse(path, min_cols, integer_id=False):
     rows = []
-    with open(path) as f:
+    with open(path, encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
             if not line:
@@ -86,6 +89,8 @@ def _parse(path, min_cols):
                 raise ValueError(f"{path}:{lineno}: non-numeric value in {line[:80]!r}") from None
             if not float(vals[0]).is_integer() or vals[0] < 1:
                 raise ValueError(f"{path}:{lineno}: frame must be a positive integer, got {parts[0]!r}")
+            if integer_id and not float(vals[1]).is_integer():
+                raise ValueError(f"{path}:{lineno}: identity must be an integer, got {parts[1]!r}")
             rows.append(vals)
     if not rows:
         return np.zeros((0, 10))
@@ -104,7 +109,7 @@ def _finish(path, arr, frame, ids, boxes, score):
 
 def read_gt(path, pedestrians_only=True):
     """Read a ground-truth file (MOT15 or MOT16/17 columns, detected from the content)."""
-    arr = _parse(path, 6)
+    arr = _parse(path, 6, integer_id=True)
     frame, ids, boxes = arr[:, 0].astype(int), arr[:, 1].astype(int), arr[:, 2:6]
     keep = np.ones(len(arr), bool)
     if pedestrians_only and len(arr):
@@ -194,14 +199,16 @@ def build_windows(gt, det, info, seq_len=60, num_sources=3, stride=40, combos_pe
     :param bool second_half: only windows inside the second half of the sequence.
     :param bool clutter: keep the unmatched detections whose centre lies inside the sources' bounding
         region (widened by one mean box size) as clutter.
-    :param int seed: seeds the combinations and the slot shuffling.
+    :param int seed: seeds the combinations and the slot shuffling (two independent streams, so the same seed
+        picks the same identities whatever min_score or clutter).
     :param WindowStats stats: optional counter of windows built / skipped (fewer than N identities).
     :returns: list of :class:`MOTWindow`.
     """
-    if seq_len < 2 or num_sources < 1 or stride < 1:
-        raise ValueError("need seq_len >= 2, num_sources >= 1, stride >= 1")
+    if seq_len < 2 or num_sources < 1 or stride < 1 or combos_per_window < 1:
+        raise ValueError("need seq_len >= 2, num_sources >= 1, stride >= 1, combos_per_window >= 1")
     stats = stats if stats is not None else WindowStats()
-    rng = np.random.default_rng(seed)
+    # separate streams: the identity combinations do not depend on the detections (min_score, clutter)
+    rng_combos, rng_slots = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     L = int(max(info.length, gt.frame.max() if len(gt.frame) else 0))
     scale = np.array([info.width, info.height, info.width, info.height], float)
     first = L // 2 + 1 if second_half else 1
@@ -224,10 +231,11 @@ def build_windows(gt, det, info, seq_len=60, num_sources=3, stride=40, combos_pe
             stats.skipped_few_ids += 1
             continue
         combos = list(itertools.combinations(present, num_sources))
-        picks = rng.permutation(len(combos))[:combos_per_window]
+        picks = rng_combos.permutation(len(combos))[:combos_per_window]
         for c in sorted(picks):
             ids = combos[c]
-            out.append(_window(info, start, ids, frames, by_frame, dets, num_sources, iou_threshold, clutter, rng))
+            out.append(_window(info, start, ids, frames, by_frame, dets, num_sources, iou_threshold, clutter,
+                               rng_slots))
     stats.windows += len(out)
     stats.by_seq[info.name] = stats.by_seq.get(info.name, 0) + len(out)
     return out

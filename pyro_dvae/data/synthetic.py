@@ -41,7 +41,7 @@ def _segment_value(kind, p0, tau, v, a, w, phi):
     )
 
 
-def _piecewise(rng, n, T, p0, stds):
+def _piecewise(rng, n, T, p0, stds, speed):
     sv, sa, sw = stds
     t = np.arange(T)[None, :]
     cands = np.arange(3, T - 2, 3)
@@ -53,8 +53,8 @@ def _piecewise(rng, n, T, p0, stds):
         picks = np.sort(np.where(np.arange(keys.shape[1])[None] < k[:, None], cands[keys], T), 1)
         starts[:, 1 : 1 + picks.shape[1]] = picks
     kind = rng.choice(4, (n, 3), p=_TYPE_P)
-    v, a = rng.normal(0, sv, (n, 3)), rng.normal(0, sa, (n, 3))
-    w, phi = rng.normal(0, sw, (n, 3)), rng.normal(0, _PHI_STD, (n, 3))
+    v, a = rng.normal(0, sv, (n, 3)) * speed, rng.normal(0, sa, (n, 3)) * speed**2
+    w, phi = rng.normal(0, sw, (n, 3)) * speed, rng.normal(0, _PHI_STD, (n, 3))
     out = np.empty((n, T))
     p0 = p0.copy()
     for s in range(3):
@@ -68,19 +68,23 @@ def _piecewise(rng, n, T, p0, stds):
     return out
 
 
-def _draw(rng, n, T):
+def _draw(rng, n, T, frame_aspect, speed_range):
     t = np.arange(T)[None, :]
     w0 = rng.lognormal(-3.8, 0.7, n)
     kind = rng.choice(3, n, p=_WIDTH_P)
     vw, aw = rng.normal(0, _WIDTH_V, n)[:, None], rng.normal(0, _WIDTH_A, n)[:, None]
     width = np.select([kind[:, None] == 0, kind[:, None] == 1], [w0[:, None] + 0 * t, w0[:, None] + vw * t],
                       w0[:, None] + vw * t + aw * t**2)
-    ratio = rng.normal(5.26, 0.77, n)[:, None]
+    if frame_aspect is None:
+        ratio = rng.normal(5.26, 0.77, n)[:, None]
+    else:  # pixel aspect of a pedestrian times the frame's width / height
+        ratio = (rng.normal(2.96, 0.43, n) * rng.uniform(frame_aspect[0], frame_aspect[1], n))[:, None]
+    speed = np.exp(rng.uniform(np.log(speed_range[0]), np.log(speed_range[1]), n))[:, None]
     height = ratio * width
     x0 = rng.uniform(0, 1, n) * np.clip(1 - width[:, 0], 0, None)
     y0 = rng.uniform(0, 1, n) * np.clip(1 - height[:, 0], 0, None)
-    x = _piecewise(rng, n, T, x0, _COORD["x"])
-    y = _piecewise(rng, n, T, y0, _COORD["y"])
+    x = _piecewise(rng, n, T, x0, _COORD["x"], speed)
+    y = _piecewise(rng, n, T, y0, _COORD["y"], speed)
     boxes = np.stack([x, y, x + width, y + height], -1)
     ok = (width > 0).all(1) & (ratio[:, 0] > 0) & ((boxes >= 0) & (boxes <= 1)).all((1, 2))
     if T > 1:  # a pedestrian does not cross a tenth of the frame between two frames
@@ -88,12 +92,17 @@ def _draw(rng, n, T):
     return boxes[ok]
 
 
-def synthetic_trajectories(n, T=60, seed=0, dtype=np.float32):
+def synthetic_trajectories(n, T=60, seed=0, dtype=np.float32, frame_aspect=None, speed_range=(1.0, 1.0)):
     """Draw ``n`` synthetic box tracks of ``T`` frames.
 
     :param int n: number of tracks.
     :param int T: frames per track (any length >= 1).
     :param int seed: random seed (the same seed gives the same tracks).
+    :param tuple frame_aspect: ``None`` for MixDVAE's 16:9 statistics (``h / w ~ N(5.26, 0.77^2)`` in
+        normalised units); or a ``(low, high)`` range of frame width/height ratios (e.g. ``(4/3, 16/9)``):
+        the normalised aspect is then a pixel aspect ``N(2.96, 0.43^2)`` times a uniform frame ratio.
+    :param tuple speed_range: per-track factor on velocities, accelerations and frequencies, drawn
+        log-uniformly in this range (covers frame rates from 7 to 30 fps with e.g. ``(0.7, 4)``).
     :returns: array ``(n, T, 4)`` of normalised ``(x1, y1, x2, y2)`` boxes.
     """
     if n < 1 or T < 1:
@@ -101,9 +110,53 @@ def synthetic_trajectories(n, T=60, seed=0, dtype=np.float32):
     rng = np.random.default_rng(seed)
     chunks, got = [], 0
     for _ in range(1000):
-        batch = _draw(rng, max(2 * (n - got), 64), T)
+        batch = _draw(rng, max(2 * (n - got), 64), T, frame_aspect, speed_range)
         chunks.append(batch)
         got += len(batch)
         if got >= n:
             return np.concatenate(chunks)[:n].astype(dtype)
     raise RuntimeError("synthetic trajectory rejection sampling did not converge")  # pragma: no cover
+
+
+def simulate_detections(gt, noise=0.05, drop=0.1, seed=0, keep_first=5):
+    """Detections simulated from ground-truth boxes, with unordered slots.
+
+    :param gt: ``(B, T, N, 4)`` boxes ``(x1, y1, x2, y2)``.
+    :param float noise: Gaussian noise std as a fraction of the box width (x) / height (y).
+    :param float drop: probability that a box is not detected in a frame (never in the first
+        ``keep_first`` frames).
+    :returns: ``obs (B, T, N, 4)``, ``obs_mask (B, T, N)`` and ``source (B, T, N)`` (the track each
+        slot came from; slots are shuffled per frame so their order carries no identity).
+    """
+    rng = np.random.default_rng(seed)
+    gt = np.asarray(gt, float)
+    w, h = gt[..., 2] - gt[..., 0], gt[..., 3] - gt[..., 1]
+    size = np.stack([w, h, w, h], -1)
+    obs = gt + rng.normal(size=gt.shape) * noise * size
+    obs[..., 2:] = np.maximum(obs[..., 2:], obs[..., :2] + 1e-3)  # keep x1 < x2, y1 < y2
+    mask = rng.random(gt.shape[:-1]) >= drop
+    mask[:, :keep_first] = True
+    perm = np.argsort(rng.random(gt.shape[:-1]), -1)
+    take = lambda a: np.take_along_axis(a, perm[..., None] if a.ndim == 4 else perm, 2)  # noqa: E731
+    return take(obs), take(mask), perm
+
+
+def crossing_scene(T=60, num_tracks=3, seed=0):
+    """``num_tracks`` pedestrians whose paths cross in the middle of the window: ``(T, N, 4)`` boxes.
+
+    Tracks start on a circle around the image centre and walk through it towards the opposite side,
+    with slightly different speeds and sizes, so that every pair of boxes overlaps near the middle
+    frames: the hard case for identity preservation.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(T)[:, None]
+    angle = rng.uniform(0, np.pi) + np.arange(num_tracks) * np.pi / num_tracks
+    radius = 0.3 * rng.uniform(0.9, 1.1, num_tracks)
+    start = 0.5 + radius[:, None] * np.stack([np.cos(angle), np.sin(angle)], 1)
+    end = 0.5 - radius[:, None] * np.stack([np.cos(angle), np.sin(angle)], 1)
+    frac = (t / (T - 1))[..., None]
+    centre = start[None] + frac * (end - start)[None]  # (T, N, 2)
+    w = rng.uniform(0.04, 0.06, num_tracks)[None, :] * np.ones((T, 1))
+    h = w * rng.uniform(2.3, 2.8, num_tracks)
+    return np.stack([centre[..., 0] - w / 2, centre[..., 1] - h / 2, centre[..., 0] + w / 2,
+                     centre[..., 1] + h / 2], -1)

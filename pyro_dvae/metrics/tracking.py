@@ -53,9 +53,14 @@ def tracking_metrics(gts, ests, names=None):
         raise ValueError("no sequence to evaluate")
     mh = mm.metrics.create()
     names = names or [str(i) for i in range(len(accs))]
-    summary = mh.compute_many(accs, metrics=list(TRACKING_KEYS), names=names, generate_overall=True)
+    summary = mh.compute_many(accs, metrics=[*TRACKING_KEYS, "num_matches"], names=names, generate_overall=True)
     row = summary.loc["OVERALL"]
     out = {k: float(row[k]) for k in TRACKING_KEYS}
+    # motmetrics' overall MOTP is NaN as soon as one sequence has no match: weight by matches instead
+    per_seq = summary.drop(index="OVERALL")
+    matches = per_seq["num_matches"].to_numpy(float)
+    weighted = np.nansum(per_seq["motp"].to_numpy(float) * matches)
+    out["motp"] = float(weighted / matches.sum()) if matches.sum() else float("nan")
     for k in ("num_switches", "mostly_tracked", "mostly_lost", "num_false_positives", "num_misses", "num_objects"):
         out[k] = int(out[k])
     n = max(out["num_objects"], 1)
