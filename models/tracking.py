@@ -387,7 +387,7 @@ def windows_to_tensors(windows, dtype=torch.float32, device=None):
 
 
 def run_tracking(obs, obs_mask, num_sources, method="mixdvae", prior=None, algo="vem", num_iters=20, lr=0.01,
-                 clutter_prob=0.0, ratio=0.04, seed=0, sample_z=True, likelihood=None):
+                 clutter_prob=0.0, ratio=0.04, seed=0, sample_z=True, likelihood=None, mode="parallel"):
     """Track the sources of a batch of windows.
 
     :param obs: ``(B, T, K, 4)`` normalised detections; :param obs_mask: ``(B, T, K)``.
@@ -397,6 +397,8 @@ def run_tracking(obs, obs_mask, num_sources, method="mixdvae", prior=None, algo=
     :param str algo: ``"vem"`` (the structured guide) or ``"svi"`` / ``"enum-svi"`` (an ``AutoNormal``
         guide over ``s`` and ``z``, ``w`` enumerated exactly), all through :mod:`pyro_dvae.inference`.
     :param likelihood: a :class:`~pyro_dvae.likelihoods.BoxLikelihood`; default Gaussian with ``ratio``.
+    :param str mode: ``"parallel"`` (iterated drift-linearised smoother, one decoder pass) or
+        ``"sequential"`` (the MixDVAE forward pass fed with filtered means, then a backward pass).
         Likelihoods without closed-form Gaussian moments run with ``svi`` / ``enum-svi``.
     :returns: ``(estimates (B, T, N, 4), InferenceResult)``.
     """
@@ -418,7 +420,7 @@ def run_tracking(obs, obs_mask, num_sources, method="mixdvae", prior=None, algo=
     if algo == "vem":
         if not likelihood.closed_form:
             raise ValueError(f"{type(likelihood).__name__} has no closed-form E-steps: use algo='svi' or 'enum-svi'")
-        guide = TrackingGuide(model, dynamics="dvae" if method == "mixdvae" else "cv", sample_z=sample_z)
+        guide = TrackingGuide(model, dynamics="dvae" if method == "mixdvae" else "cv", sample_z=sample_z, mode=mode)
         guide.initialise(obs, obs_mask)
         with torch.no_grad():
             res = inference.run("vem", model, guide, obs, obs_mask, num_iters=num_iters)

@@ -1,0 +1,61 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Speed of one MixDVAE VEM iteration (E-W, E-Z, E-S, M-step, exact ELBO) on CPU, one thread.
+
+Default setting T = 60 frames, N = 3 sources, K = 3 detections, the shipped SRNN prior; the other
+parameters vary one at a time. Run with::
+
+    pytest tests/benchmarks/test_tracking_speed.py --benchmark-only --benchmark-columns=median,rounds
+
+``extra_info`` holds ms per iteration per sequence and the ratio of one VEM iteration to one batched
+encoder + decoder pass of the prior over the same B * N sequences.
+"""
+
+import pytest
+import torch
+
+from pyro_dvae import inference, pretrained
+from pyro_dvae.data.synthetic import crossing_scene, simulate_detections
+from pyro_dvae.models.tracking import TrackingGuide, TrackingModel
+
+# the reference MixDVAE VEM, same machine class, T=60, N=3, K=3: ms per iteration per sequence
+REFERENCE_MS_PER_SEQ = {8: 21.5, 64: 6.0}
+CASES = [dict(B=8), dict(B=64), dict(B=16, T=30), dict(B=16, T=120), dict(B=16, N=2), dict(B=16, N=5),
+         dict(B=16, K=6), dict(B=16)]
+
+
+def scene(B, T=60, N=3, K=3):
+    gt = torch.stack([torch.as_tensor(crossing_scene(T, N, seed=s)) for s in range(B)])
+    obs, mask, _ = simulate_detections(gt.numpy(), seed=0)
+    obs, mask = torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(mask)
+    if K > N:  # extra clutter slots, masked out half of the time
+        extra = torch.rand(B, T, K - N, 4) * 0.5
+        extra[..., 2:] += extra[..., :2] + 0.05
+        obs = torch.cat([obs, extra], 2)
+        mask = torch.cat([mask, torch.rand(B, T, K - N) < 0.5], 2)
+    return obs, mask
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
+def test_vem_iteration_speed(benchmark, case):
+    torch.set_num_threads(1)
+    B, T, N, K = case["B"], case.get("T", 60), case.get("N", 3), case.get("K", 3)
+    obs, mask = scene(B, T, N, K)
+    prior = pretrained.load()
+    model = TrackingModel(prior, N, clutter_prob=0.1 if K > N else 0.0)
+    guide = TrackingGuide(model).initialise(obs, mask)
+    with torch.no_grad():
+        inference.run("vem", model, guide, obs, mask, num_iters=2)
+        result = benchmark.pedantic(lambda: inference.run("vem", model, guide, obs, mask, num_iters=1),
+                                    rounds=10, iterations=1)
+        s = guide["s"].mean
+        import time
+
+        t0 = time.perf_counter()
+        for _ in range(5):
+            prior.decode(prior.encode(s).rsample(), s)
+        pass_s = (time.perf_counter() - t0) / 5
+    iter_s = benchmark.stats.stats.median
+    benchmark.extra_info.update(ms_per_iter_per_seq=1000 * iter_s / B, ratio_to_encoder_decoder_pass=iter_s / pass_s)
+    if B in REFERENCE_MS_PER_SEQ and T == 60 and N == 3 and K == 3:
+        benchmark.extra_info["speedup_vs_reference"] = REFERENCE_MS_PER_SEQ[B] / (1000 * iter_s / B)
+    assert len(result.losses) == 1
