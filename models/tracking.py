@@ -171,19 +171,14 @@ class LatentBlock(ClosedFormBlock):
     @torch.no_grad()
     def update(self, model, guide, obs, obs_mask, **kw):
         prior, mean = model.prior, guide["s"].mean
-        q = prior.encode(mean)
+        q, self.latents = prior.encode(mean, with_statics=True)
         if self.parallel and isinstance(q, SequentialNormal) and self.z is not None and self.z.shape == q._like.shape:
             loc, scale = q.params_fn(self.z)
             self.z = loc + scale * torch.randn_like(loc) if self.sample else loc
         elif self.sample:
             self.z = q.rsample()
-        elif isinstance(q, dist.TorchDistribution) and hasattr(q, "sample_fn") and q.sample_fn is not None:
-            self.z = q.sample_fn(torch.zeros_like(q._like))[0]
         else:
-            self.z = q.mean
-        self.latents = {}
-        if "v" in prior.latent_sites:  # DSAE: posterior mean of the static factor
-            self.latents["v"] = prior._q_v(prior.phi_x(prior.features(mean)), None).mean
+            self.z = q.noiseless() if isinstance(q, SequentialNormal) else q.mean
 
     def guide(self, obs, obs_mask, values, **kw):
         prior, s = self.prior, values["s"]

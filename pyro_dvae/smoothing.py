@@ -17,9 +17,9 @@ assigned detections). Dynamics:
 - :func:`dvae_parallel_smoother` — the same prior linearised around the previous estimate ``m_old``:
   the decoder runs once, teacher-forced on ``m_old`` (one parallel pass), giving ``mu_t`` and ``v_t``;
   for autoregressive decoders ``s_t = s_{t-1} + (mu_t - m_old_{t-1}) + N(0, v_t)`` (drift linearisation,
-  ``d mu_t / d s_{t-1} ≈ I``), whose posterior is Gaussian with a tridiagonal precision per coordinate,
-  solved exactly by one batched Cholesky factorisation (no loop over time). Repeated every VEM
-  iteration, this is an iterated smoother in the spirit of the iterated extended Kalman smoother.
+  ``d mu_t / d s_{t-1} ≈ I``), a linear-Gaussian chain solved exactly by an elementwise Kalman filter and
+  RTS pass (no network call inside the time loop). Repeated every VEM iteration, this is an iterated
+  smoother in the spirit of the iterated extended Kalman smoother.
 
 All functions are vectorised over leading batch dims.
 
@@ -67,15 +67,10 @@ def dvae_smoother(prior, z, J, h, latents=None, x_hint=None, smooth=True):
         mean_all, var_all = prior.expected(loc, logvar)
         for t in range(T):
             update(t, mean_all[..., t, :], var_all[..., t, :])
-    m, S, mu, P = (torch.stack(a, -2) for a in (f_mean, f_var, p_mean, p_var))
+    mu, P = torch.stack(p_mean, -2), torch.stack(p_var, -2)
     if not (prior.autoregressive and smooth):
-        return m, S, mu, P
-    ms, Ss = [m[..., -1, :]], [S[..., -1, :]]
-    for t in range(T - 2, -1, -1):
-        G = S[..., t, :] / P[..., t + 1, :]
-        ms.append(m[..., t, :] + G * (ms[-1] - mu[..., t + 1, :]))
-        Ss.append(S[..., t, :] + G * G * (Ss[-1] - P[..., t + 1, :]))
-    return torch.stack(ms[::-1], -2), torch.stack(Ss[::-1], -2), mu, P
+        return torch.stack(f_mean, -2), torch.stack(f_var, -2), mu, P
+    return (*rts_identity(f_mean, f_var, p_mean, p_var), mu, P)
 
 
 def cv_kalman_smoother(J, h, accel_var, init_mean, init_var, vel_var):
@@ -121,47 +116,33 @@ def cv_kalman_smoother(J, h, accel_var, init_mean, init_var, vel_var):
     return mean, var
 
 
-def chain_posterior(J, h, mu0, v0, drift, v, dense_max_T=0):
-    """Posterior of a scalar random walk with drift per coordinate.
+def chain_posterior(J, h, mu0, v0, drift, v):
+    """Posterior of a scalar random walk with drift per coordinate (exact Kalman filter + RTS).
 
     ``s_0 ~ N(mu0, v0)``, ``s_t = s_{t-1} + drift_t + N(0, v_t)`` (``t >= 1``), and observations in
     information form ``(J_t, h_t)``. Tensors are ``(*batch, T, D)`` (``mu0, v0``: ``(*batch, D)``;
-    ``drift[..., 0, :]`` and ``v[..., 0, :]`` are unused). Solved exactly: one batched Cholesky of the
-    tridiagonal precision for ``T <= dense_max_T``, else a Kalman filter / RTS recursion.
+    ``drift[..., 0, :]`` and ``v[..., 0, :]`` are unused). Every step is a few elementwise ops over all
+    batch dims.
 
     :returns: ``(mean, var)`` marginals ``(*batch, T, D)``.
     """
-    T = J.shape[-2]
-    if T > dense_max_T:
-        return _chain_recursion(J, h, mu0, v0, drift, v)
-    r = 1.0 / v  # transition precisions, r[..., t, :] links t-1 and t
-    r = torch.cat([torch.zeros_like(r[..., :1, :]), r[..., 1:, :]], -2)
-    r_next = torch.cat([r[..., 1:, :], torch.zeros_like(r[..., :1, :])], -2)
-    d = torch.cat([torch.zeros_like(drift[..., :1, :]), drift[..., 1:, :]], -2)
-    d_next = torch.cat([d[..., 1:, :], torch.zeros_like(d[..., :1, :])], -2)
-    diag = J + r + r_next
-    diag[..., 0, :] += 1.0 / v0
-    b = h + d * r - d_next * r_next
-    b[..., 0, :] += mu0 / v0
-    # move the coordinate dim before time: (*batch, D, T)
-    diag, b, off = diag.transpose(-1, -2), b.transpose(-1, -2), -r[..., 1:, :].transpose(-1, -2)
-    prec = torch.diag_embed(diag) + torch.diag_embed(off, offset=-1) + torch.diag_embed(off, offset=1)
-    L = torch.linalg.cholesky(prec)
-    mean = torch.cholesky_solve(b.unsqueeze(-1), L).squeeze(-1)
-    var = torch.cholesky_inverse(L).diagonal(dim1=-2, dim2=-1)
-    return mean.transpose(-1, -2), var.transpose(-1, -2)
-
-
-def _chain_recursion(J, h, mu0, v0, drift, v):
-    T = J.shape[-2]
     fm, fv, pm, pv = [], [], [], []
-    for t in range(T):
+    for t in range(J.shape[-2]):
         m_pred = mu0 if t == 0 else fm[-1] + drift[..., t, :]
         P = v0 if t == 0 else fv[-1] + v[..., t, :]
         var = 1.0 / (1.0 / P + J[..., t, :])
         fm.append(var * (m_pred / P + h[..., t, :])), fv.append(var), pm.append(m_pred), pv.append(P)
+    return rts_identity(fm, fv, pm, pv)
+
+
+def rts_identity(fm, fv, pm, pv):
+    """Rauch-Tung-Striebel backward pass for a diagonal chain with identity transition.
+
+    :param list fm, fv: filtered means / variances per step; :param list pm, pv: predicted ones.
+    :returns: stacked smoothed ``(mean, var)``, time at dim -2.
+    """
     ms, vs = [fm[-1]], [fv[-1]]
-    for t in range(T - 2, -1, -1):
+    for t in range(len(fm) - 2, -1, -1):
         G = fv[t] / pv[t + 1]
         ms.append(fm[t] + G * (ms[-1] - pm[t + 1]))
         vs.append(fv[t] + G * G * (vs[-1] - pv[t + 1]))

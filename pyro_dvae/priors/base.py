@@ -69,6 +69,7 @@ class DVAE(PyroModule):
 
     name = None  # registry name, set by subclasses
     autoregressive = False  # True when p(x_t | ...) reads x_{<t}
+    decoder_reads_x = False  # True when the decoder needs the sequence for another reason (DSAE's v)
     latent_sites = ("z",)
 
     def __init__(self, x_dim, z_dim=16, emission="gaussian", dense_dim=256, rnn_dim=128, z_dense=(64, 32),
@@ -217,17 +218,18 @@ class DVAE(PyroModule):
             self._run_sites(self._guide_sites(x, lengths), mask, x.shape[:-1])
 
     # ---------------------------------------------------------------- VEM pieces
-    def encode(self, x, mask=None):
+    def encode(self, x, mask=None, with_statics=False):
         """The encoder ``q(z | x)`` for a given sequence, as a distribution with batch shape
         ``(*batch, T)`` and event shape ``(z_dim,)``; draw with ``rsample()``. Static latents
-        (DSAE) are set to their posterior mean."""
+        (DSAE ``v``) are set to their posterior mean; ``with_statics=True`` also returns them as a
+        dict by site name (empty for priors without static latents)."""
         x, mask, lengths = self._prepare(x, mask)
-        gen, value = self._guide_sites(x, lengths), None
+        gen, value, statics = self._guide_sites(x, lengths), None, {}
         while True:
             name, d = gen.send(value)
             if name == "z":
-                return d
-            value = d.mean
+                return (d, statics) if with_statics else d
+            value = statics[name] = d.mean
 
     def decode(self, z, x=None, mask=None):
         """Generative ``(mean, var)`` of every ``x_t`` given ``z`` and the past, teacher-forced on
@@ -237,7 +239,7 @@ class DVAE(PyroModule):
         lengths = None
         if x is not None:
             x, mask, lengths = self._prepare(x, mask)
-        elif self.autoregressive or self.name == "dsae":
+        elif self.autoregressive or self.decoder_reads_x:
             raise ValueError(f"the {self.name} decoder reads the observed sequence: pass x")
         return self.expected(*self._decode(z, x, lengths))
 

@@ -71,6 +71,16 @@ class SequentialNormal(TorchDistribution):
         self._value, self._loc, self._scale = z, loc, scale
         return z
 
+    def noiseless(self):
+        """The path drawn with zero noise (each ``z_t`` at its conditional mean given the path so far)."""
+        if self.sample_fn is not None:
+            return self.sample_fn(torch.zeros_like(self._like))[0]
+        z = torch.zeros_like(self._like)
+        for t in range(z.shape[-2]):
+            z = z.clone()
+            z[..., t, :] = self.params_fn(z)[0][..., t, :]
+        return z
+
     def sample(self, sample_shape=torch.Size()):
         with torch.no_grad():
             return self.rsample(sample_shape)

@@ -23,6 +23,7 @@ class DSAE(DVAE):
 
     name = "dsae"
     latent_sites = ("v", "z")
+    decoder_reads_x = True  # decode() summarises x into v
 
     def __init__(self, x_dim, z_dim=16, v_dim=16, **kw):
         super().__init__(x_dim, z_dim, **kw)
