@@ -4,6 +4,14 @@
 Analysis: 1024-sample sine window ``w[n] = sin(pi (n + 1/2) / 1024)``, hop 256 (75 % overlap), no zero
 padding, centred frames; a 16 kHz signal gives 513 frequency bins. The inverse uses the same window
 (weighted overlap-add), which reconstructs perfectly for this window/hop pair.
+
+Frame count: with centred frames a signal of ``L`` samples gives ``1 + L // hop`` frames (:func:`num_frames`),
+so ``(T - 1) * hop`` samples give exactly ``T`` frames (:func:`num_samples`).
+
+Bad input: multi-channel files are averaged to mono with a warning; unsupported formats, unreadable files
+(the soundfile error is wrapped with the file name), empty files, NaN / inf samples and signals shorter than
+half a frame are :class:`ValueError`. Clipping is only *reported*: a file whose peak reaches full scale on
+many samples, or exceeds it (float files), triggers a warning and is returned unchanged (no de-clipping).
 """
 
 import math
@@ -17,6 +25,8 @@ SAMPLE_RATE = 16000
 N_FFT = 1024
 HOP = 256
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+CLIP_LEVEL = 0.999  # |x| at or above this fraction of full scale counts as a clipped sample
+CLIP_FRACTION = 1e-3  # warn when more than this fraction of the samples is clipped
 
 
 def sine_window(n=N_FFT, device=None, dtype=torch.float32):
@@ -46,6 +56,7 @@ def load_audio(path, sample_rate=SAMPLE_RATE):
         raise ValueError(f"{path}: no samples")
     if not np.isfinite(data).all():
         raise ValueError(f"{path}: contains NaN or inf samples")
+    _warn_if_clipped(data, path)
     if sr != sample_rate:
         from scipy.signal import resample_poly
 
@@ -54,9 +65,60 @@ def load_audio(path, sample_rate=SAMPLE_RATE):
     return data
 
 
+def _warn_if_clipped(data, name):
+    """Warn when ``data`` looks clipped: more than :data:`CLIP_FRACTION` of the samples at or above
+    :data:`CLIP_LEVEL` of full scale (1.0), or any sample beyond full scale (possible in float files)."""
+    mag = np.abs(data)
+    peak = float(mag.max())
+    frac = float((mag >= CLIP_LEVEL).mean())
+    if peak > 1.0 or frac > CLIP_FRACTION:
+        warnings.warn(f"{name}: looks clipped (peak {peak:.4f} of full scale, {100 * frac:.2f} % of samples at "
+                      f">= {CLIP_LEVEL}); kept as is", stacklevel=3)
+
+
+def num_frames(length, hop=HOP):
+    """Number of STFT frames :func:`stft` gives for ``length`` samples (centred frames: ``1 + length // hop``)."""
+    return 1 + int(length) // int(hop)
+
+
+def num_samples(frames, hop=HOP):
+    """The shortest signal length giving exactly ``frames`` STFT frames: ``(frames - 1) * hop``."""
+    if int(frames) < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    return (int(frames) - 1) * int(hop)
+
+
+def normalise(x, peak=1.0):
+    """Scale a signal so that its peak absolute value is ``peak``; returns ``(x / scale, scale)``.
+
+    Undo it on an output with :func:`denormalise` (``y * scale``), e.g. after enhancing or separating
+    the normalised mixture. Works on numpy arrays and torch tensors. A silent (all-zero) or non-finite
+    signal is a :class:`ValueError`.
+    """
+    is_tensor = isinstance(x, torch.Tensor)
+    mag = float((x.abs().max() if x.numel() else 0.0) if is_tensor else np.abs(np.asarray(x)).max(initial=0.0))
+    if not math.isfinite(mag):
+        raise ValueError("cannot normalise a signal with NaN or inf samples")
+    if mag == 0.0:
+        raise ValueError("cannot normalise a silent (all-zero or empty) signal")
+    scale = mag / float(peak)
+    return x / scale, scale
+
+
+def denormalise(x, scale):
+    """Inverse of :func:`normalise`: ``x * scale``."""
+    return x * scale
+
+
 def stft(signal, n_fft=N_FFT, hop=HOP):
-    """Complex STFT ``(*batch, frames, n_fft // 2 + 1)`` of a real signal ``(*batch, samples)``."""
+    """Complex STFT ``(*batch, frames, n_fft // 2 + 1)`` of a real signal ``(*batch, samples)``.
+
+    ``frames = 1 + samples // hop`` (:func:`num_frames`). Signals shorter than half a frame
+    (``n_fft // 2 + 1`` samples, which the centred reflect padding needs) and NaN / inf samples are errors.
+    """
     signal = torch.as_tensor(signal)
+    if not torch.isfinite(signal).all():
+        raise ValueError("signal contains NaN or inf samples")
     if signal.shape[-1] < n_fft // 2 + 1:
         raise ValueError(f"signal of {signal.shape[-1]} samples is shorter than half a frame ({n_fft // 2 + 1})")
     batch = signal.shape[:-1]

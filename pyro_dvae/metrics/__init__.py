@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Evaluation metrics."""
 
+from .audio import estoi, pesq_score, rmse, separation_scores, si_sdr
 from .tracking import TRACKING_KEYS, tracking_metrics
 
-__all__ = ["TRACKING_KEYS", "tracking_metrics"]
+__all__ = ["TRACKING_KEYS", "tracking_metrics", "estoi", "pesq_score", "rmse", "separation_scores", "si_sdr"]

@@ -56,3 +56,50 @@ def test_bad_audio(tmp_path):
     empty.mkdir()
     with pytest.raises(ValueError, match="no .* files"):
         audio.power_sequences(str(empty))
+
+
+def test_empty_file_and_nan_signal(tmp_path):
+    sf.write(tmp_path / "empty.wav", np.zeros(0), 16000)
+    with pytest.raises(ValueError, match="no samples"):
+        audio.load_audio(str(tmp_path / "empty.wav"))
+    with pytest.raises(ValueError, match="shorter"):
+        audio.stft(torch.zeros(0))
+    sig = torch.randn(2000)
+    sig[7] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        audio.stft(sig)
+
+
+def test_clipping_warns_and_is_kept(tmp_path):
+    rng = np.random.default_rng(0)
+    sig = np.clip(rng.normal(0, 0.8, 16000), -1.0, 1.0)  # ~21 % of the samples hit full scale
+    sf.write(tmp_path / "clip.wav", sig, 16000, subtype="FLOAT")
+    with pytest.warns(UserWarning, match="clipped"):
+        out = audio.load_audio(str(tmp_path / "clip.wav"))
+    assert np.allclose(out, sig, atol=1e-6)
+    sf.write(tmp_path / "ok.wav", sig * 0.5, 16000, subtype="FLOAT")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        audio.load_audio(str(tmp_path / "ok.wav"))
+
+
+def test_frame_count_and_normalise_round_trip():
+    for frames in (4, 50, 100):
+        n = audio.num_samples(frames)
+        assert audio.num_frames(n) == frames == audio.stft(torch.zeros(n)).shape[0]
+        assert audio.stft(torch.zeros(n + audio.HOP - 1)).shape[0] == frames
+    with pytest.raises(ValueError, match="frames"):
+        audio.num_samples(0)
+    x = np.array([0.1, -0.4, 0.2])
+    xn, scale = audio.normalise(x, peak=0.9)
+    assert np.isclose(np.abs(xn).max(), 0.9) and np.allclose(audio.denormalise(xn, scale), x)
+    xt, st = audio.normalise(torch.tensor([2.0, -8.0]))
+    assert torch.allclose(xt, torch.tensor([0.25, -1.0])) and st == 8.0
+    with pytest.raises(ValueError, match="silent"):
+        audio.normalise(np.zeros(5))
+    with pytest.raises(ValueError, match="silent"):
+        audio.normalise(torch.zeros(0))
+    with pytest.raises(ValueError, match="NaN"):
+        audio.normalise(np.array([1.0, np.nan]))
