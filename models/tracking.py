@@ -357,7 +357,7 @@ def greedy_tracks(obs, obs_mask, num_sources, min_iou=0.1, gate=0.05, velocity_d
 
 
 # --------------------------------------------------------------------------------------------- running
-METHODS = ("mixdvae", "vkf")
+METHODS = ("mixdvae", "vkf", "deepar")
 
 
 def windows_to_tensors(windows, dtype=torch.float32, device=None):
@@ -386,9 +386,10 @@ def run_tracking(obs, obs_mask, num_sources, method="mixdvae", prior=None, algo=
     """Track the sources of a batch of windows.
 
     :param obs: ``(B, T, K, 4)`` normalised detections; :param obs_mask: ``(B, T, K)``.
-    :param str method: ``"mixdvae"`` (DVAE dynamics) or ``"vkf"`` (constant-velocity Kalman dynamics,
-        the same assignment model).
-    :param prior: the DVAE prior (``mixdvae``).
+    :param str method: ``"mixdvae"`` (DVAE dynamics), ``"vkf"`` (constant-velocity Kalman dynamics, the
+        same assignment model) or ``"deepar"`` (a deterministic LSTM autoregressive motion model,
+        :class:`~pyro_dvae.priors.DeepAR`, in place of the DVAE; the same blocks with an empty ``z``).
+    :param prior: the DVAE prior (``mixdvae``) or the Deep AR model (``deepar``).
     :param str algo: ``"vem"`` (the structured guide) or ``"svi"`` / ``"enum-svi"`` (an ``AutoNormal``
         guide over ``s`` and ``z``, ``w`` enumerated exactly), all through :mod:`pyro_dvae.inference`.
     :param likelihood: a :class:`~pyro_dvae.likelihoods.BoxLikelihood`; default Gaussian with ``ratio``.
@@ -405,17 +406,21 @@ def run_tracking(obs, obs_mask, num_sources, method="mixdvae", prior=None, algo=
         raise ValueError(f"algo must be 'vem', 'svi' or 'enum-svi', got {algo!r}")
     if method == "vkf" and algo != "vem":
         raise ValueError("the VKF baseline runs with algo='vem' (its dynamics are a closed-form smoother)")
-    if method == "mixdvae" and prior is None:
-        raise ValueError("method 'mixdvae' needs a prior")
+    if method != "vkf":
+        if prior is None:
+            raise ValueError(f"method {method!r} needs a prior")
+        if (method == "deepar") != (not prior.latent_sites):
+            want = "a deepar model (no latent variables)" if method == "deepar" else "a DVAE prior with latents"
+            raise ValueError(f"method {method!r} needs {want}, got a {prior.name!r} prior")
     obs, obs_mask = check_observations(obs, obs_mask)
     pyro.set_rng_seed(seed)
     likelihood = likelihood if likelihood is not None else GaussianBoxes(ratio)
-    model = TrackingModel(prior if method == "mixdvae" else None, num_sources, likelihood=likelihood,
+    model = TrackingModel(prior if method != "vkf" else None, num_sources, likelihood=likelihood,
                           clutter_prob=clutter_prob)
     if algo == "vem":
         if not likelihood.closed_form:
             raise ValueError(f"{type(likelihood).__name__} has no closed-form E-steps: use algo='svi' or 'enum-svi'")
-        guide = TrackingGuide(model, dynamics="dvae" if method == "mixdvae" else "cv", sample_z=sample_z, mode=mode)
+        guide = TrackingGuide(model, dynamics="cv" if method == "vkf" else "dvae", sample_z=sample_z, mode=mode)
         guide.initialise(obs, obs_mask)
         with torch.no_grad():
             res = inference.run("vem", model, guide, obs, obs_mask, num_iters=num_iters)

@@ -37,6 +37,11 @@ def _train_prior(args):
         if getattr(args, key) is not None:
             sizes[key] = getattr(args, key)
     z_dim = sizes.pop("z_dim")
+    if not priors.prior_class(args.model).latent_sites:  # deepar: no latent variables
+        if args.z_dim or args.z_dense:
+            raise SystemExit(f"--model {args.model} has no latent variables: drop --z-dim / --z-dense")
+        z_dim = 0
+        sizes.pop("z_dense")
     if emission == "gaussian" and priors.prior_class(args.model).autoregressive and not args.no_residual:
         sizes["residual"] = True  # motion priors predict the change from the previous box
     prior = priors.build(args.model, x_dim=train.shape[-1], z_dim=z_dim, emission=emission, **sizes)
@@ -44,6 +49,8 @@ def _train_prior(args):
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
                       warmup_epochs=args.warmup_epochs, ss_start=args.ss_start, ss_end=args.ss_end,
                       ss_max=args.ss_max, patience=args.patience, seed=args.seed)
+    if args.resume is None:
+        prior.fit_normalisation(train.to(args.device))
     untrained = evaluate(prior, val.to(args.device))
     print(f"{args.model}: {len(train)} train / {len(val)} validation sequences of {train.shape[1]} steps, "
           f"x_dim={train.shape[-1]}, {sum(p.numel() for p in prior.parameters())} parameters")
@@ -82,14 +89,18 @@ def _track(args):
         raise ValueError("no window could be built")
     obs, mask, gt = windows_to_tensors(windows)
     prior = priors.load(args.prior) if args.prior else pretrained.load()
+    deepar = priors.load(args.deepar_prior, expect="deepar") if args.deepar_prior else None
     results = {}
-    methods = args.method or ["mixdvae", "vkf"]
+    methods = args.method or ["mixdvae", "vkf", "deepar"]
     header = f"{'method':10s} {'MOTA':>6s} {'MOTP':>6s} {'IDF1':>6s} {'#IDS':>5s} {'%IDS':>6s} {'MT':>4s} {'ML':>4s} " \
              f"{'#FP':>6s} {'%FP':>6s} {'#FN':>6s} {'%FN':>6s} {'ms/it/seq':>9s}"
     print(header)
     for method in methods:
         t0 = time.perf_counter()
-        est, res = run_tracking(obs, mask, args.num_sources, method=method, prior=prior,
+        if method == "deepar" and deepar is None:
+            deepar = pretrained.load("deepar_mot")
+        est, res = run_tracking(obs, mask, args.num_sources, method=method,
+                                prior=deepar if method == "deepar" else prior,
                                 algo=args.algo if method == "mixdvae" else "vem", num_iters=args.iters,
                                 clutter_prob=args.clutter_prob if args.clutter else 0.0, seed=args.seed)
         m = tracking_metrics(list(gt.numpy()), list(est.numpy()))
@@ -169,7 +180,8 @@ def build_parser():
     p.add_argument("--clutter", action="store_true", help="keep unmatched detections near the sources as clutter")
     p.add_argument("--clutter-prob", type=float, default=0.1, help="prior weight of the clutter class")
     p.add_argument("--prior", help="prior checkpoint (default: the shipped SRNN trajectory prior)")
-    p.add_argument("--method", action="append", choices=["mixdvae", "vkf"], help="repeat to compare")
+    p.add_argument("--deepar-prior", help="Deep AR checkpoint for --method deepar (default: the shipped one)")
+    p.add_argument("--method", action="append", choices=["mixdvae", "vkf", "deepar"], help="repeat to compare")
     p.add_argument("--algo", default="vem", choices=["vem", "svi", "enum-svi"])
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)

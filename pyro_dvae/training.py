@@ -5,6 +5,8 @@ The loss is the negative ELBO of :meth:`DVAE.model` / :meth:`DVAE.guide` under
 :class:`~pyro.infer.TraceMeanField_ELBO` (per-step analytic KL, see
 :mod:`pyro_dvae.priors.distributions`), divided by the number of valid time steps. Schedules:
 
+- **Normalisation**: a prior that still has the identity normalisation gets its input / output
+  standardisation from the training data first (:meth:`~pyro_dvae.priors.base.DVAE.fit_normalisation`).
 - **KL warm-up**: the latent sites alone are scaled by ``beta * min(1, (epoch - 1) / warmup_epochs)``
   (:func:`pyro_dvae.handlers.scale_sites`; the observation term keeps weight 1).
 - **Scheduled sampling** (autoregressive priors): the probability of feeding the decoder its own
@@ -149,6 +151,8 @@ def train_prior(prior, train, val, config=None, *, train_mask=None, val_mask=Non
     train, val = train.to(device), val.to(device)
     train_mask = None if train_mask is None else train_mask.to(device).bool()
     val_mask = None if val_mask is None else val_mask.to(device).bool()
+    if resume is None and not prior.is_normalised:
+        prior.fit_normalisation(train, train_mask)
     opt = torch.optim.Adam(prior.parameters(), lr=cfg.lr)
     res = TrainResult(prior=prior)
     best_state = {k: v.detach().clone() for k, v in prior.state_dict().items()}

@@ -12,7 +12,8 @@ pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available()
 
 @pytest.mark.parametrize("name", priors.available())
 def test_prior_step_on_cuda(name):
-    prior = priors.build(name, x_dim=7, z_dim=3, dense_dim=16, rnn_dim=16, z_dense=[16]).cuda()
+    z_dim = 3 if priors.prior_class(name).latent_sites else 0
+    prior = priors.build(name, x_dim=7, z_dim=z_dim, dense_dim=16, rnn_dim=16, z_dense=[16]).cuda()
     x = torch.randn(2, 3, 9, 7, device="cuda")
     mask = torch.ones(2, 3, 9, dtype=torch.bool, device="cuda")
     mask[0, 0, 5:] = False
@@ -37,3 +38,23 @@ def test_training_on_cuda(tmp_path):
     assert next(prior.parameters()).device.type == "cuda"
     assert res.best_val < float("inf")
     assert priors.load(tmp_path / "p.pt").z_dim == 4
+
+
+@pytest.mark.parametrize("method", ["mixdvae", "vkf", "deepar"])
+def test_tracking_on_cuda_matches_cpu(method):
+    from pyro_dvae import pretrained
+    from pyro_dvae.data.synthetic import crossing_scene, simulate_detections
+    from pyro_dvae.models.tracking import run_tracking
+
+    gt = torch.stack([torch.as_tensor(crossing_scene(T=30, num_tracks=3, seed=s)) for s in range(4)])
+    obs, mask, _ = simulate_detections(gt.numpy(), noise=0.05, drop=0.2, seed=0)
+    obs, mask = torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(mask)
+    prior = None if method == "vkf" else pretrained.load("deepar_mot" if method == "deepar" else "srnn_mot")
+    out = {}
+    for device in ("cpu", "cuda"):
+        p = prior.to(device) if prior is not None else None
+        est, _ = run_tracking(obs.to(device), mask.to(device), 3, method=method, prior=p, num_iters=5,
+                              sample_z=False)
+        assert est.device.type == device
+        out[device] = est.cpu()
+    assert torch.allclose(out["cpu"], out["cuda"], atol=1e-4), (out["cpu"] - out["cuda"]).abs().max()

@@ -13,8 +13,9 @@ import os
 
 import torch
 
-from .base import DVAE, FORMAT
+from .base import DVAE, FORMAT, NORM_BUFFERS
 from .distributions import SequentialNormal
+from .deepar import DeepAR
 from .dkf import DKF
 from .dsae import DSAE
 from .rvae import RVAE
@@ -32,10 +33,11 @@ _PRIORS = {
     "rvae": (RVAE, {"causal": True}),
     "rvae-noncausal": (RVAE, {"causal": False}),
     "dsae": (DSAE, {}),
+    "deepar": (DeepAR, {}),
 }
 
 __all__ = ["DVAE", "SequentialNormal", "available", "build", "prior_class", "load", "load_checkpoint",
-           "VAE", "DKF", "STORN", "VRNN", "SRNN", "RVAE", "DSAE"]
+           "VAE", "DKF", "STORN", "VRNN", "SRNN", "RVAE", "DSAE", "DeepAR"]
 
 
 def available():
@@ -103,8 +105,11 @@ def load(path, map_location="cpu", expect=None):
         raise ValueError(f"{path} holds a {name!r} prior, expected {expect!r}")
     config = dict(ckpt["config"])
     prior = build(name, config.pop("x_dim"), config.pop("z_dim"), **config)
+    state = dict(ckpt["state_dict"])
+    for key in NORM_BUFFERS:  # checkpoints written before the normalisation buffers: identity
+        state.setdefault(key, getattr(prior, key))
     try:
-        prior.load_state_dict(ckpt["state_dict"])
+        prior.load_state_dict(state)
     except RuntimeError as e:
         raise ValueError(f"{path}: weights do not match a {name!r} prior with config {ckpt['config']}: {e}") from None
     return prior.to(map_location)

@@ -33,11 +33,13 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from .distributions import SequentialNormal
+from .nn import shift_right
 
 EMISSIONS = ("gaussian", "spectral")
 FORMAT = "pyro_dvae.prior"
 FORMAT_VERSION = 1
 SPECTRAL_FLOOR = 1e-8
+NORM_BUFFERS = ("x_loc", "x_scale", "out_scale")
 
 
 class Emission(nn.Module):
@@ -65,6 +67,14 @@ class DVAE(PyroModule):
     :param tuple z_dense: hidden sizes of the latent-side MLPs.
     :param bool residual: autoregressive Gaussian priors only: the decoder predicts the change from
         ``x_{t-1}`` (``loc_t = x_{t-1} + f(...)``), which lets small networks model slow motion precisely.
+
+    Data normalisation (buffers saved with the weights, identity until :meth:`fit_normalisation`):
+    the networks read standardised features ``(f(x) - x_loc) / x_scale`` (``f`` is the identity for
+    Gaussian data, ``log`` for power spectra), and a Gaussian emission is produced in standardised
+    units, ``loc = base + out_scale * a``, ``logvar = b + 2 log out_scale``, with ``base = x_{t-1}`` for
+    residual decoders (``out_scale`` = std of the per-step change) and ``x_loc`` otherwise. Box
+    trajectories move by ~1e-3 per frame: without this, the output log-variance alone needs thousands
+    of optimiser steps to reach its scale.
     """
 
     name = None  # registry name, set by subclasses
@@ -85,6 +95,38 @@ class DVAE(PyroModule):
                 raise ValueError(f"{key} must be a positive int, got {val!r}")
         self.x_dim, self.z_dim, self.emission = x_dim, z_dim, emission
         self.dense_dim, self.rnn_dim, self.z_dense = dense_dim, rnn_dim, tuple(int(h) for h in z_dense)
+        for name in NORM_BUFFERS:
+            self.register_buffer(name, torch.full((x_dim,), 0.0 if name == "x_loc" else 1.0))
+
+    # ---------------------------------------------------------------- data normalisation
+    @property
+    def is_normalised(self):
+        """False while the normalisation buffers hold their identity defaults."""
+        return not (bool((self.x_loc == 0).all()) and bool((self.x_scale == 1).all())
+                    and bool((self.out_scale == 1).all()))
+
+    @torch.no_grad()
+    def fit_normalisation(self, x, mask=None):
+        """Set ``x_loc``, ``x_scale`` (and ``out_scale``) from training data ``x (*batch, T, x_dim)``.
+
+        Statistics run over valid steps only (``mask``: prefix mask ``(*batch, T)``); scales are floored
+        at 1e-6 of the largest. Call before training (:func:`~pyro_dvae.training.train_prior` does
+        when the prior still has the identity normalisation).
+        """
+        x, mask, _ = self._prepare(torch.as_tensor(x, dtype=self.x_loc.dtype, device=self.x_loc.device), mask)
+        valid = torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device) if mask is None else mask
+        f = self._raw_features(x)[valid]
+        loc, scale = f.mean(0), f.std(0)
+        self.x_loc.copy_(loc)
+        self.x_scale.copy_(scale.clamp_min(1e-6 * float(scale.max().clamp_min(1e-12))))
+        if self.emission == "gaussian":
+            if self.residual:
+                step = (x[..., 1:, :] - x[..., :-1, :])[valid[..., 1:] & valid[..., :-1]]
+                out = step.std(0) if step.shape[0] > 1 else self.x_scale.clone()
+            else:
+                out = x[valid].std(0)
+            self.out_scale.copy_(out.clamp_min(1e-6 * float(out.max().clamp_min(1e-12))))
+        return self
 
     # ---------------------------------------------------------------- configuration and checkpoints
     @property
@@ -146,9 +188,12 @@ class DVAE(PyroModule):
             raise ValueError("spectral priors take power spectra: x must be non-negative")
         return x, mask, lengths
 
-    def features(self, x):
-        """Network input transform: identity for Gaussian data, log-power for spectra."""
+    def _raw_features(self, x):
         return torch.log(x + SPECTRAL_FLOOR) if self.emission == "spectral" else x
+
+    def features(self, x):
+        """Network input: identity (Gaussian data) or log-power (spectra), then standardised."""
+        return (self._raw_features(x) - self.x_loc) / self.x_scale
 
     def _plates(self, batch_shape, names):
         if names is None:
@@ -276,12 +321,26 @@ class DVAE(PyroModule):
     def _decode_stepwise(self, z, feed):
         raise NotImplementedError(f"{type(self).__name__} must implement _decode_stepwise")
 
-    def _out(self, h, past):
-        """Emission from decoder features ``h``; ``past`` is ``x_{t-1}`` (used when ``residual``)."""
+    def _out(self, h, x=None, step=False):
+        """Emission ``(loc, logvar)`` from decoder features ``h``, undoing the output standardisation.
+
+        ``x``: for residual decoders, the teacher-forcing input sequence ``(*batch, T, x_dim)`` (the base
+        of step ``t`` is ``x_{t-1}``); with ``step=True``, the single past value ``x_{t-1}`` or ``None``
+        at ``t = 0``. The first step has no past: its base is ``x_loc`` and its scale ``x_scale``.
+        """
         loc, logvar = self.emit(h)
-        if self.residual:
-            loc = loc + past
-        return loc, logvar
+        if self.emission != "gaussian":
+            return loc, logvar
+        if not self.residual:
+            base, scale = self.x_loc, self.out_scale
+        elif step:
+            base, scale = (self.x_loc, self.x_scale) if x is None else (x, self.out_scale)
+        else:
+            base = shift_right(x, first=self.x_loc.expand_as(x[..., 0, :]))
+            first = torch.zeros(x.shape[-2], 1, dtype=torch.bool, device=x.device)
+            first[0] = True
+            scale = torch.where(first, self.x_scale, self.out_scale)
+        return base + scale * loc, logvar + 2 * torch.log(scale)
 
     def _z_prior(self, z, x):
         """``(loc, scale)`` of ``p(z_t | z_{<t}, x_{<t})`` teacher-forced, or ``None`` for ``N(0, I)``."""

@@ -82,4 +82,4 @@ class DKF(DVAE):
         return self.trans(shift_right(z))
 
     def _decode(self, z, x, lengths):
-        return self.emit(self.dec(z))
+        return self._out(self.dec(z))

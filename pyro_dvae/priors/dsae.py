@@ -62,7 +62,7 @@ class DSAE(DVAE):
         return self._emit(z, v)
 
     def _emit(self, z, v):
-        return self.emit(self.dec(torch.cat([z, v.unsqueeze(-2).expand(*z.shape[:-1], self.v_dim)], -1)))
+        return self._out(self.dec(torch.cat([z, v.unsqueeze(-2).expand(*z.shape[:-1], self.v_dim)], -1)))
 
     def _z_prior(self, z, x):
         return self.p_head(self.rnn_p(shift_right(z)))

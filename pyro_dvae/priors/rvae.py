@@ -68,4 +68,4 @@ class RVAE(DVAE):
         return self._decode(z, x, lengths)
 
     def _decode(self, z, x, lengths):
-        return self.emit(self.dec(self.rnn_dec(z, lengths)))
+        return self._out(self.dec(self.rnn_dec(z, lengths)))

@@ -71,23 +71,23 @@ class SRNN(DVAE):
 
         like = x.new_zeros(*x.shape[:-1], self.z_dim)
         z = yield "z", SequentialNormal(params_fn, like)
-        return self._out(self.dec(torch.cat([cache["h"], z], -1)), shift_right(cache["x_in"]))
+        return self._out(self.dec(torch.cat([cache["h"], z], -1)), cache["x_in"])
 
     def _z_prior(self, z, x):
         return self.p_head(self.prior(torch.cat([self._h(x), shift_right(z)], -1)))
 
     def _decode(self, z, x, lengths):
-        return self._out(self.dec(torch.cat([self._h(x), z], -1)), shift_right(x))
+        return self._out(self.dec(torch.cat([self._h(x), z], -1)), x)
 
     def _decode_stepwise(self, z, feed):
         batch = z.shape[:-2]
         state = self.rnn_h.init_state(batch, z)
         fx_prev = z.new_zeros(*batch, self.dense_dim)
-        x_prev = z.new_zeros(*batch, self.x_dim)
+        x_prev = None  # no past at t = 0
         means, vars_ = [], []
         for t in range(z.shape[-2]):
             h, state = self.rnn_h.step(fx_prev, state)
-            mean, var = self.expected(*self._out(self.dec(torch.cat([h, z[..., t, :]], -1)), x_prev))
+            mean, var = self.expected(*self._out(self.dec(torch.cat([h, z[..., t, :]], -1)), x_prev, step=True))
             x_prev = feed(t, mean, var)
             fx_prev = self.phi_x(self.features(x_prev))
             means.append(mean), vars_.append(var)

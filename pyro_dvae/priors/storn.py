@@ -45,18 +45,18 @@ class STORN(DVAE):
 
     def _decode(self, z, x, lengths):
         d = self.rnn_d(torch.cat([self.phi_z(z), shift_right(self.phi_x(self.features(x)))], -1))
-        return self._out(self.dec(d), shift_right(x))
+        return self._out(self.dec(d), x)
 
     def _decode_stepwise(self, z, feed):
         fz = self.phi_z(z)
         batch = z.shape[:-2]
         state = self.rnn_d.init_state(batch, z)
-        x_prev = z.new_zeros(*batch, self.x_dim)
-        fx_prev = torch.zeros_like(self.phi_x(self.features(x_prev)))
+        x_prev = None  # no past at t = 0
+        fx_prev = z.new_zeros(*batch, self.dense_dim)
         means, vars_ = [], []
         for t in range(z.shape[-2]):
             d, state = self.rnn_d.step(torch.cat([fz[..., t, :], fx_prev], -1), state)
-            mean, var = self.expected(*self._out(self.dec(d), x_prev))
+            mean, var = self.expected(*self._out(self.dec(d), x_prev, step=True))
             x_prev = feed(t, mean, var)
             fx_prev = self.phi_x(self.features(x_prev))
             means.append(mean), vars_.append(var)

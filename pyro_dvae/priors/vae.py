@@ -39,4 +39,4 @@ class VAE(DVAE):
         return self._decode(z, x, lengths)
 
     def _decode(self, z, x, lengths):
-        return self.emit(self.dec(z))
+        return self._out(self.dec(z))

@@ -74,14 +74,14 @@ class VRNN(DVAE):
 
         like = x.new_zeros(*x.shape[:-1], self.z_dim)
         z = yield "z", SequentialNormal(params_fn, like)
-        return self._out(self.dec(torch.cat([self.phi_z(z), cache["h"]], -1)), shift_right(cache["x_in"]))
+        return self._out(self.dec(torch.cat([self.phi_z(z), cache["h"]], -1)), cache["x_in"])
 
     def _z_prior(self, z, x):
         return self.p_head(self.prior(self._h(self.phi_x(self.features(x)), z)))
 
     def _decode(self, z, x, lengths):
         h = self._h(self.phi_x(self.features(x)), z)
-        return self._out(self.dec(torch.cat([self.phi_z(z), h], -1)), shift_right(x))
+        return self._out(self.dec(torch.cat([self.phi_z(z), h], -1)), x)
 
     def _decode_stepwise(self, z, feed):
         fz = self.phi_z(z)
@@ -89,11 +89,11 @@ class VRNN(DVAE):
         state = self.rnn_h.init_state(batch, z)
         fx_prev = z.new_zeros(*batch, self.dense_dim)
         fz_prev = torch.zeros_like(fz[..., 0, :])
-        x_prev = z.new_zeros(*batch, self.x_dim)
+        x_prev = None  # no past at t = 0
         means, vars_ = [], []
         for t in range(z.shape[-2]):
             h, state = self.rnn_h.step(torch.cat([fx_prev, fz_prev], -1), state)
-            mean, var = self.expected(*self._out(self.dec(torch.cat([fz[..., t, :], h], -1)), x_prev))
+            mean, var = self.expected(*self._out(self.dec(torch.cat([fz[..., t, :], h], -1)), x_prev, step=True))
             x_prev = feed(t, mean, var)
             fx_prev, fz_prev = self.phi_x(self.features(x_prev)), fz[..., t, :]
             means.append(mean), vars_.append(var)
