@@ -18,8 +18,14 @@ assigned detections). Dynamics:
   the decoder runs once, teacher-forced on ``m_old`` (one parallel pass), giving ``mu_t`` and ``v_t``;
   for autoregressive decoders ``s_t = s_{t-1} + (mu_t - m_old_{t-1}) + N(0, v_t)`` (drift linearisation,
   ``d mu_t / d s_{t-1} ≈ I``), a linear-Gaussian chain solved exactly by an elementwise Kalman filter and
-  RTS pass (no network call inside the time loop). Repeated every VEM iteration, this is an iterated
+  RTS pass, computed as parallel scans over time (:func:`chain_posterior_scan`: no network call and no
+  Python loop over ``T``). Repeated every VEM iteration, this is an iterated
   smoother in the spirit of the iterated extended Kalman smoother.
+
+The DVAE smoothers take an optional ``var_scale`` (per coordinate) multiplying the decoder variance
+``v_t`` (for autoregressive priors from ``t = 1`` on: the first step's variance is the prior's
+position spread, not a dynamics noise): the dynamics-noise calibration that
+:class:`~pyro_dvae.models.tracking.DynamicsNoiseMStep` estimates by EM.
 
 All functions are vectorised over leading batch dims.
 
@@ -34,7 +40,16 @@ All functions are vectorised over leading batch dims.
 import torch
 
 
-def dvae_smoother(prior, z, J, h, latents=None, x_hint=None, smooth=True):
+def scale_dynamics_var(v, var_scale, autoregressive):
+    """``v * var_scale`` (all steps, or from ``t = 1`` on for autoregressive priors); ``v`` if no scale."""
+    if var_scale is None:
+        return v
+    if not autoregressive:
+        return v * var_scale
+    return torch.cat([v[..., :1, :], v[..., 1:, :] * var_scale], -2)
+
+
+def dvae_smoother(prior, z, J, h, latents=None, x_hint=None, smooth=True, var_scale=None):
     """E-S with a DVAE prior.
 
     :param DVAE prior: a Gaussian-emission prior.
@@ -44,6 +59,7 @@ def dvae_smoother(prior, z, J, h, latents=None, x_hint=None, smooth=True):
     :param dict latents: other latents of the prior (DSAE ``v``).
     :param torch.Tensor x_hint: current sequence estimate for priors whose decoder reads a summary.
     :param bool smooth: run the backward pass (autoregressive priors).
+    :param torch.Tensor var_scale: optional ``(D,)`` factor on the decoder variance (module docstring).
     :returns: ``(mean, var, prior_mean, prior_var)``, each ``(*batch, T, D)``; the prior moments are
         those of the forward pass.
     """
@@ -52,6 +68,8 @@ def dvae_smoother(prior, z, J, h, latents=None, x_hint=None, smooth=True):
     state = {"prev_var": None}
 
     def update(t, mu, v):
+        if var_scale is not None and (t > 0 or not prior.autoregressive):
+            v = v * var_scale
         P = v if state["prev_var"] is None or not prior.autoregressive else v + state["prev_var"]
         prec = 1.0 / P + J[..., t, :]
         var = 1.0 / prec
@@ -116,7 +134,7 @@ def cv_kalman_smoother(J, h, accel_var, init_mean, init_var, vel_var):
     return mean, var
 
 
-def chain_posterior(J, h, mu0, v0, drift, v):
+def chain_posterior(J, h, mu0, v0, drift, v, with_cross=False):
     """Posterior of a scalar random walk with drift per coordinate (exact Kalman filter + RTS).
 
     ``s_0 ~ N(mu0, v0)``, ``s_t = s_{t-1} + drift_t + N(0, v_t)`` (``t >= 1``), and observations in
@@ -124,7 +142,7 @@ def chain_posterior(J, h, mu0, v0, drift, v):
     ``drift[..., 0, :]`` and ``v[..., 0, :]`` are unused). Every step is a few elementwise ops over all
     batch dims.
 
-    :returns: ``(mean, var)`` marginals ``(*batch, T, D)``.
+    :returns: ``(mean, var)`` marginals ``(*batch, T, D)`` (and the lag-one covariances if ``with_cross``).
     """
     fm, fv, pm, pv = [], [], [], []
     for t in range(J.shape[-2]):
@@ -132,34 +150,111 @@ def chain_posterior(J, h, mu0, v0, drift, v):
         P = v0 if t == 0 else fv[-1] + v[..., t, :]
         var = 1.0 / (1.0 / P + J[..., t, :])
         fm.append(var * (m_pred / P + h[..., t, :])), fv.append(var), pm.append(m_pred), pv.append(P)
-    return rts_identity(fm, fv, pm, pv)
+    return rts_identity(fm, fv, pm, pv, with_cross)
 
 
-def rts_identity(fm, fv, pm, pv):
+def _affine_scan(a, b):
+    """``y_t = a_t y_{t-1} + b_t`` with ``y_{-1} = 0`` for every ``t`` along dim -2, as a Hillis-Steele scan
+    (log2(T) levels of elementwise ops instead of a loop over ``T``)."""
+    A, B, k, T = a, b, 1, a.shape[-2]
+    while k < T:
+        B = torch.cat([B[..., :k, :], A[..., k:, :] * B[..., :-k, :] + B[..., k:, :]], -2)
+        A = torch.cat([A[..., :k, :], A[..., k:, :] * A[..., :-k, :]], -2)
+        k *= 2
+    return B
+
+
+def _riccati_scan(F0, v, J):
+    """Filtered variances of a scalar random walk, ``F_t = (F_{t-1} + v_t) / (1 + J_t (F_{t-1} + v_t))``
+    for ``t >= 1`` from ``F_0``: each step is the Moebius map of ``[[1, v], [J, 1 + J v]]``; their
+    products come from a Hillis-Steele scan (normalised at every level, the maps being scale-free)."""
+    p, q, r, s = torch.ones_like(v), v, J, 1 + J * v
+    k, T = 1, v.shape[-2]
+    while k < T:
+        pl, ql, rl, sl = (m[..., :-k, :] for m in (p, q, r, s))
+        ph, qh, rh, sh = (m[..., k:, :] for m in (p, q, r, s))
+        np_, nq, nr, ns = ph * pl + qh * rl, ph * ql + qh * sl, rh * pl + sh * rl, rh * ql + sh * sl
+        norm = ns.abs().clamp_min(1e-30)
+        p = torch.cat([p[..., :k, :], np_ / norm], -2)
+        q = torch.cat([q[..., :k, :], nq / norm], -2)
+        r = torch.cat([r[..., :k, :], nr / norm], -2)
+        s = torch.cat([s[..., :k, :], ns / norm], -2)
+        k *= 2
+    F0 = F0.unsqueeze(-2)
+    return (p * F0 + q) / (r * F0 + s)
+
+
+def chain_posterior_scan(J, h, mu0, v0, drift, v):
+    """:func:`chain_posterior` (with ``with_cross=True``) computed by parallel scans over time: the same
+    Kalman filter and RTS smoother, with no Python loop over ``T`` (a few dozen elementwise ops in all).
+
+    :returns: ``(mean, var, cross)``, each ``(*batch, T, D)``.
+    """
+    F0 = 1.0 / (1.0 / v0 + J[..., 0, :])
+    F = torch.cat([F0.unsqueeze(-2), _riccati_scan(F0, v[..., 1:, :], J[..., 1:, :])], -2)  # filtered variances
+    P = torch.cat([v0.unsqueeze(-2), F[..., :-1, :] + v[..., 1:, :]], -2)  # predicted variances
+    # filtered means: f_t = (F_t / P_t) (f_{t-1} + d_t) + F_t h_t, f_0 = F_0 (mu0 / v0 + h_0)
+    a = F / P
+    b = F * h + a * torch.cat([mu0.unsqueeze(-2), drift[..., 1:, :]], -2)
+    a = torch.cat([torch.zeros_like(a[..., :1, :]), a[..., 1:, :]], -2)
+    f = _affine_scan(a, b)
+    pm = torch.cat([mu0.unsqueeze(-2), f[..., :-1, :] + drift[..., 1:, :]], -2)  # predicted means
+    # RTS, backwards: G_t = F_t / P_{t+1}; m_t = G_t m_{t+1} + f_t - G_t pm_{t+1};
+    # V_t = G_t^2 V_{t+1} + F_t - G_t^2 P_{t+1}
+    G = F[..., :-1, :] / P[..., 1:, :]
+    zero = torch.zeros_like(F[..., :1, :])
+    ga = torch.cat([G, zero], -2).flip(-2)
+    mb = torch.cat([f[..., :-1, :] - G * pm[..., 1:, :], f[..., -1:, :]], -2).flip(-2)
+    vb = torch.cat([F[..., :-1, :] - G * G * P[..., 1:, :], F[..., -1:, :]], -2).flip(-2)
+    mean = _affine_scan(ga, mb).flip(-2)
+    var = _affine_scan(ga**2, vb).flip(-2)
+    cross = torch.cat([zero, G * var[..., 1:, :]], -2)
+    return mean, var, cross
+
+
+def rts_identity(fm, fv, pm, pv, with_cross=False):
     """Rauch-Tung-Striebel backward pass for a diagonal chain with identity transition.
 
     :param list fm, fv: filtered means / variances per step; :param list pm, pv: predicted ones.
-    :returns: stacked smoothed ``(mean, var)``, time at dim -2.
+    :param bool with_cross: also return the lag-one covariances ``Cov(s_t, s_{t-1})`` (``G_{t-1} V_t``
+        with ``G`` the smoother gain; 0 at ``t = 0``).
+    :returns: stacked smoothed ``(mean, var)`` (and ``cross``), time at dim -2.
     """
-    ms, vs = [fm[-1]], [fv[-1]]
+    ms, vs, cs = [fm[-1]], [fv[-1]], []
     for t in range(len(fm) - 2, -1, -1):
         G = fv[t] / pv[t + 1]
+        cs.append(G * vs[-1])
         ms.append(fm[t] + G * (ms[-1] - pm[t + 1]))
         vs.append(fv[t] + G * G * (vs[-1] - pv[t + 1]))
-    return torch.stack(ms[::-1], -2), torch.stack(vs[::-1], -2)
+    out = torch.stack(ms[::-1], -2), torch.stack(vs[::-1], -2)
+    if with_cross:
+        out += (torch.stack([torch.zeros_like(fm[0])] + cs[::-1], -2),)
+    return out
 
 
-def dvae_parallel_smoother(prior, z, J, h, m_old, latents=None):
+def dvae_parallel_smoother(prior, z, J, h, m_old, latents=None, var_scale=None, init_var=None):
     """E-S with the DVAE prior linearised around ``m_old`` (see the module docstring).
 
-    :returns: ``(mean, var, prior_mean, prior_var)`` where the prior moments are the decoder's
-        teacher-forced ``mu_t, v_t``.
+    :param float init_var: autoregressive priors: replace the first step's variance (the prior's learnt
+        spread of initial positions, e.g. of synthetic training data) by this value (a flat start).
+    :returns: ``(mean, var, prior_mean, prior_var, sq_err)``: the prior moments are the decoder's
+        teacher-forced ``mu_t`` and (scaled) ``v_t``; ``sq_err_t = E_q[(s_t - E_p[s_t | s_{t-1}])^2]`` is
+        the expected squared innovation of the linearised chain (with the lag-one covariance of the
+        smoother; ``(m_t - mu_t)^2 + var_t`` for non-autoregressive priors and at ``t = 0``), the
+        quantity in ``E_q[log p(s)] = -1/2 sum log(2 pi v) + sq_err / v``.
     """
     loc, logvar = prior._emission(z, m_old, latents or {})
     mu, v = prior.expected(loc, logvar)
+    v = scale_dynamics_var(v, var_scale, prior.autoregressive)
+    if init_var is not None and prior.autoregressive:  # a flat prior on the first position
+        v = torch.cat([torch.full_like(v[..., :1, :], init_var), v[..., 1:, :]], -2)
     if not prior.autoregressive:
         var = 1.0 / (1.0 / v + J)
-        return var * (mu / v + h), var, mu, v
+        mean = var * (mu / v + h)
+        return mean, var, mu, v, (mean - mu) ** 2 + var
     drift = mu - torch.cat([torch.zeros_like(m_old[..., :1, :]), m_old[..., :-1, :]], -2)
-    mean, var = chain_posterior(J, h, mu[..., 0, :], v[..., 0, :], drift, v)
-    return mean, var, mu, v
+    mean, var, cross = chain_posterior_scan(J, h, mu[..., 0, :], v[..., 0, :], drift, v)
+    step = mean[..., 1:, :] - mean[..., :-1, :] - drift[..., 1:, :]
+    later = step**2 + var[..., 1:, :] + var[..., :-1, :] - 2 * cross[..., 1:, :]
+    first = (mean[..., :1, :] - mu[..., :1, :]) ** 2 + var[..., :1, :]
+    return mean, var, mu, v, torch.cat([first, later.clamp_min(0)], -2)

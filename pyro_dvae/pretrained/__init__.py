@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Small pretrained priors shipped with the package (no download).
 
-``srnn_mot.pt``: an SRNN box-trajectory prior (x_dim 4, z_dim 4, residual decoder) trained by this
-project's own command on synthetic trajectories; the exact command is in ``TRAINING.md`` beside it.
+``srnn_mot.pt``: an SRNN box-trajectory prior (x_dim 4, z_dim 4, residual decoder) and
+``deepar_mot.pt``: the Deep AR baseline (an LSTM autoregressive model), both trained by this project's
+own command on synthetic trajectories; the exact commands are in ``TRAINING.md`` beside them.
 """
 
 import os

@@ -14,8 +14,8 @@ import os
 import torch
 
 from .base import DVAE, FORMAT, NORM_BUFFERS
-from .distributions import SequentialNormal
 from .deepar import DeepAR
+from .distributions import SequentialNormal
 from .dkf import DKF
 from .dsae import DSAE
 from .rvae import RVAE

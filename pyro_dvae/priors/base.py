@@ -325,22 +325,21 @@ class DVAE(PyroModule):
         """Emission ``(loc, logvar)`` from decoder features ``h``, undoing the output standardisation.
 
         ``x``: for residual decoders, the teacher-forcing input sequence ``(*batch, T, x_dim)`` (the base
-        of step ``t`` is ``x_{t-1}``); with ``step=True``, the single past value ``x_{t-1}`` or ``None``
-        at ``t = 0``. The first step has no past: its base is ``x_loc`` and its scale ``x_scale``.
+        of step ``t`` is ``x_{t-1}``, with ``x_{-1} = 0``); with ``step=True``, the single past value
+        ``x_{t-1}`` or ``None`` at ``t = 0``. The first step thus learns the start position as a large
+        offset with a broad variance (a flat start, which is what a tracker wants from a prior trained on
+        synthetic start positions).
         """
         loc, logvar = self.emit(h)
         if self.emission != "gaussian":
             return loc, logvar
         if not self.residual:
-            base, scale = self.x_loc, self.out_scale
+            base = self.x_loc
         elif step:
-            base, scale = (self.x_loc, self.x_scale) if x is None else (x, self.out_scale)
+            base = torch.zeros_like(self.x_loc) if x is None else x
         else:
-            base = shift_right(x, first=self.x_loc.expand_as(x[..., 0, :]))
-            first = torch.zeros(x.shape[-2], 1, dtype=torch.bool, device=x.device)
-            first[0] = True
-            scale = torch.where(first, self.x_scale, self.out_scale)
-        return base + scale * loc, logvar + 2 * torch.log(scale)
+            base = shift_right(x)
+        return base + self.out_scale * loc, logvar + 2 * torch.log(self.out_scale)
 
     def _z_prior(self, z, x):
         """``(loc, scale)`` of ``p(z_t | z_{<t}, x_{<t})`` teacher-forced, or ``None`` for ``N(0, I)``."""

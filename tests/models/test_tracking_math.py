@@ -12,7 +12,7 @@ from pyro_dvae import priors
 from pyro_dvae.inference.vem import schedule
 from pyro_dvae.likelihoods import GaussianBoxes
 from pyro_dvae.models.tracking import TrackingGuide, TrackingModel
-from pyro_dvae.smoothing import cv_kalman_smoother, dvae_smoother
+from pyro_dvae.smoothing import chain_posterior, chain_posterior_scan, cv_kalman_smoother, dvae_smoother
 
 
 def tiny_scene(B=2, T=4, K=3, N=2, seed=0):
@@ -138,3 +138,71 @@ def test_model_runs_with_enum_svi_and_an_autoguide():
     assert len(res.losses) == 3 and all(np.isfinite(res.losses))
     assert res.info["enumerated_sites"] == ["w"]
     pyro.clear_param_store()
+
+
+def test_chain_posterior_lag_one_covariance_equals_joint_gaussian():
+    torch.manual_seed(0)
+    T = 6
+    J = torch.rand(1, T, 1, dtype=torch.float64) * 40
+    J[0, 1:4] = 0.0  # a gap
+    h = J * torch.randn(1, T, 1, dtype=torch.float64)
+    drift, v = torch.randn(1, T, 1, dtype=torch.float64) * 0.1, torch.rand(1, T, 1, dtype=torch.float64) * 0.1 + 0.01
+    mu0, v0 = torch.tensor([[0.2]], dtype=torch.float64), torch.tensor([[2.0]], dtype=torch.float64)
+    mean, var, cross = chain_posterior(J, h, mu0, v0, drift, v, with_cross=True)
+    # brute force: joint precision of s_0..s_{T-1}
+    L, eta = np.zeros((T, T)), np.zeros(T)
+    L[0, 0], eta[0] = 1 / v0.item(), mu0.item() / v0.item()
+    for t in range(1, T):
+        w, d = 1 / v[0, t, 0].item(), drift[0, t, 0].item()
+        L[t, t] += w
+        L[t - 1, t - 1] += w
+        L[t, t - 1] -= w
+        L[t - 1, t] -= w
+        eta[t] += w * d
+        eta[t - 1] -= w * d
+    L += np.diag(J[0, :, 0].numpy())
+    eta += h[0, :, 0].numpy()
+    cov = np.linalg.inv(L)
+    np.testing.assert_allclose(mean[0, :, 0].numpy(), cov @ eta, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(var[0, :, 0].numpy(), np.diag(cov), rtol=1e-8)
+    np.testing.assert_allclose(cross[0, 1:, 0].numpy(), np.diag(cov, -1), rtol=1e-8)
+
+
+@pytest.mark.parametrize("T", [1, 2, 7, 60])
+def test_chain_posterior_scan_equals_the_sequential_filter(T):
+    torch.manual_seed(T)
+    shape = (3, 2, T, 4)
+    J = torch.rand(shape, dtype=torch.float64) * 1e4
+    J[..., T // 3: 2 * T // 3, :] = 0.0  # gaps
+    h = J * (torch.rand(shape, dtype=torch.float64) * 0.5 + 0.2)
+    v = torch.rand(shape, dtype=torch.float64) * 1e-5 + 1e-7
+    drift = torch.randn(shape, dtype=torch.float64) * 1e-3
+    mu0, v0 = torch.rand(3, 2, 4, dtype=torch.float64), torch.ones(3, 2, 4, dtype=torch.float64)
+    for a, b in zip(chain_posterior(J, h, mu0, v0, drift, v, with_cross=True),
+                    chain_posterior_scan(J, h, mu0, v0, drift, v)):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-14)
+
+
+def test_dynamics_noise_m_step_is_the_elbo_maximiser():
+    obs, mask = tiny_scene(B=3, T=8, K=4, N=2, seed=4)
+    prior = tiny_prior("srnn")
+    model = TrackingModel(prior, 2)
+    guide = TrackingGuide(model).initialise(obs, mask)
+    alpha_step = next(b for b in model.m_steps if b.name == "alpha")
+    with torch.no_grad():
+        for block in schedule(model, guide):
+            if block is not alpha_step:
+                block.update(model, guide, obs, mask)
+        before = guide.elbo(model, obs, mask)
+        old = model.dynamics_scale.clone()
+        alpha_step.update(model, guide, obs, mask)
+        after = guide.elbo(model, obs, mask)
+        assert after >= before - 1e-6 * abs(before)
+        assert not torch.allclose(model.dynamics_scale, old)
+        qs, best = guide["s"], model.dynamics_scale.clone()
+        pv = qs.prior_var.clone()
+        for factor in (1.2, 1 / 1.2):  # any other scale of the dynamics variance is worse
+            qs.prior_var = torch.cat([pv[..., :1, :], pv[..., 1:, :] * factor], -2)
+            assert guide.elbo(model, obs, mask) < after
+        qs.prior_var = pv
+        assert torch.equal(model.dynamics_scale, best)

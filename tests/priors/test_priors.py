@@ -346,3 +346,56 @@ def test_residual_decoder_consistency(name):
     assert torch.isfinite(loss_at(prior, x, ss_prob=0.5))
     with pytest.raises(ValueError, match="residual"):
         priors.build("vae", x_dim=5, residual=True)
+
+
+def test_deepar_likelihood_is_the_one_step_gaussian():
+    prior = priors.build("deepar", x_dim=3, z_dim=0, dense_dim=8, rnn_dim=8, residual=True)
+    prior.fit_normalisation(torch.randn(20, 6, 3))
+    x = torch.randn(2, 6, 3)
+    tr = poutine.trace(prior.model).get_trace(x)
+    assert [n for n, s in tr.nodes.items() if s["type"] == "sample" and n != "batch"] == ["x"]  # no latents
+    loc, logvar = prior._decode(None, x, None)
+    assert torch.allclose(loc[:, 1:], x[:, :-1] + prior.out_scale * prior.emit(prior.dec(prior._h(x)))[0][:, 1:])
+    manual = torch.distributions.Normal(loc, (0.5 * logvar).exp()).log_prob(x).sum((-1, -2))
+    assert torch.allclose(tr.nodes["x"]["fn"].log_prob(x), manual)
+    assert prior.encode(x).rsample().shape == (2, 6, 0)
+    with pytest.raises(ValueError, match="z_dim must be 0"):
+        priors.build("deepar", x_dim=3, z_dim=2)
+
+
+def test_fit_normalisation_and_old_checkpoints(tmp_path):
+    prior = make("srnn")
+    assert not prior.is_normalised
+    x = torch.randn(30, 8, 5) * torch.tensor([1.0, 2, 3, 4, 5]) + 7
+    prior.fit_normalisation(x)
+    assert prior.is_normalised
+    assert torch.allclose(prior.features(x).reshape(-1, 5).mean(0), torch.zeros(5), atol=1e-4)
+    assert torch.allclose(prior.features(x).reshape(-1, 5).std(0), torch.ones(5), atol=1e-4)
+    # a checkpoint written before the normalisation buffers existed loads with the identity
+    old = make("srnn")
+    path = tmp_path / "old.pt"
+    ckpt = old.checkpoint()
+    for key in ("x_loc", "x_scale", "out_scale"):
+        del ckpt["state_dict"][key]
+    torch.save(ckpt, path)
+    back = priors.load(path)
+    assert not back.is_normalised
+    y = data((2, 6, 5), "gaussian")
+    assert torch.equal(back.decode(torch.zeros(2, 6, 3), y)[0], old.decode(torch.zeros(2, 6, 3), y)[0])
+
+
+def test_srnn_h_reuse_never_serves_stale_values():
+    prior = make("srnn")
+    x = torch.randn(2, 6, 5)
+    with torch.no_grad():
+        h1 = prior._h(x)
+        assert prior._h(x) is h1  # reused for the same unmodified tensor and weights
+        x.add_(1.0)  # in-place change of the input
+        h2 = prior._h(x)
+        assert not torch.allclose(h1, h2)
+        prior.rnn_h.lstm.weight_hh_l0.mul_(0.5)  # in-place change of the weights (an optimiser step)
+        h3 = prior._h(x)
+        assert not torch.allclose(h2, h3)
+        fx = prior.phi_x(prior.features(x))
+        assert torch.equal(h3, prior.rnn_h(torch.cat([torch.zeros_like(fx[:, :1]), fx[:, :-1]], 1)))
+    assert prior._h(x).requires_grad  # never reused with autograd on
