@@ -327,11 +327,12 @@ class TrackingGuide(StructuredGuide):
         super().__init__(blocks)
         self._model = [model]  # not a submodule: model parameters stay out of the guide
 
-    def initialise(self, obs, obs_mask, init_var=1e-4):
-        """Start from a greedy IoU tracker (:func:`greedy_tracks`) and the matching responsibilities."""
+    def initialise(self, obs, obs_mask, init_var=1e-4, seeds=None):
+        """Start from a greedy IoU tracker (:func:`greedy_tracks`, optionally seeded with the first-frame
+        boxes ``seeds (B, N, 4)``) and the matching responsibilities."""
         obs, obs_mask = check_observations(obs, obs_mask)
         model = self._model[0]
-        mean = greedy_tracks(obs, obs_mask, model.num_sources)
+        mean = greedy_tracks(obs, obs_mask, model.num_sources, seeds=seeds)
         qs = self["s"]
         qs.mean, qs.var = mean, torch.full_like(mean, init_var)
         self["w"].update(model, self, obs, obs_mask)
@@ -363,7 +364,7 @@ class TrackingGuide(StructuredGuide):
         return elbo
 
 
-def greedy_tracks(obs, obs_mask, num_sources, min_iou=0.1, gate=0.05, velocity_decay=0.5):
+def greedy_tracks(obs, obs_mask, num_sources, min_iou=0.1, gate=0.05, velocity_decay=0.5, seeds=None):
     """A deterministic tracking-by-detection initialisation, ``(B, N, T, 4)``.
 
     Sources are seeded by the detections of the first frame (a source with no detection there takes
@@ -372,7 +373,9 @@ def greedy_tracks(obs, obs_mask, num_sources, min_iou=0.1, gate=0.05, velocity_d
     boxes (last matched box + velocity x frames since) by the Hungarian algorithm on
     ``-IoU + 0.1 * centre distance``, accepting a pair when the IoU reaches ``min_iou`` or the centres
     are closer than ``gate``. Unmatched sources keep their last matched box; the frames before a late
-    seed take the seed box. No identity information is used.
+    seed take the seed box. No identity information is used, unless ``seeds`` ``(B, N, 4)`` gives the
+    sources' boxes in the first frame (a single-target-tracking style start, which makes windows with
+    clutter well posed: there, other pedestrians' detections are indistinguishable from the sources').
     """
     o = obs.detach().cpu().numpy().astype(np.float64)
     m = obs_mask.detach().cpu().numpy()
@@ -380,11 +383,14 @@ def greedy_tracks(obs, obs_mask, num_sources, min_iou=0.1, gate=0.05, velocity_d
     N = num_sources
     out = np.zeros((B, N, T, BOX))
     centre = lambda x: (x[..., :2] + x[..., 2:]) / 2  # noqa: E731
+    seeds = None if seeds is None else torch.as_tensor(seeds).detach().cpu().numpy().astype(np.float64)
+    if seeds is not None and seeds.shape != (B, N, BOX):
+        raise ValueError(f"seeds must be shaped {(B, N, BOX)}, got {seeds.shape}")
     for b in range(B):
-        pos = np.full((N, BOX), np.nan)
+        pos = np.full((N, BOX), np.nan) if seeds is None else seeds[b].copy()
         vel = np.zeros((N, BOX))
         last = np.zeros(N)
-        seeded_at = np.full(N, -1)
+        seeded_at = np.full(N, -1) if seeds is None else np.zeros(N, int)
         for t in range(T):
             dets = o[b, t][m[b, t]]
             free = np.ones(len(dets), bool)
@@ -439,7 +445,8 @@ def windows_to_tensors(windows, dtype=torch.float32, device=None):
 
 
 def run_tracking(obs, obs_mask, num_sources, method="mixdvae", prior=None, algo="vem", num_iters=20, lr=0.01,
-                 clutter_prob=0.0, ratio=0.04, seed=0, sample_z=True, likelihood=None, mode="parallel"):
+                 clutter_prob=0.0, ratio=0.04, seed=0, sample_z=True, likelihood=None, mode="parallel",
+                 seeds=None):
     """Track the sources of a batch of windows.
 
     :param obs: ``(B, T, K, 4)`` normalised detections; :param obs_mask: ``(B, T, K)``.
@@ -453,6 +460,7 @@ def run_tracking(obs, obs_mask, num_sources, method="mixdvae", prior=None, algo=
     :param str mode: ``"parallel"`` (iterated drift-linearised smoother, one decoder pass) or
         ``"sequential"`` (the MixDVAE forward pass fed with filtered means, then a backward pass).
         Likelihoods without closed-form Gaussian moments run with ``svi`` / ``enum-svi``.
+    :param seeds: optional first-frame boxes of the sources ``(B, N, 4)`` for the initialisation.
     :returns: ``(estimates (B, T, N, 4), InferenceResult)``.
     """
     from pyro_dvae import inference
@@ -478,14 +486,14 @@ def run_tracking(obs, obs_mask, num_sources, method="mixdvae", prior=None, algo=
         if not likelihood.closed_form:
             raise ValueError(f"{type(likelihood).__name__} has no closed-form E-steps: use algo='svi' or 'enum-svi'")
         guide = TrackingGuide(model, dynamics="cv" if method == "vkf" else "dvae", sample_z=sample_z, mode=mode)
-        guide.initialise(obs, obs_mask)
+        guide.initialise(obs, obs_mask, seeds=seeds)
         with torch.no_grad():
             res = inference.run("vem", model, guide, obs, obs_mask, num_iters=num_iters)
         est = guide["s"].mean
     else:
         from pyro.infer.autoguide import AutoNormal, init_to_value
 
-        init_s = greedy_tracks(obs, obs_mask, num_sources)
+        init_s = greedy_tracks(obs, obs_mask, num_sources, seeds=seeds)
         with torch.no_grad():
             z0 = model.prior.encode(init_s).sample()
         auto = AutoNormal(poutine.block(model.model, hide=["w"]), init_scale=1e-3,

@@ -100,7 +100,7 @@ def _track(args):
         if method == "deepar" and deepar is None:
             deepar = pretrained.load("deepar_mot")
         est, res = run_tracking(obs, mask, args.num_sources, method=method,
-                                prior=deepar if method == "deepar" else prior,
+                                prior=deepar if method == "deepar" else prior, seeds=gt[:, 0] if args.init_gt else None,
                                 algo=args.algo if method == "mixdvae" else "vem", num_iters=args.iters,
                                 clutter_prob=args.clutter_prob if args.clutter else 0.0, seed=args.seed)
         m = tracking_metrics(list(gt.numpy()), list(est.numpy()))
@@ -179,6 +179,8 @@ def build_parser():
     p.add_argument("--second-half", action="store_true", help="only windows in the second half of each sequence")
     p.add_argument("--clutter", action="store_true", help="keep unmatched detections near the sources as clutter")
     p.add_argument("--clutter-prob", type=float, default=0.1, help="prior weight of the clutter class")
+    p.add_argument("--init-gt", action="store_true",
+                   help="seed the sources with their first-frame ground-truth boxes (identity given at t=0)")
     p.add_argument("--prior", help="prior checkpoint (default: the shipped SRNN trajectory prior)")
     p.add_argument("--deepar-prior", help="Deep AR checkpoint for --method deepar (default: the shipped one)")
     p.add_argument("--method", action="append", choices=["mixdvae", "vkf", "deepar"], help="repeat to compare")

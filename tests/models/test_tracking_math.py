@@ -206,3 +206,14 @@ def test_dynamics_noise_m_step_is_the_elbo_maximiser():
             assert guide.elbo(model, obs, mask) < after
         qs.prior_var = pv
         assert torch.equal(model.dynamics_scale, best)
+
+
+def test_greedy_tracks_seeded_with_first_frame_boxes():
+    from pyro_dvae.models.tracking import greedy_tracks
+
+    obs, mask = tiny_scene(B=2, T=5, K=3, N=2, seed=2)
+    seeds = obs[:, 0, [2, 0]]  # the sources are detections 2 and 0 of the first frame, in that order
+    out = greedy_tracks(obs, torch.ones_like(mask), 2, seeds=seeds)
+    assert torch.allclose(out[:, :, 0], seeds.to(out.dtype))
+    with pytest.raises(ValueError, match="seeds must be shaped"):
+        greedy_tracks(obs, mask, 2, seeds=seeds[:, :1])
