@@ -341,6 +341,23 @@ class DVAE(PyroModule):
             base = shift_right(x)
         return base + self.out_scale * loc, logvar + 2 * torch.log(self.out_scale)
 
+    def _input_recurrent_stepwise(self, z, feed, features_at):
+        """Step-by-step decoding for decoders whose recurrence reads only the past observations,
+        ``h_t = rnn_h(phi_x(x_{t-1}))`` (SRNN, Deep AR): ``features_at(h_t, t)`` gives the decoder features
+        of step ``t``; ``feed`` as in :meth:`decode_stepwise`."""
+        batch = z.shape[:-2]
+        state = self.rnn_h.init_state(batch, z)
+        fx_prev = z.new_zeros(*batch, self.dense_dim)
+        x_prev = None  # no past at t = 0
+        means, vars_ = [], []
+        for t in range(z.shape[-2]):
+            h, state = self.rnn_h.step(fx_prev, state)
+            mean, var = self.expected(*self._out(features_at(h, t), x_prev, step=True))
+            x_prev = feed(t, mean, var)
+            fx_prev = self.phi_x(self.features(x_prev))
+            means.append(mean), vars_.append(var)
+        return torch.stack(means, -2), torch.stack(vars_, -2)
+
     def _z_prior(self, z, x):
         """``(loc, scale)`` of ``p(z_t | z_{<t}, x_{<t})`` teacher-forced, or ``None`` for ``N(0, I)``."""
         return None

@@ -91,15 +91,4 @@ class SRNN(DVAE):
         return self._out(self.dec(torch.cat([self._h(x), z], -1)), x)
 
     def _decode_stepwise(self, z, feed):
-        batch = z.shape[:-2]
-        state = self.rnn_h.init_state(batch, z)
-        fx_prev = z.new_zeros(*batch, self.dense_dim)
-        x_prev = None  # no past at t = 0
-        means, vars_ = [], []
-        for t in range(z.shape[-2]):
-            h, state = self.rnn_h.step(fx_prev, state)
-            mean, var = self.expected(*self._out(self.dec(torch.cat([h, z[..., t, :]], -1)), x_prev, step=True))
-            x_prev = feed(t, mean, var)
-            fx_prev = self.phi_x(self.features(x_prev))
-            means.append(mean), vars_.append(var)
-        return torch.stack(means, -2), torch.stack(vars_, -2)
+        return self._input_recurrent_stepwise(z, feed, lambda h, t: self.dec(torch.cat([h, z[..., t, :]], -1)))
