@@ -129,7 +129,7 @@ def _check_data(name, x, mask, x_dim):
 
 
 def train_prior(prior, train, val, config=None, *, train_mask=None, val_mask=None, out=None,
-                log_json=None, resume=None, progress=False, device=None):
+                log_json=None, resume=None, progress=False, device=None, checkpoint_extra=None):
     """Train ``prior`` by SVI; see the module docstring for the schedules.
 
     :param DVAE prior: the prior to train (modified in place; ends holding the best weights).
@@ -141,6 +141,9 @@ def train_prior(prior, train, val, config=None, *, train_mask=None, val_mask=Non
     :param str resume: a checkpoint written by this function to continue from.
     :param bool progress: show a tqdm bar.
     :param device: torch device (default: that of the prior's parameters).
+    :param dict checkpoint_extra: extra entries stored in every checkpoint written to ``out`` (e.g. the
+        ``sample_rate``, ``n_fft`` and ``hop`` of a spectral prior's front end, which
+        :func:`pyro_dvae.models.separation.load_separation_prior` checks).
     :returns: :class:`TrainResult`.
     """
     cfg = config or TrainConfig()
@@ -225,7 +228,7 @@ def train_prior(prior, train, val, config=None, *, train_mask=None, val_mask=Non
                         "best_epoch": res.best_epoch, "bad_epochs": bad_epochs, "skipped_steps": res.skipped_steps,
                         "last_state_dict": last, "optimizer": opt.state_dict(), "config": asdict(cfg)}
             prior.load_state_dict(best_state)
-            prior.save(out, training=training)
+            prior.save(out, training=training, **(checkpoint_extra or {}))
             prior.load_state_dict({k: v.to(device) for k, v in last.items()})
         if log_json is not None:
             _write_json(log_json, {"prior": prior.name, "config": asdict(cfg), "best_epoch": res.best_epoch,

@@ -147,21 +147,18 @@ def audio_files(folder):
     return sorted(found)
 
 
-def power_sequences(folder, seq_len=50, silence_db=30.0):
-    """Power-spectrogram training sequences ``(N, seq_len, 513)`` from every audio file in a folder.
+def power_chunks(signals, seq_len=50, silence_db=30.0):
+    """Power-spectrogram sequences ``(N, seq_len, 513)`` from signals already at 16 kHz (1-D arrays).
 
-    Each file is normalised by its peak absolute amplitude before the STFT, cut into non-overlapping
-    chunks of ``seq_len`` frames; chunks whose mean power is more than ``silence_db`` below the file's
-    loudest chunk (silence) are dropped.
+    Each signal is normalised by its peak absolute amplitude before the STFT and cut into non-overlapping
+    chunks of ``seq_len`` frames; chunks whose mean power is more than ``silence_db`` below the signal's
+    loudest chunk (silence) are dropped. Silent signals and signals shorter than one chunk give nothing.
     """
-    files = audio_files(folder)
-    if not files:
-        raise ValueError(f"{folder}: no {'/'.join(AUDIO_EXTENSIONS)} files found")
     chunks = []
-    for path in files:
-        sig = load_audio(path)
-        peak = np.abs(sig).max()
-        if peak == 0:
+    for sig in signals:
+        sig = np.asarray(sig, dtype=np.float64)
+        peak = np.abs(sig).max(initial=0.0)
+        if peak == 0 or len(sig) < N_FFT // 2 + 1:
             continue
         pw = stft(torch.as_tensor(sig / peak, dtype=torch.float32)).abs() ** 2
         n = pw.shape[0] // seq_len
@@ -171,5 +168,17 @@ def power_sequences(folder, seq_len=50, silence_db=30.0):
             keep = level >= level.max() * 10 ** (-silence_db / 10)
             chunks.append(c[keep])
     if not chunks or sum(len(c) for c in chunks) == 0:
-        raise ValueError(f"{folder}: no non-silent chunk of {seq_len} frames")
+        return torch.zeros(0, seq_len, N_FFT // 2 + 1)
     return torch.cat(chunks)
+
+
+def power_sequences(folder, seq_len=50, silence_db=30.0):
+    """Power-spectrogram training sequences ``(N, seq_len, 513)`` from every audio file in a folder
+    (:func:`power_chunks` of the files read with :func:`load_audio`)."""
+    files = audio_files(folder)
+    if not files:
+        raise ValueError(f"{folder}: no {'/'.join(AUDIO_EXTENSIONS)} files found")
+    seqs = power_chunks((load_audio(path) for path in files), seq_len, silence_db)
+    if len(seqs) == 0:
+        raise ValueError(f"{folder}: no non-silent chunk of {seq_len} frames")
+    return seqs

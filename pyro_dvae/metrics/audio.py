@@ -13,6 +13,7 @@ References:
       noise maskers", IEEE/ACM TASLP 24(11), 2016 (ESTOI).
 """
 
+import importlib.util
 import math
 import warnings
 
@@ -157,3 +158,28 @@ def separation_scores(est, ref, sr, pesq=True):
         "pesq_wb": pesq_score(est, ref, sr, "wb") if pesq else None,
         "estoi": estoi(est, ref, sr),
     }
+
+
+def score_sources(estimates, refs, names, sr=16000, pesq=None):
+    """``{name: {"si_sdr", "rmse", "pesq_wb", "estoi"}}`` of estimated signals ``(N, L)`` against references
+    ``(N, L)`` (a table row per source, as in separation papers).
+
+    ``pesq=None`` computes PESQ-wb when the ``pesq`` package is installed and gives ``None`` otherwise. PESQ
+    and ESTOI are ``None`` where they are undefined (PESQ finding no utterance, e.g. on some music; ESTOI with
+    under 30 active frames); SI-SDR and RMSE errors (lengths, NaN) are raised.
+    """
+    if pesq is None:
+        pesq = importlib.util.find_spec("pesq") is not None
+
+    def defined(fn, *a):
+        try:
+            return fn(*a)
+        except ValueError:
+            return None
+
+    out = {}
+    for name, est, ref in zip(names, estimates, refs):
+        out[name] = {"si_sdr": si_sdr(est, ref), "rmse": rmse(est, ref),
+                     "pesq_wb": defined(pesq_score, est, ref, sr, "wb") if pesq else None,
+                     "estoi": defined(estoi, est, ref, sr)}
+    return out
