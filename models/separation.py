@@ -78,7 +78,7 @@ from torch.distributions import kl_divergence
 from pyro_dvae.assignment import assignment_probs, entropy, responsibilities
 from pyro_dvae.data.audio import HOP, N_FFT, SAMPLE_RATE, istft, stft
 from pyro_dvae.inference import ClosedFormBlock, StructuredGuide
-from pyro_dvae.likelihoods import ComplexGaussianBins, complex_normal_entropy, complex_normal_log_prob
+from pyro_dvae.likelihoods import ComplexGaussianBins, abs2, complex_normal_entropy, complex_normal_log_prob
 from pyro_dvae.masks import nmf_masks, oracle_masks
 from pyro_dvae.priors import DVAE, SequentialNormal
 from pyro_dvae.priors.base import standard_normal_steps
@@ -399,7 +399,7 @@ class SourceBlock(ClosedFormBlock):
     def moments(self, eta):
         """Posterior mean ``E_q[s]`` and power ``E_q|s|^2`` ``(B, N, T, F)`` given ``eta (B, N, T, F)``."""
         mean = eta * self.mean1 + (1 - eta) * self.mean0
-        power = eta * (self.mean1.abs() ** 2 + self.var1) + (1 - eta) * (self.mean0.abs() ** 2 + self.var0)
+        power = eta * (abs2(self.mean1) + self.var1) + (1 - eta) * (abs2(self.mean0) + self.var0)
         return mean, power
 
     @torch.no_grad()
@@ -421,7 +421,7 @@ class SourceBlock(ClosedFormBlock):
                 def feed(t, _, v_t):
                     steps.append(self.conditionals(g[..., 0] * v_t, e[:, :, t], obs[:, :, t], vx[:, :, t]))
                     m1, v1, m0, v0 = steps[-1]
-                    return e[:, :, t] * (m1.abs() ** 2 + v1) + (1 - e[:, :, t]) * (m0.abs() ** 2 + v0)
+                    return e[:, :, t] * (abs2(m1) + v1) + (1 - e[:, :, t]) * (abs2(m0) + v0)
 
                 _, out[4][:, idx] = prior.decode_stepwise(z, feed)
                 for k in range(4):
@@ -438,8 +438,8 @@ class SourceBlock(ClosedFormBlock):
         perm = (0, 2, 3, 1)
         lik = model.likelihood.expected_log_lik(mix, self.mean1.permute(perm), self.var1.permute(perm))
         v = model.source_gain(self.prior_var) * self.prior_var
-        s1 = complex_normal_log_prob(self.mean1.abs() ** 2 + self.var1, v) + complex_normal_entropy(self.var1)
-        s0 = complex_normal_log_prob(self.mean0.abs() ** 2 + self.var0, v) + complex_normal_entropy(self.var0)
+        s1 = complex_normal_log_prob(abs2(self.mean1) + self.var1, v) + complex_normal_entropy(self.var1)
+        s0 = complex_normal_log_prob(abs2(self.mean0) + self.var0, v) + complex_normal_entropy(self.var0)
         return lik, s1, s0
 
     def guide(self, mix, values, **kw):
@@ -548,7 +548,7 @@ class SeparationGuide(StructuredGuide):
         mix = check_mixture(mix, model.num_bins)
         B, T, F = mix.shape
         N = model.num_sources
-        power = (mix.abs() ** 2).unsqueeze(1).expand(B, N, T, F)
+        power = (abs2(mix)).unsqueeze(1).expand(B, N, T, F)
         masks = None
         if torch.is_tensor(init):
             if init.shape != (B, N, T, F) or not torch.isfinite(init).all() or (init < 0).any():
@@ -809,7 +809,7 @@ def _run_svi(model, guide, X, algo, num_iters, lr, progress, output):
     with torch.no_grad():
         S = torch.view_as_complex(auto.median(X)["s"].contiguous())
     if output == "wiener":
-        S = S.abs() ** 2 / (S.abs() ** 2).sum(1, keepdim=True).clamp_min(1e-30) * X.unsqueeze(1)
+        S = abs2(S) / (abs2(S)).sum(1, keepdim=True).clamp_min(1e-30) * X.unsqueeze(1)
     elif output == "mask":
         raise ValueError("output='mask' needs the closed-form q(w) of algo='vem'")
     return S, result

@@ -24,8 +24,12 @@ def assignment_probs(num_sources, clutter_prob=0.0, like=None):
 
 
 def responsibilities(expected_log_lik, log_probs):
-    """Closed-form ``q(w)``: ``softmax(log pi + E[log p(o | w)])`` over the last dim."""
-    return torch.softmax(expected_log_lik + log_probs, dim=-1)
+    """Closed-form ``q(w)``: ``softmax(log pi + E[log p(o | w)])`` over the last dim.
+
+    (Computed with the class dim moved first: PyTorch's CPU softmax over a short innermost dim is about
+    ten times slower than over a leading one.)"""
+    logits = (expected_log_lik + log_probs).movedim(-1, 0).contiguous()
+    return torch.softmax(logits, dim=0).movedim(0, -1)
 
 
 def entropy(eta):

@@ -2,7 +2,7 @@
 """Observation likelihoods ``p(o | w, s)``: replaceable components of the task models."""
 
 from .boxes import BoxLikelihood, BroadClutter, GaussianBoxes, box_size
-from .spectral import ComplexGaussianBins, complex_normal_entropy, complex_normal_log_prob
+from .spectral import ComplexGaussianBins, abs2, complex_normal_entropy, complex_normal_log_prob
 
-__all__ = ["BoxLikelihood", "BroadClutter", "ComplexGaussianBins", "GaussianBoxes", "box_size",
+__all__ = ["BoxLikelihood", "BroadClutter", "ComplexGaussianBins", "abs2", "GaussianBoxes", "box_size",
            "complex_normal_entropy", "complex_normal_log_prob"]

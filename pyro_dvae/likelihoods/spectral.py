@@ -35,9 +35,17 @@ def complex_normal_entropy(var):
     return torch.log(math.pi * math.e * var)
 
 
+def abs2(z):
+    """``|z|^2`` of a complex tensor as ``re^2 + im^2`` (several times faster than ``z.abs() ** 2`` on CPU,
+    which computes a hypot and a square root); real tensors are squared."""
+    if z.is_complex():
+        return z.real**2 + z.imag**2
+    return z * z
+
+
 def complex_normal_log_prob(value, var):
     """``log CN(value; 0, var)`` for complex ``value`` (or a power ``|value|^2`` given as a real tensor)."""
-    power = value.abs() ** 2 if value.is_complex() else value
+    power = abs2(value) if value.is_complex() else value
     return -torch.log(math.pi * var) - power / var
 
 
@@ -63,7 +71,7 @@ class ComplexGaussianBins(nn.Module):
 
     def base(self, obs):
         """``base_tf`` of a complex mixture STFT ``obs (B, T, F)``, shape ``(B, T, F)``."""
-        power = obs.abs() ** 2
+        power = abs2(obs)
         mean = power.mean((-2, -1), keepdim=True).clamp_min(torch.finfo(power.dtype).tiny)
         if self.kind == "global":
             return mean.expand_as(power)
@@ -89,7 +97,7 @@ class ComplexGaussianBins(nn.Module):
         vx = self.variance(obs) if vx is None else vx
         if mean.dim() == obs.dim() + 1:
             obs, vx = obs.unsqueeze(-1), vx.unsqueeze(-1)
-        return -torch.log(math.pi * vx) - ((obs - mean).abs() ** 2 + var) / vx
+        return -torch.log(math.pi * vx) - (abs2((obs - mean)) + var) / vx
 
     @torch.no_grad()
     def m_step(self, obs, eta, mean, var):
@@ -98,7 +106,7 @@ class ComplexGaussianBins(nn.Module):
         :param obs: ``(B, T, F)`` complex mixture; ``eta (B, T, F, N)`` responsibilities; ``mean``
             (complex) / ``var`` ``(B, T, F, N)``: the source posteriors.
         """
-        err = ((obs.unsqueeze(-1) - mean).abs() ** 2 + var) * eta
+        err = (abs2((obs.unsqueeze(-1) - mean)) + var) * eta
         num = (err.sum(-1) / self.base(obs)).sum((-2, -1))
         den = eta.sum((-3, -2, -1)).clamp_min(1e-12)
         self.scale = (num / den).clamp_min(self.min_scale).to(self.scale.dtype)
