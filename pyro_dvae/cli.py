@@ -193,6 +193,77 @@ def _separate(args):
     return summary
 
 
+def _enhance(args):
+    import math
+
+    from .data.audio import SAMPLE_RATE, load_audio
+    from .data.noisy import read_noisy, write_like
+    from .metrics import estoi, pesq_score, si_sdr
+    from .models.enhancement import enhance, load_speech_prior
+
+    torch.set_num_threads(args.threads)
+    noisy, rate, length = read_noisy(args.noisy)  # format, NaN, clipping (warns), silence and length checks
+    ref = None
+    if args.ref is not None:
+        ref = load_audio(args.ref)
+        if len(ref) != len(noisy):
+            raise ValueError(f"{args.ref}: {len(ref)} samples at {SAMPLE_RATE} Hz, the noisy input has {len(noisy)}")
+    prior = load_speech_prior(args.prior)
+    out = enhance(noisy, prior, args.noise, args.mode, noise_checkpoint=args.noise_model, num_iters=args.iters,
+                  seed=args.seed)
+    write_like(args.out, out.waveform, rate, length)
+    summary = {"out": args.out, "noise": args.noise, "mode": args.mode, "iters": out.info["num_iters"],
+               "sample_rate": rate, "samples": length, "seconds": out.info["seconds"], "rtf": out.info["rtf"]}
+    print(f"{args.noise}-{args.mode}: wrote {args.out} ({rate} Hz, {length} samples); {out.info['seconds']:.2f} s, "
+          f"real-time factor {out.info['rtf']:.3f} (1 = as long as the audio)")
+    if ref is not None:
+        def scores(est, rtf):
+            row = {"si_sdr": si_sdr(est, ref)}
+            for key, fn in (("pesq_wb", lambda: pesq_score(est, ref, SAMPLE_RATE, "wb")),
+                            ("pesq_nb", lambda: pesq_score(est, ref, SAMPLE_RATE, "nb")),
+                            ("estoi", lambda: estoi(est, ref, SAMPLE_RATE))):
+                try:
+                    row[key] = fn()
+                except (ValueError, ImportError):  # undefined for this signal, or the package is absent
+                    row[key] = None
+            row["rtf"] = rtf
+            return {k: (None if v is not None and not math.isfinite(v) else v) for k, v in row.items()}
+
+        summary["output"], summary["input"] = scores(out.waveform, out.info["rtf"]), scores(noisy, None)
+        fmt = lambda v: "   n/a" if v is None else f"{v:6.2f}"  # noqa: E731
+        print(f"{'':7s} {'SI-SDR':>6s} {'PESQwb':>6s} {'PESQnb':>6s} {'ESTOI':>6s}")
+        for kind in ("output", "input"):
+            m = summary[kind]
+            print(f"{kind:7s} {fmt(m['si_sdr'])} {fmt(m['pesq_wb'])} {fmt(m['pesq_nb'])} {fmt(m['estoi'])}")
+        print(f"scores at {SAMPLE_RATE} Hz against --ref; n/a: undefined for this signal or the package is absent")
+    return summary
+
+
+def _train_noise(args):
+    from .data.audio import power_sequences
+    from .models.enhancement import load_speech_prior
+    from .models.enhancement_training import train_noise
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    prior = load_speech_prior(args.prior)
+    seqs = power_sequences(args.noisy_dir, seq_len=args.seq_len)
+    if len(seqs) < 2:
+        raise ValueError(f"{args.noisy_dir}: need at least 2 chunks of {args.seq_len} frames, got {len(seqs)}")
+    perm = torch.randperm(len(seqs), generator=torch.Generator().manual_seed(args.seed))
+    n_val = max(1, int(round(args.val_fraction * len(seqs))))
+    val, train = seqs[perm[:n_val]], seqs[perm[n_val:]]
+    print(f"{args.noise} noise model for {args.prior}: {len(train)} train / {len(val)} validation noisy chunks of "
+          f"{args.seq_len} frames (noisy speech only, no clean reference)")
+    res = train_noise(prior, args.noise, train, val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      patience=args.patience, seed=args.seed, out=args.out, device=args.device, progress=not args.quiet)
+    first = res.history[0]["val_loss"] if res.history else float("nan")
+    print(f"validation loss (negative ELBO per TF bin): epoch 1 {first:.4f} -> best {res.best_val:.4f} at epoch "
+          f"{res.best_epoch}; saved {args.out}")
+    return {"noise": args.noise, "prior": args.prior, "out": args.out, "best_val_loss": res.best_val,
+            "best_epoch": res.best_epoch, "epochs_run": len(res.history), "history": res.history}
+
+
 def build_parser():
     from . import __version__, priors
 
@@ -276,6 +347,40 @@ def build_parser():
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--out-json", help="write outputs and {estimate,mixture: {source: scores}} as JSON")
     p.set_defaults(func=_separate)
+
+    p = sub.add_parser("enhance", help="unsupervised speech enhancement with a speech prior and a noise model")
+    p.add_argument("noisy", help="the noisy speech (wav / flac / ogg); the output has its sample rate and length")
+    p.add_argument("--prior", required=True, help="spectral speech prior checkpoint (e.g. a causal rvae)")
+    p.add_argument("--noise", required=True, choices=["nmf", "lv", "no", "nolv"], help="noise model")
+    p.add_argument("--mode", default="una", choices=["una", "und", "unda"],
+                   help="una: fit per utterance; und: trained noise model, one pass; unda: und then una "
+                        "(nmf: una only)")
+    p.add_argument("--noise-model", help="noise checkpoint written by train-noise (und / unda)")
+    p.add_argument("--iters", type=int, help="VEM iterations (nmf) or SVI steps (una / unda); default 100 / 200")
+    p.add_argument("--out", required=True, help="enhanced speech (.wav)")
+    p.add_argument("--ref", help="clean reference: print and store SI-SDR, PESQ wb/nb and ESTOI of output and input")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--out-json", help="write the run summary (and scores with --ref) as JSON")
+    p.set_defaults(func=_enhance)
+
+    p = sub.add_parser("train-noise", help="train a deep noise model (U-ND) on a folder of noisy speech")
+    p.add_argument("--noisy-dir", required=True, help="folder of noisy speech (wav / flac / ogg), no clean references")
+    p.add_argument("--prior", required=True, help="the spectral speech prior the noise model is trained for")
+    p.add_argument("--noise", required=True, choices=["lv", "no", "nolv"])
+    p.add_argument("--out", required=True, help="noise checkpoint (.pt)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seq-len", type=int, default=100, help="frames per training chunk")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--val-fraction", type=float, default=0.1, help="chunks held out for validation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out-json", help="write the training summary as JSON")
+    p.set_defaults(func=_train_noise)
     return parser
 
 

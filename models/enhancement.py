@@ -1,0 +1,784 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Unsupervised speech enhancement with a DVAE speech prior and a noise model.
+
+Model, for ``B`` noisy utterances of ``T`` STFT frames and ``F`` frequency bins, ``x_ft = s_ft + n_ft``:
+
+- ``z ~ p(z)``: the speech prior's latent sequence (site ``z``, plus ``v`` for DSAE), any spectral prior of the
+  zoo (causal RVAE by default in the tools);
+- speech ``s_ft | z ~ CN(0, g_t v_s,ft(z))``, ``v_s`` from the prior's decoder (frozen), ``g_t`` a per-frame
+  gain fitted by the NMF M-step (the reference's); with the deep noise models ``g = 1`` as in [3] (``gain=True``
+  fits one gain per utterance instead: closed form for U-ND, with the other parameters by SVI otherwise);
+- noise ``n_ft ~ CN(0, v_n,ft)`` from a :mod:`pyro_dvae.noise` model: ``nmf`` (``W H``), ``lv`` (from ``z``),
+  ``no`` (from ``x_{1:t-1}``) or ``nolv``;
+- hence ``x_ft | z ~ CN(0, g_t v_s,ft + v_n,ft)``, observed as the power ``|x_ft|^2 ~ Exponential(mean
+  g_t v_s,ft + v_n,ft)`` (the same density up to a constant: the Itakura-Saito fit).
+
+Plates: ``batch`` over the latents (dim -1); ``batch_tf`` x ``time`` x ``freq`` (dims -3, -2, -1) over the
+observed bins (``max_plate_nesting=3``). The speech estimate is the posterior mean, the Wiener filter
+``E[s | x] = E_q(z)[g v_s / (g v_s + v_n)] x`` averaged over posterior samples of ``z``.
+
+Inference, all through :func:`pyro_dvae.inference.run`:
+
+- **NMF noise** (RVAE-VEM [1, 2]): ``vem`` over the blocks of :class:`EnhancementGuide`: E-Z (a few Adam
+  steps on the speech *encoder*, decoder frozen, on the negative ELBO with the per-step analytic KL), E-V
+  (``R`` posterior samples of ``z`` give samples of ``v_s``, and an ``R``-particle ELBO estimate), and the
+  model's M-step (multiplicative IS-NMF updates of ``W``, ``H`` and ``g``, which never increase the
+  sample-averaged IS divergence).
+- **Deep noise** [3]: **U-NA** fits the encoder and a freshly initialised noise network to the utterance by
+  ``svi`` (no noise data); **U-ND** trains them once on a folder of noisy speech
+  (:func:`~pyro_dvae.models.enhancement_training.train_noise`, never any clean reference) and enhances by one
+  forward pass; **U-NDA** starts U-NA from the U-ND weights, with a smaller step size.
+  For ``nmf`` only U-NA exists (its ``W``, ``H`` are per utterance); ``und`` / ``unda`` are an error.
+
+Autoregressive speech priors (SRNN, VRNN, STORN) read the past *speech* power, which is not observed: their
+decoder is teacher forced on the current posterior speech power ``E[|s|^2 | x]`` (initially the noisy
+power), refreshed after each VEM iteration and every ``hint_every`` SVI steps: an approximation the
+non-autoregressive priors (VAE, DKF, RVAE, DSAE) do not need.
+
+**References:**
+
+[1] S. Leglaive, X. Alameda-Pineda, L. Girin, R. Horaud (2020), "A Recurrent Variational Autoencoder for
+    Speech Enhancement", ICASSP.
+[2] X. Bie, S. Leglaive, X. Alameda-Pineda, L. Girin (2022), "Unsupervised Speech Enhancement Using Dynamical
+    Variational Autoencoders", IEEE/ACM TASLP 30.
+[3] X. Lin, S. Leglaive, L. Girin, X. Alameda-Pineda (2023), "Unsupervised Speech Enhancement with Deep
+    Dynamical Generative Speech and Noise Models", Interspeech.
+"""
+
+import copy
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import List
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.infer import TraceMeanField_ELBO
+from torch import nn
+
+from pyro_dvae import noise as noise_models
+from pyro_dvae.data.audio import HOP, N_FFT, SAMPLE_RATE, istft, stft
+from pyro_dvae.inference import ClosedFormBlock, GradientBlock, StructuredGuide
+from pyro_dvae.priors import DVAE, SequentialNormal
+from pyro_dvae.priors.nn import shift_right
+
+MODES = ("una", "und", "unda")
+NOISES = ("nmf", "lv", "no", "nolv")
+PLATES = 3
+#: Defaults per noise kind: iterations (VEM iterations or SVI steps) and encoder learning rate (Adam). Picked in
+#: a small sweep on real speech + noise with a speech prior trained on ~6 minutes of speech: with such a prior the
+#: ELBO keeps rising past these counts while SI-SDR falls (the noise model takes over speech), and Adam steps of
+#: 1e-2 (the RVAE-VEM reference) wreck a pre-trained encoder in one step.
+#: U-NDA fine-tunes a trained noise model and encoder: a fifth of the U-NA step size (at the U-NA step size the
+#: trained noise network takes speech over within tens of steps on some utterances).
+DEFAULTS = {"nmf": {"num_iters": 30, "lr": 1e-3, "rank": 4},
+            "deep": {"num_iters": 100, "lr": 5e-4, "unda_lr": 1e-4}}
+#: Warn when the speech estimate holds less than this fraction of the input energy.
+LITTLE_SPEECH = 0.01
+
+
+def check_power(power, num_bins):
+    """Validate noisy power spectrograms ``(B, T, F)``; returns them."""
+    if not torch.is_tensor(power) or power.dim() != 3 or not power.is_floating_point():
+        raise ValueError(f"power must be a real tensor (B, T, F), got {type(power).__name__} "
+                         f"{tuple(getattr(power, 'shape', ()))}")
+    if power.shape[-1] != num_bins:
+        raise ValueError(f"the speech prior models {num_bins} frequency bins, the input has {power.shape[-1]}")
+    if power.shape[-2] < 1:
+        raise ValueError("the input has no STFT frame")
+    if not torch.isfinite(power).all() or (power < 0).any():
+        raise ValueError("power must be finite and nonnegative")
+    return power
+
+
+def wiener(v_s, v_n):
+    """The Wiener gain ``E[s | x] / x = v_s / (v_s + v_n)`` of ``s ~ CN(0, v_s)`` in ``x = s + n``,
+    ``n ~ CN(0, v_n)``, averaged over the leading (posterior sample) dim: ``(R, ...) -> (...)``."""
+    return (v_s / (v_s + v_n).clamp_min(torch.finfo(v_s.dtype).tiny)).mean(0)
+
+
+def encoder_parameter_names(prior):
+    """Names of the parameters of ``prior`` that only its encoder ``q(z | x)`` uses.
+
+    Found by autograd on a small random input: parameters reached from the encoder's draw of ``z`` and not
+    from the generative model (decoder and latent prior). Parameters shared by both (e.g. SRNN's forward
+    LSTM on ``x``) count as generative, so they stay frozen in enhancement.
+    """
+    params = dict(prior.named_parameters())
+    x = torch.rand(1, 3, prior.x_dim, dtype=prior.x_loc.dtype, device=prior.x_loc.device) + 0.1
+
+    def reached(out):
+        names = list(params)
+        grads = torch.autograd.grad(out, [params[n] for n in names], allow_unused=True)
+        return {n for n, g in zip(names, grads) if g is not None}
+
+    with torch.enable_grad():
+        q, statics = prior.encode(x, with_statics=True)
+        z = q.rsample()
+        enc = reached(z.sum() + sum(v.sum() for v in statics.values()))
+        zz = z.detach().requires_grad_(True)
+        latents = {"z": zz, **{k: v.detach() for k, v in statics.items()}}
+        out = prior.expected(*prior._emission(zz, x, latents))[1].sum()
+        z_prior = prior._z_prior(zz, x)
+        if z_prior is not None:
+            out = out + z_prior[0].sum() + z_prior[1].sum()
+        gen = reached(out)
+    names = sorted(enc - gen)
+    if not names:
+        raise ValueError(f"the {prior.name} prior has no encoder parameter apart from its generative model")
+    return names
+
+
+# ------------------------------------------------------------------------------------------------ fast RVAE draws
+def _rvae_path(pre: torch.Tensor, eps: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
+               b_hh: torch.Tensor, w_z: torch.Tensor, ws: List[torch.Tensor], bs: List[torch.Tensor],
+               w_head: torch.Tensor, b_head: torch.Tensor, min_lv: float, max_lv: float) -> torch.Tensor:
+    N, T, D = eps.shape
+    h = eps.new_zeros(N, w_hh.shape[1])
+    c = eps.new_zeros(N, w_hh.shape[1])
+    z = eps.new_zeros(N, D)
+    out: List[torch.Tensor] = []
+    for t in range(T):
+        h, c = torch.lstm_cell(z, (h, c), w_ih, w_hh, b_ih, b_hh)
+        a = torch.tanh(torch.addmm(pre[:, t], h, w_z))
+        for i in range(len(ws)):
+            a = torch.tanh(torch.addmm(bs[i], a, ws[i]))
+        o = torch.addmm(b_head, a, w_head)
+        z = o[:, :D] + torch.exp(0.5 * o[:, D:].clamp(min_lv, max_lv)) * eps[:, t]
+        out.append(z)
+    return torch.stack(out, 1)
+
+
+_SCRIPTED = {}
+
+
+class RVAEPathSampler:
+    """The RVAE encoder's step-by-step draw ``z_t = mu_t + sigma_t eps_t`` (no autograd) as one TorchScript loop,
+    with the ``x`` half of the first encoder layer computed for all steps at once: the same path as the prior's
+    own sampler for the same noise, and the same conditionals (both checked at construction on a small input, and
+    by a test), about twice as fast. :meth:`build` returns ``None`` for other priors (or an RVAE whose layers
+    differ from what this expects), which then draw with their own sampler.
+
+    It reads the RVAE's layers (``phi_x``, ``rnn_gx``, ``enc``, ``rnn_gz``, ``q_head``); the natural home of the
+    precomputation is :class:`~pyro_dvae.priors.RVAE`'s own sampler.
+    """
+
+    def __init__(self, prior):
+        if "rvae" not in _SCRIPTED:
+            # TorchScript halves the per-step overhead of this loop; torch 2.13 marks it deprecated, and where
+            # scripting is gone or fails the same function runs eagerly (about 30 % slower, same result)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    _SCRIPTED["rvae"] = torch.jit.script(_rvae_path)
+            except Exception:
+                _SCRIPTED["rvae"] = _rvae_path
+        self.prior, self.fn = prior, _SCRIPTED["rvae"]
+
+    @classmethod
+    def build(cls, prior):
+        from pyro_dvae.priors import RVAE
+
+        if type(prior) is not RVAE:
+            return None
+        try:
+            layers = list(prior.enc)
+            ok = (len(layers) % 2 == 0 and all(isinstance(m, nn.Linear) for m in layers[::2])
+                  and all(isinstance(m, nn.Tanh) for m in layers[1::2]))
+            if not ok:
+                return None
+            sampler = cls(prior)
+            with torch.no_grad():
+                x = torch.rand(2, 3, prior.x_dim, dtype=prior.x_loc.dtype, device=prior.x_loc.device) + 0.1
+                eps = torch.randn(2, 3, prior.z_dim, dtype=x.dtype, device=x.device)
+                q = prior.encode(x)
+                same = torch.allclose(sampler(x, eps), q.sample_fn(eps)[0], atol=1e-5, rtol=1e-4)
+                path, loc, scale = sampler.draw(x)
+                ref = q.params_fn(path)
+                same = same and torch.allclose(loc, ref[0], atol=1e-6) and torch.allclose(scale, ref[1], atol=1e-6)
+            return sampler if same else None
+        except Exception:  # any structural surprise: use the prior's own sampler
+            return None
+
+    @torch.no_grad()
+    def __call__(self, x, eps):
+        """The path drawn with noise ``eps`` ``(*batch, T, z_dim)`` for power spectra ``x (*batch, T, F)``."""
+        p = self.prior
+        return self._path(p.rnn_gx(p.phi_x(p.features(x)), None), eps)
+
+    def draw(self, x):
+        """``(path, loc, scale)``: a draw of ``z ~ q(z | x)`` (no autograd) and the conditionals ``mu_t``,
+        ``sigma_t`` at that path (differentiable), from one pass over ``x`` (the prior's ``encode`` would run
+        its ``x`` side a second time)."""
+        p = self.prior
+        gx = p.rnn_gx(p.phi_x(p.features(x)), None)
+        with torch.no_grad():
+            path = self._path(gx.detach(), torch.randn(*gx.shape[:-1], p.z_dim, dtype=gx.dtype, device=gx.device))
+        loc, scale = p._q(gx, p.rnn_gz(shift_right(path)))
+        return path, loc, scale
+
+    @torch.no_grad()
+    def _path(self, gx, eps):
+        p = self.prior
+        batch, T = gx.shape[:-2], gx.shape[-2]
+        first, hx = p.enc[0], gx.shape[-1]
+        pre = torch.addmm(first.bias, gx.reshape(-1, hx), first.weight[:, :hx].t()).reshape(-1, T, first.out_features)
+        lins = [m for m in p.enc[2:] if isinstance(m, nn.Linear)]
+        m, head = p.rnn_gz.lstm, p.q_head
+        z = self.fn(pre, eps.reshape(-1, T, p.z_dim), m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0,
+                    first.weight[:, hx:].t().contiguous(), [lin.weight.t().contiguous() for lin in lins],
+                    [lin.bias for lin in lins], torch.cat([head.loc.weight, head.logvar.weight]).t().contiguous(),
+                    torch.cat([head.loc.bias, head.logvar.bias]), float(head.min_logvar), float(head.max_logvar))
+        return z.reshape(*batch, T, p.z_dim)
+
+
+class PathNormal(dist.Normal):
+    """A :class:`~pyro.distributions.Normal` whose reparameterised draw is a given ``value`` (carrying its own
+    gradient): the one-step-truncated draw of :meth:`EnhancementModel.guide`. Densities and KL divergences
+    are those of the Normal."""
+
+    def __init__(self, loc, scale, value):
+        super().__init__(loc, scale, validate_args=False)
+        self._value = value
+
+    def expand(self, batch_shape, _instance=None):
+        if torch.Size(batch_shape) == self.batch_shape:
+            return self
+        raise NotImplementedError("PathNormal cannot be expanded")
+
+    def rsample(self, sample_shape=torch.Size()):
+        if len(sample_shape):
+            raise NotImplementedError("PathNormal has one draw (sample_shape=())")
+        return self._value
+
+
+class EnhancementModel(nn.Module):
+    """The enhancement model (module docstring). A plain :class:`torch.nn.Module`: call :meth:`model`
+    (also its ``forward``) and :meth:`guide` as the Pyro model / amortised guide.
+
+    :param DVAE prior: a spectral speech prior; it is *copied* (fine-tuning touches the copy's encoder only,
+        every other parameter of the copy is frozen).
+    :param noise: a :class:`~pyro_dvae.noise.NoiseModel` (not copied).
+    :param str param_prefix: prefix of the Pyro parameter names used under ``svi``.
+    :param bool parallel: draw ``z`` without autograd and differentiate one teacher-forced pass (:meth:`guide`;
+        priors with the single latent site ``z``: DSAE always differentiates through the sequential draw).
+    """
+
+    def __init__(self, prior, noise, param_prefix="enhancement", parallel=True):
+        super().__init__()
+        if not isinstance(prior, DVAE) or prior.emission != "spectral":
+            raise ValueError("speech enhancement needs a spectral DVAE prior (emission='spectral', trained on "
+                             f"power spectra), got {getattr(prior, 'name', type(prior).__name__)}")
+        if not prior.latent_sites or prior.z_dim < 1:
+            raise ValueError(f"the {prior.name} prior has no latent variables to infer")
+        if not isinstance(noise, noise_models.NoiseModel):
+            raise TypeError(f"noise must be a pyro_dvae.noise.NoiseModel, got {type(noise).__name__}")
+        if noise.num_bins != prior.x_dim:
+            raise ValueError(f"noise model has {noise.num_bins} bins, the speech prior {prior.x_dim}")
+        if noise.reads_z and noise.z_dim != prior.z_dim:
+            raise ValueError(f"the {noise.name} noise model reads z_dim={noise.z_dim}, the prior has {prior.z_dim}")
+        self.prior = copy.deepcopy(prior).eval()
+        self.noise = noise
+        self.encoder_names = encoder_parameter_names(self.prior)
+        for name, p in self.prior.named_parameters():
+            p.requires_grad_(name in self.encoder_names)
+        self.register_buffer("gain", torch.ones(()))  # per-frame (B, T) for nmf, per-utterance (B, 1) otherwise
+        self.log_gain = None  # deep noise models under svi: the per-utterance gain as a fitted parameter
+        self.speech_hint = None
+        self.param_prefix = param_prefix
+        self.register_params = False  # True while svi runs (see fit_svi)
+        self.parallel = bool(parallel) and tuple(self.prior.latent_sites) == ("z",)
+        self._fast = RVAEPathSampler.build(self.prior) if self.parallel else None
+        like = torch.zeros(1, 2, self.prior.x_dim, dtype=self.prior.x_loc.dtype) + 1.0
+        self._iid_z = self.prior._z_prior(torch.zeros(1, 2, self.prior.z_dim, dtype=like.dtype), like) is None
+        self.m_steps = [NMFMStep()] if noise.name == "nmf" else []
+
+    # ------------------------------------------------------------------------------------------ parameters
+    def encoder_parameters(self):
+        params = dict(self.prior.named_parameters())
+        return [params[n] for n in self.encoder_names]
+
+    def encoder_state(self):
+        """The encoder's weights by name (what a noise checkpoint stores)."""
+        params = dict(self.prior.named_parameters())
+        return {n: params[n].detach().clone() for n in self.encoder_names}
+
+    @torch.no_grad()
+    def load_encoder_state(self, state):
+        if sorted(state) != self.encoder_names:
+            raise ValueError("encoder weights do not match this speech prior's encoder")
+        params = dict(self.prior.named_parameters())
+        for n, v in state.items():
+            if params[n].shape != v.shape:
+                raise ValueError(f"encoder weight {n}: shape {tuple(v.shape)}, expected {tuple(params[n].shape)}")
+            params[n].copy_(v)
+
+    def trainable_parameters(self):
+        """Encoder weights plus the deep noise model's weights."""
+        return self.encoder_parameters() + (list(self.noise.parameters()) if self.noise.deep else [])
+
+    def _register(self, kind, named):
+        if self.register_params:
+            for n, p in named:
+                pyro.param(f"{self.param_prefix}.{kind}.{n}", p)
+
+    def clear_params(self):
+        """Remove this model's entries from Pyro's global parameter store."""
+        store = pyro.get_param_store()
+        for key in [k for k in store.keys() if k.startswith(self.param_prefix + ".")]:
+            del store[key]
+
+    # ------------------------------------------------------------------------------------------ densities
+    def _run(self, gen, time_shape):
+        """Run a prior's site generator as Pyro sites; returns ``(latents, value it returns)``."""
+        value, latents = None, {}
+        try:
+            while True:
+                name, d = gen.send(value)
+                value = pyro.sample(name, self.prior._site(d, None, time_shape))
+                if isinstance(d, SequentialNormal):
+                    d.bind(value)
+                latents[name] = value
+        except StopIteration as stop:
+            return latents, stop.value
+
+    def _hint(self, power):
+        hint = self.speech_hint
+        if not self.prior.autoregressive or hint is None or hint.shape != power.shape:
+            return power
+        return hint
+
+    def _gain(self, rows, like):
+        """The speech gain broadcastable against ``(rows, T, F)`` (``rows`` a multiple of the batch)."""
+        g = (self.log_gain.exp() if self.log_gain is not None else self.gain).to(like.dtype)
+        if not g.dim():
+            return g
+        return g.repeat(rows // g.shape[0], 1).unsqueeze(-1)
+
+    def model(self, power, particles=1):
+        """Pyro model of the noisy power ``(B, T, F)`` (module docstring); ``particles`` independent copies of
+        the batch (``R B`` rows, particle-major) for an ``R``-sample estimate in one pass. Returns
+        ``(v_s, v_n)`` (unscaled speech variance and noise variance, ``(R B, T, F)``)."""
+        power = check_power(power, self.prior.x_dim)
+        R, (B, T, F) = int(particles), power.shape
+        P = power.repeat(R, 1, 1) if R > 1 else power
+        if self.noise.deep:
+            self._register("noise", self.noise.named_parameters())
+        if self.log_gain is not None:
+            self._register("speech", [("log_gain", self.log_gain)])
+        with pyro.plate("batch", R * B, dim=-1):
+            hint = self._hint(power)
+            latents, (_, logvar) = self._run(self.prior._model_sites(hint.repeat(R, 1, 1) if R > 1 else hint,
+                                                                     None, 0.0), (R * B, T))
+        v_s = torch.exp(logvar)
+        v_n = self.noise.variance(power, latents["z"]).reshape(-1, B, T, F).expand(R, B, T, F).reshape(R * B, T, F)
+        v = (self._gain(R * B, power) * v_s + v_n).clamp_min(torch.finfo(power.dtype).tiny)
+        with pyro.plate("batch_tf", R * B, dim=-3), pyro.plate("time", T, dim=-2), pyro.plate("freq", F, dim=-1):
+            pyro.sample("x", dist.Exponential(1.0 / v), obs=P)
+        return v_s, v_n
+
+    forward = model
+
+    def guide(self, power, particles=1):
+        """The speech encoder ``q(z | x)`` on the noisy power (the amortised guide of every mode).
+
+        Encoders with a recurrence on ``z`` (``q(z_t | z_{<t}, x)``: RVAE, DKF, SRNN, VRNN) draw ``z`` step by
+        step. With ``parallel=True`` that draw runs without autograd and the gradient flows through the
+        conditionals ``mu_t, sigma_t`` evaluated in one teacher-forced pass on the drawn path: the value and
+        the density are exactly those of the sequential draw, the reparameterised gradient is truncated to one
+        step of the ``z`` recurrence (``z_{<t}`` held fixed in ``z_t = mu_t(z_{<t}) + sigma_t(z_{<t}) eps_t``).
+        This takes the step-by-step loop out of the backward pass; ``parallel=False`` differentiates through
+        it (the reference's estimator).
+        """
+        power = check_power(power, self.prior.x_dim)
+        R, (B, T, _) = int(particles), power.shape
+        self._register("encoder", zip(self.encoder_names, self.encoder_parameters()))
+        P = power.repeat(R, 1, 1) if R > 1 else power
+        with pyro.plate("batch", R * B, dim=-1):
+            if not self.parallel:
+                return self._run(self.prior._guide_sites(P, None), (R * B, T))[0]
+            if self._fast is not None:
+                path, loc, scale = self._fast.draw(P)
+            else:
+                q = self.prior.encode(P)
+                if not isinstance(q, SequentialNormal):
+                    return {"z": pyro.sample("z", q.to_event(1))}
+                with torch.no_grad():
+                    path = q.rsample()
+                loc, scale = q.params_fn(path)
+            eps = ((path - loc) / scale).detach()
+            d = PathNormal(loc, scale, loc + scale * eps).to_event(1)
+            # the same nesting as the model's z site, so that TraceMeanField_ELBO finds the analytic KL
+            d = d.to_event(1) if self._iid_z else dist.Independent(d, 1)
+            return {"z": pyro.sample("z", d)}
+
+    # ------------------------------------------------------------------------------------------ posterior
+    def posterior(self, power, num_samples=8):
+        """``(v_s, v_n, elbo)``: the scaled speech and noise variances ``g v_s``, ``v_n`` ``(R, B, T, F)`` at
+        ``R = num_samples`` draws of ``z ~ q(z | x)``, and the ``R``-particle Monte-Carlo ELBO estimate."""
+        R, shape = int(num_samples), (int(num_samples), *power.shape)
+        g_trace = poutine.trace(self.guide).get_trace(power, R)
+        m_trace = poutine.trace(poutine.replay(self.model, g_trace)).get_trace(power, R)
+        elbo = float((m_trace.log_prob_sum() - g_trace.log_prob_sum()).detach()) / R
+        v_s, v_n = m_trace.nodes["_RETURN"]["value"]
+        return (self._gain(R * power.shape[0], power) * v_s).reshape(shape), v_n.reshape(shape), elbo
+
+    @torch.no_grad()
+    def wiener_gain(self, power, num_samples=8):
+        """``E_q(z)[g v_s / (g v_s + v_n)]`` ``(B, T, F)`` by ``num_samples`` posterior draws."""
+        v_s, v_n, _ = self.posterior(power, num_samples)
+        return wiener(v_s, v_n)
+
+    @torch.no_grad()
+    def refresh_hint(self, power, num_samples=4, variances=None):
+        """Autoregressive priors: set the decoder's past to ``E[|s|^2 | x] = w^2 |x|^2 + w v_n`` (the posterior
+        speech power under the current fit, ``w = g v_s / (g v_s + v_n)``). A no-op for other priors."""
+        if not self.prior.autoregressive:
+            return
+        v_s, v_n = variances if variances is not None else self.posterior(power, num_samples)[:2]
+        w = v_s / (v_s + v_n)
+        self.speech_hint = (w**2 * power + w * v_n).mean(0)
+
+    @torch.no_grad()
+    def init_gain(self, power, num_samples=4, iters=20):
+        """Closed-form speech gain for the current encoder and noise model: ``iters`` multiplicative
+        (majorise-minimise) updates of ``g`` in ``|x|^2 ~ Exp(g v_s + v_n)`` with ``R`` posterior draws of
+        ``v_s`` and ``v_n`` held fixed (:func:`pyro_dvae.nmf.gain_step`), from ``g = 1``: per frame ``(B, T)``
+        for nmf (the reference's gain), one per utterance ``(B, 1)`` for the deep noise models. The speech
+        prior was trained on peak-normalised clean speech, whose level the speech in a normalised noisy
+        input does not have; without this the first iterations spend themselves on the level."""
+        B, T, _ = power.shape
+        self.log_gain = None
+        self.gain = torch.ones(B, T if self.noise.name == "nmf" else 1, dtype=power.dtype, device=power.device)
+        v_s, v_n, _ = self.posterior(power, num_samples)
+        g, V, Vs, Vn = self.gain, power.mT, v_s.mT, v_n.mT
+        for _ in range(iters):
+            Vh = (g.unsqueeze(-2) * Vs + Vn).clamp_min(torch.finfo(power.dtype).tiny)
+            num = (V * Vs / Vh**2).sum(-2).sum(0)
+            den = (Vs / Vh).sum(-2).sum(0)
+            if g.shape[-1] == 1:
+                num, den = num.sum(-1, keepdim=True), den.sum(-1, keepdim=True)
+            g = g * (num / den.clamp_min(torch.finfo(power.dtype).tiny)).sqrt()
+        self.gain = g.clamp(1e-6, 1e6)
+        return self.gain
+
+
+# ------------------------------------------------------------------------------------------------ VEM blocks
+class EncoderBlock(GradientBlock):
+    """E-Z: Adam steps on the speech encoder (decoder frozen) on the negative ELBO
+    (:class:`~pyro.infer.TraceMeanField_ELBO`: analytic per-step KL); its guide samples ``z`` by the encoder."""
+
+    def __init__(self, model, num_steps=1, lr=1e-2):
+        super().__init__("z", params=model.encoder_parameters, num_steps=num_steps, lr=lr,
+                         loss=TraceMeanField_ELBO(max_plate_nesting=PLATES), kind="e", clip_norm=100.0)
+        self._model = [model]  # not a submodule
+
+    def guide(self, power, values, **kw):
+        self._model[0].guide(power)
+        return {}
+
+
+class SpeechSamplesBlock(ClosedFormBlock):
+    """E-V: ``R`` posterior draws of ``z`` and the speech variances they give (what the M-step averages
+    over), plus an ``R``-particle Monte-Carlo estimate of the ELBO at these draws (:attr:`elbo`)."""
+
+    def __init__(self, num_samples=4):
+        super().__init__("v")
+        self.num_samples = int(num_samples)
+        self.v_s = None
+        self.elbo = math.nan
+
+    @torch.no_grad()
+    def update(self, model, guide, power, **kw):
+        v_s, v_n, self.elbo = model.posterior(power, self.num_samples)
+        self.v_s = v_s / model._gain(power.shape[0], power)  # unscaled: the M-step multiplies by the new gain
+        model.refresh_hint(power, variances=(v_s, v_n))
+
+
+class NMFMStep(ClosedFormBlock):
+    """M-step: multiplicative IS-NMF updates of ``W``, ``H`` and the speech gain ``g`` given the E-V samples."""
+
+    def __init__(self):
+        super().__init__("nmf", kind="m")
+
+    @torch.no_grad()
+    def update(self, model, guide, power, **kw):
+        v_s = guide["v"].v_s
+        gain = model.gain if model.gain.dim() else model.gain.expand(power.shape[:-1])
+        model.gain = model.noise.m_step(power, v_s, gain)
+
+
+class EnhancementGuide(StructuredGuide):
+    """The VEM schedule of the NMF model: E-Z (:class:`EncoderBlock`), E-V (:class:`SpeechSamplesBlock`);
+    the model contributes the M-step (:class:`NMFMStep`). :meth:`elbo_estimate` (for ``vem``'s ``elbo=``
+    option) returns the E-V block's ``R``-particle estimate, so ``vem`` runs no extra model pass per iteration.
+
+    Example::
+
+        model = build_model(prior, "nmf", "una")
+        model.noise.initialise(power)
+        guide = EnhancementGuide(model, e_steps=1, lr=1e-3, num_samples=4)
+        inference.run("vem", model, guide, power, num_iters=30, elbo=EnhancementGuide.elbo_estimate)
+    """
+
+    def __init__(self, model, e_steps=1, lr=1e-2, num_samples=4):
+        super().__init__([EncoderBlock(model, e_steps, lr), SpeechSamplesBlock(num_samples)])
+
+    @staticmethod
+    def elbo_estimate(model, guide, *args, **kwargs):
+        return guide["v"].elbo
+
+
+# ------------------------------------------------------------------------------------------------ building
+def build_model(prior, noise="nmf", mode="una", noise_checkpoint=None, noise_options=None, seed=0,
+                sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop=HOP):
+    """An :class:`EnhancementModel` ready for ``mode``.
+
+    :param DVAE prior: the speech prior (spectral).
+    :param str noise: one of :data:`NOISES` (with a checkpoint it must match the stored model; ``None``: take
+        the checkpoint's).
+    :param str mode: ``"una"`` (fresh noise model, seeded), ``"und"`` / ``"unda"`` (noise model and encoder
+        from ``noise_checkpoint``, a path written by :func:`~pyro_dvae.models.enhancement_training.train_noise`).
+    :param dict noise_options: options of a fresh noise model (:func:`pyro_dvae.noise.build`).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if noise is not None and noise not in NOISES:
+        raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
+    if noise == "nmf" and mode != "una":
+        raise ValueError(f"mode {mode!r} needs a noise model trained on noisy speech, but 'nmf' is fitted per "
+                         "utterance (its W, H belong to one utterance): use mode 'una' with nmf, or a deep noise "
+                         "model (lv, no, nolv) trained by train-noise for und / unda")
+    if mode == "una":
+        if noise_checkpoint is not None:
+            raise ValueError("mode 'una' starts from a fresh noise model: a noise checkpoint is for 'und' / 'unda'")
+        if noise is None:
+            raise ValueError("mode 'una' needs the noise model's name")
+        opts = dict(noise_options or {})
+        if noise == "nmf":
+            opts.setdefault("seed", seed)
+            opts.setdefault("rank", DEFAULTS["nmf"]["rank"])
+        else:
+            opts.setdefault("z_dim", prior.z_dim)
+            torch.manual_seed(seed)  # the fresh network's initial weights
+        return EnhancementModel(prior, noise_models.build(noise, prior.x_dim, **opts))
+    if noise_checkpoint is None:
+        raise ValueError(f"mode {mode!r} needs a noise model trained by train-noise (noise_checkpoint / --noise-model)")
+    ckpt = noise_checkpoint
+    if not isinstance(ckpt, dict):
+        ckpt = noise_models.load_noise_checkpoint(ckpt, prior, sample_rate, n_fft, hop)
+    if noise is not None and ckpt["noise"] != noise:
+        raise ValueError(f"the noise checkpoint holds a {ckpt['noise']!r} model, not {noise!r}")
+    model = EnhancementModel(prior, noise_models.from_checkpoint(ckpt))
+    model.load_encoder_state(ckpt["encoder_state"])
+    return model
+
+
+def load_speech_prior(path, sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop=HOP):
+    """Load a speech prior checkpoint, checking that it is spectral and matches the STFT front end.
+
+    A checkpoint may carry ``sample_rate``, ``n_fft`` and ``hop`` entries (``prior.save(path, **extra)``); one
+    without them is taken to use the package's front end (16 kHz, 1024, 256, what ``pyro-dvae train-prior``
+    uses for audio). Another value, a Gaussian (trajectory) prior, a prior without latent variables or one of
+    another number of bins than ``n_fft // 2 + 1`` is a :class:`ValueError`.
+    """
+    from pyro_dvae import priors as zoo
+
+    ckpt = zoo.load_checkpoint(path)
+    for key, want in (("sample_rate", sample_rate), ("n_fft", n_fft), ("hop", hop)):
+        if key in ckpt and int(ckpt[key]) != int(want):
+            raise ValueError(f"{path}: speech prior trained with {key}={ckpt[key]}, but enhancement uses {key}={want}")
+    prior = zoo.load(path)
+    if prior.emission != "spectral":
+        raise ValueError(f"{path}: a {prior.emission!r}-emission {prior.name} prior cannot model speech spectra; "
+                         "train it on audio (emission 'spectral')")
+    if prior.x_dim != n_fft // 2 + 1:
+        raise ValueError(f"{path}: the prior models {prior.x_dim} frequency bins, an STFT of n_fft={n_fft} has "
+                         f"{n_fft // 2 + 1}")
+    if prior.z_dim < 1 or not prior.latent_sites:
+        raise ValueError(f"{path}: the {prior.name} prior has no latent variables to infer")
+    return prior.eval()
+
+
+# ------------------------------------------------------------------------------------------------ fitting
+def fit_vem(model, power, num_iters=30, lr=1e-3, e_steps=1, num_samples=4, progress=False, nmf_init="uniform",
+            gain_init=False):
+    """RVAE-VEM for the NMF model through ``inference.run("vem", ...)``; returns the InferenceResult.
+    ``nmf_init``: :meth:`~pyro_dvae.noise.NMFNoise.initialise`; ``gain_init``: start the gain at its
+    closed-form value (:meth:`EnhancementModel.init_gain`) instead of 1."""
+    from pyro_dvae import inference
+
+    model.noise.initialise(power, nmf_init)
+    model.speech_hint = None
+    model.log_gain = None
+    model.gain = torch.ones(power.shape[:-1], dtype=power.dtype, device=power.device)
+    if gain_init:
+        model.init_gain(power, num_samples)
+    guide = EnhancementGuide(model, e_steps, lr, num_samples)
+    return inference.run("vem", model, guide, power, num_iters=num_iters, elbo=EnhancementGuide.elbo_estimate,
+                         progress=progress)
+
+
+def adam(params, lr):
+    """:class:`torch.optim.Adam` with the fused kernel (one pass over all tensors: about 3x faster than
+    ``foreach`` on CPU) where this torch build has one, else ``foreach``."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
+class JointAdam(pyro.optim.PyroOptim):
+    """A :class:`~pyro.optim.PyroOptim` stepping *one* fused :class:`torch.optim.Adam` over all the
+    parameters of a step, after clipping their global gradient norm to ``clip_norm``; the tensors in ``fast``
+    get ``fast_factor`` times the learning rate. Pyro's own optimisers keep one torch optimiser per parameter
+    (and clip per parameter); with the ~30 tensors of an encoder and a noise network that per-tensor loop is a
+    tenth of a small step's time."""
+
+    def __init__(self, lr, clip_norm=10.0, fast=(), fast_factor=10.0):
+        super().__init__(torch.optim.Adam, {"lr": lr})
+        self.lr, self.clip_norm, self._opt, self._ids = float(lr), clip_norm, None, None
+        self.fast, self.fast_factor = {id(t) for t in fast}, float(fast_factor)
+
+    def __call__(self, params, *args, **kwargs):
+        params = sorted(params, key=id)
+        ids = [id(p) for p in params]
+        if self._opt is None or ids != self._ids:
+            groups = [{"params": [p for p in params if id(p) not in self.fast]},
+                      {"params": [p for p in params if id(p) in self.fast], "lr": self.lr * self.fast_factor}]
+            self._opt, self._ids = adam([g for g in groups if g["params"]], self.lr), ids
+        if self.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, self.clip_norm)
+        self._opt.step()
+
+
+def fit_svi(model, power, num_steps=100, lr=5e-4, hint_every=20, progress=False, fit_gain=False):
+    """U-NA (and U-NDA) fitting of the encoder and the deep noise model through ``inference.run("svi", ...)``
+    with :class:`~pyro.infer.TraceMeanField_ELBO` and :class:`JointAdam` (gradient norm clipped at 10; the decoder
+    stays frozen); returns the InferenceResult. ``fit_gain``: also fit one speech gain per utterance (started at
+    its closed-form value, ten times the step size); off by default, as in the reference. The parameters are
+    registered in Pyro's global store under ``model.param_prefix`` for the run only."""
+    from pyro_dvae import inference
+
+    if not model.noise.deep:
+        raise ValueError("fit_svi fits deep noise models; the nmf model runs by VEM (fit_vem)")
+    model.speech_hint = None
+
+    def refresh(step, result):
+        if model.prior.autoregressive and (step + 1) % hint_every == 0:
+            model.refresh_hint(power)
+
+    model.log_gain = None
+    model.gain = torch.ones((), dtype=power.dtype, device=power.device)
+    if fit_gain:  # closed-form start, then fitted with the rest
+        model.log_gain = nn.Parameter(model.init_gain(power).log())
+    model.clear_params()
+    model.register_params = True
+    try:
+        return inference.run("svi", model.model, model.guide, power, num_steps=num_steps,
+                             optim=JointAdam(lr, fast=[model.log_gain] if fit_gain else []), loss="meanfield",
+                             max_plate_nesting=PLATES, callback=refresh, progress=progress)
+    finally:
+        model.register_params = False
+        model.clear_params()
+
+
+# ------------------------------------------------------------------------------------------------ front end
+@dataclass
+class EnhancementResult:
+    """Output of :func:`enhance`: ``waveform`` (16 kHz, the input's length, the input's level), ``stft``
+    ``(T, F)`` of the estimate, the Wiener ``mask`` ``(T, F)``, the ``result`` of the inference run (``None``
+    for U-ND) and ``info`` (noise, mode, iterations, seconds, real-time factor ``rtf``)."""
+
+    waveform: np.ndarray
+    stft: torch.Tensor
+    mask: torch.Tensor
+    result: object = None
+    info: dict = field(default_factory=dict)
+
+
+def prepare_noisy(noisy, n_fft=N_FFT, hop=HOP):
+    """Check and peak-normalise a noisy waveform ``(L,)``; returns ``(X (1, T, F) complex, scale)``."""
+    x = torch.as_tensor(np.asarray(noisy, dtype=np.float64) if not torch.is_tensor(noisy) else noisy)
+    x = x.to(torch.float64)
+    if x.dim() != 1:
+        raise ValueError(f"the noisy signal must be 1-D (mono), got shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError("the noisy signal contains NaN or inf samples")
+    if x.numel() < n_fft:
+        raise ValueError(f"the noisy signal has {x.numel()} samples, shorter than one STFT frame ({n_fft})")
+    peak = float(x.abs().max())
+    if peak == 0.0:
+        raise ValueError("the noisy signal is silent (all samples are zero): nothing to enhance")
+    X = stft((x / peak).to(torch.float32), n_fft, hop).unsqueeze(0)
+    return X, peak
+
+
+def enhance(noisy, prior, noise="nmf", mode="una", *, noise_checkpoint=None, num_iters=None, lr=None,
+            num_samples=8, e_steps=1, vem_samples=4, noise_options=None, seed=0, n_fft=N_FFT, hop=HOP,
+            progress=False, model=None, gain=False, nmf_init="uniform"):
+    """Enhance one noisy utterance.
+
+    :param noisy: 1-D waveform at the prior's sample rate (16 kHz), any level (peak-normalised inside, the
+        output is scaled back).
+    :param DVAE prior: spectral speech prior.
+    :param str noise: ``"nmf"``, ``"lv"``, ``"no"`` or ``"nolv"``.
+    :param str mode: ``"una"``, ``"und"`` or ``"unda"`` (``nmf``: ``"una"`` only).
+    :param noise_checkpoint: path of a :func:`~pyro_dvae.models.enhancement_training.train_noise` checkpoint
+        (``und`` / ``unda``).
+    :param int num_iters: VEM iterations (nmf) or SVI steps (U-NA / U-NDA); default :data:`DEFAULTS`.
+    :param float lr: encoder (and noise network) learning rate; default :data:`DEFAULTS` (U-NDA: a fifth of U-NA's).
+    :param int num_samples: posterior draws of ``z`` averaged in the Wiener filter.
+    :param int e_steps: Adam steps per VEM E-step; ``vem_samples``: draws per VEM M-step.
+    :param dict noise_options: options of a fresh noise model (``rank`` for nmf, default 4; network sizes).
+    :param int seed: seeds Pyro / torch (posterior draws, a fresh noise network, NMF initialisation).
+    :param model: an :class:`EnhancementModel` from :func:`build_model` to use instead of building one.
+    :param bool gain: nmf: start the per-frame gain at its closed-form value instead of 1; deep models: fit one
+        speech gain per utterance (closed form for U-ND). Off by default (measured worse on real speech).
+    :param str nmf_init: ``"uniform"`` (the reference's) or ``"floor"`` (:meth:`~pyro_dvae.noise.NMFNoise.initialise`).
+    :returns: :class:`EnhancementResult`; a warning when the estimate keeps under 1 % of the input energy (the
+        input may be noise only: the output is then the attenuated input, no error).
+
+    Example::
+
+        prior = load_speech_prior("speech.pt")
+        out = enhance(noisy, prior, "nolv", "unda", noise_checkpoint="nolv.pt")
+        out.waveform, out.info["rtf"]
+    """
+    start = time.perf_counter()
+    X, peak = prepare_noisy(noisy, n_fft, hop)
+    length = int(torch.as_tensor(noisy).shape[-1]) if torch.is_tensor(noisy) else len(noisy)
+    pyro.set_rng_seed(seed)
+    if model is None:
+        model = build_model(prior, noise, mode, noise_checkpoint, noise_options, seed, n_fft=n_fft, hop=hop)
+    kind = "nmf" if model.noise.name == "nmf" else "deep"
+    num_iters = DEFAULTS[kind]["num_iters"] if num_iters is None else int(num_iters)
+    lr = DEFAULTS[kind]["unda_lr" if mode == "unda" else "lr"] if lr is None else float(lr)
+    dtype = model.prior.x_loc.dtype
+    power = (X.abs() ** 2).to(dtype)
+    result = None
+    if num_iters < 0 or (kind == "nmf" and num_iters < 1):
+        raise ValueError(f"num_iters must be >= {1 if kind == 'nmf' else 0} for {model.noise.name}, got {num_iters}")
+    gain = bool(gain)
+    if kind == "nmf":
+        result = fit_vem(model, power, num_iters, lr, e_steps, vem_samples, progress, nmf_init, gain)
+    elif mode in ("una", "unda") and num_iters > 0:
+        result = fit_svi(model, power, num_iters, lr, progress=progress, fit_gain=gain)
+    elif gain:  # U-ND: one forward pass, with the closed-form gain
+        model.init_gain(power, num_samples)
+    mask = model.wiener_gain(power, num_samples)[0]
+    S = mask.to(X.real.dtype) * X[0]
+    wave = istft(S, length, n_fft, hop).double().numpy() * peak
+    seconds = time.perf_counter() - start
+    energy = float((np.asarray(noisy, dtype=np.float64) ** 2).sum())
+    if energy > 0 and float((wave**2).sum()) < LITTLE_SPEECH * energy:
+        warnings.warn(f"the speech estimate holds {100 * float((wave**2).sum()) / energy:.2g} % of the input energy: "
+                      "the input may be noise only (the output is the attenuated input)", stacklevel=2)
+    info = {"noise": model.noise.name, "mode": mode, "num_iters": num_iters if result is not None else 0, "lr": lr,
+            "num_samples": num_samples, "seconds": seconds, "rtf": seconds / (length / SAMPLE_RATE),
+            "seconds_per_iter": result.seconds_per_iter if result is not None else None}
+    return EnhancementResult(wave, S.detach(), mask.detach(), result, info)

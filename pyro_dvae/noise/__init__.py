@@ -1,0 +1,62 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Noise variance models for speech enhancement ``x = s + n``, ``n_ft ~ CN(0, v_n,ft)``.
+
+- ``nmf``: ``v_n = W H`` fitted per utterance by multiplicative IS-NMF updates (RVAE-VEM [1, 2]);
+- ``lv``: ``v_n`` from the speech latents ``z`` through a recurrent network [3];
+- ``no``: ``v_n`` from the past noisy observations ``x_{1:t-1}`` through a causal LSTM [3];
+- ``nolv``: both [3].
+
+Example::
+
+    from pyro_dvae import noise
+    noise.available()                                  # ['nmf', 'lv', 'no', 'nolv']
+    model = noise.build("nolv", num_bins=513, z_dim=16)
+    v_n = model.variance(power, z)                     # (B, T, F)
+
+**References:**
+
+[1] S. Leglaive, X. Alameda-Pineda, L. Girin, R. Horaud (2020), "A Recurrent Variational Autoencoder for
+    Speech Enhancement", ICASSP.
+[2] X. Bie, S. Leglaive, X. Alameda-Pineda, L. Girin (2022), "Unsupervised Speech Enhancement Using
+    Dynamical Variational Autoencoders", IEEE/ACM TASLP 30.
+[3] X. Lin, S. Leglaive, L. Girin, X. Alameda-Pineda (2023), "Unsupervised Speech Enhancement with Deep
+    Dynamical Generative Speech and Noise Models", Interspeech.
+"""
+
+from .base import NoiseModel, log_power, noise_anchor
+from .checkpoint import FORMAT, load_noise_checkpoint, prior_fingerprint, save_noise
+from .deep import DeepNoise, LVNoise, NOLVNoise, NONoise
+from .nmf import NMFNoise
+
+_NOISE = {"nmf": NMFNoise, "lv": LVNoise, "no": NONoise, "nolv": NOLVNoise}
+
+__all__ = ["FORMAT", "DeepNoise", "LVNoise", "NMFNoise", "NOLVNoise", "NONoise", "NoiseModel", "available", "build",
+           "from_checkpoint", "load_noise_checkpoint", "log_power", "noise_anchor", "prior_fingerprint", "save_noise"]
+
+
+def available():
+    """Names accepted by :func:`build`."""
+    return list(_NOISE)
+
+
+def build(name, num_bins, **options):
+    """Build a noise model by name (``options``: ``rank``, ``seed`` for ``nmf``; ``z_dim``, ``rnn_dim``,
+    ``dense_dim``, ``quantile`` for the deep models)."""
+    if name not in _NOISE:
+        raise ValueError(f"unknown noise model {name!r}; available: {', '.join(_NOISE)}")
+    try:
+        return _NOISE[name](num_bins, **options)
+    except TypeError as e:
+        raise ValueError(f"bad options for noise model {name!r}: {e}") from None
+
+
+def from_checkpoint(ckpt):
+    """Rebuild the noise model stored in a checkpoint dictionary (:func:`load_noise_checkpoint`)."""
+    config = dict(ckpt["config"])
+    model = build(ckpt["noise"], config.pop("num_bins"), **config)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise ValueError(f"noise weights do not match a {ckpt['noise']!r} model with config {ckpt['config']}: {e}") \
+            from None
+    return model

@@ -1,0 +1,289 @@
+# SPDX-License-Identifier: Apache-2.0
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pyro
+import pytest
+import torch
+from pyro.infer import TraceMeanField_ELBO
+
+from pyro_dvae import noise, priors
+from pyro_dvae.data import audio
+from pyro_dvae.data.noisy import mix_at_snr, synthetic_noise
+from pyro_dvae.data.synthetic_audio import speech_like
+from pyro_dvae.metrics import si_sdr
+from pyro_dvae.models import enhancement as E
+from pyro_dvae.models import enhancement_training as U
+from pyro_dvae.training import TrainConfig, train_prior
+
+REALDATA = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
+FRONT_END = {"sample_rate": audio.SAMPLE_RATE, "n_fft": audio.N_FFT, "hop": audio.HOP}
+
+
+@pytest.fixture(scope="module")
+def prior():
+    """A small causal RVAE trained for a few seconds on synthetic speech-like signals (513 bins)."""
+    torch.manual_seed(0)
+    chunks = audio.power_chunks([speech_like(2.0, seed=k) for k in range(6)], seq_len=25)
+    p = priors.build("rvae", x_dim=513, z_dim=8, emission="spectral", dense_dim=64, rnn_dim=32, z_dense=[32])
+    train_prior(p, chunks, chunks[:4], TrainConfig(epochs=30, batch_size=8, lr=5e-3, warmup_epochs=2, patience=100))
+    return p.eval()
+
+
+@pytest.fixture(scope="module")
+def noisy_power():
+    """Noisy training chunks (synthetic speech + hum / tones at random SNRs): (N, 20, 513)."""
+    rng = np.random.default_rng(0)
+    sigs = []
+    for k in range(4):
+        s = speech_like(1.0, seed=50 + k)
+        n = synthetic_noise(("hum", "tones")[k % 2], 1.5, seed=k)
+        sigs.append(mix_at_snr(s, n, rng.uniform(0, 5))[0])
+    return audio.power_chunks(sigs, seq_len=20)
+
+
+def _tones_mixture(snr=0.0):
+    clean = 0.5 * speech_like(1.0, seed=99)
+    return clean, mix_at_snr(clean, synthetic_noise("tones", 1.5, seed=7), snr)[0]
+
+
+def test_nmf_m_step_never_raises_the_is_divergence_in_vem(prior):
+    clean, noisy = _tones_mixture()
+    X, _ = E.prepare_noisy(noisy)
+    P = X.abs() ** 2
+    model = E.build_model(prior, "nmf", "una", noise_options={"rank": 3})
+    model.noise.initialise(P)
+    model.gain = torch.ones(P.shape[:-1])
+    guide = E.EnhancementGuide(model, e_steps=1, lr=1e-3, num_samples=3)
+    for _ in range(5):
+        guide["z"].update(model, guide, P)
+        guide["v"].update(model, guide, P)
+        v_s = guide["v"].v_s.double()
+        model.noise.W, model.noise.H = model.noise.W.double(), model.noise.H.double()
+        gain, Pd = model.gain.double(), P.double()
+        before = model.noise.cost(Pd, v_s, gain)
+        for _ in range(3):  # the M-step: W, H then g; each update is monotone in the sample-averaged IS cost
+            gain = model.noise.m_step(Pd, v_s, gain)
+            after = model.noise.cost(Pd, v_s, gain)
+            assert after <= before * (1 + 1e-10)
+            before = after
+        model.noise.W, model.noise.H, model.gain = model.noise.W.float(), model.noise.H.float(), gain.float()
+
+
+def test_wiener_filter_of_known_variances_is_the_posterior_mean():
+    g = torch.Generator().manual_seed(0)
+    v_s, v_n = torch.tensor([2.0, 0.5, 1.0]), torch.tensor([1.0, 1.5, 0.01])
+    n = 200_000
+    cn = lambda v: (torch.randn(n, 3, generator=g) + 1j * torch.randn(n, 3, generator=g)) * (v / 2).sqrt()  # noqa
+    s, x = cn(v_s), None
+    x = s + cn(v_n)
+    slope = (s * x.conj()).mean(0).real / (x.abs() ** 2).mean(0)  # least-squares E[s | x] = a x
+    torch.testing.assert_close(slope, E.wiener(v_s[None], v_n[None]), atol=0.01, rtol=0.0)
+    # samples of the variances are averaged as masks, not as variances
+    vs2, vn2 = torch.tensor([[1.0], [3.0]]), torch.tensor([[1.0], [1.0]])
+    torch.testing.assert_close(E.wiener(vs2, vn2), torch.tensor([0.5 * (0.5 + 0.75)]))
+
+
+def test_wiener_gain_averages_the_posterior_draws(prior):
+    _, noisy = _tones_mixture()
+    P = E.prepare_noisy(noisy)[0].abs() ** 2
+    model = E.build_model(prior, "no", "una")
+    pyro.set_rng_seed(3)
+    v_s, v_n, _ = model.posterior(P, 5)
+    pyro.set_rng_seed(3)
+    torch.testing.assert_close(model.wiener_gain(P, 5), (v_s / (v_s + v_n)).mean(0))
+
+
+@pytest.mark.parametrize("name", ["lv", "no", "nolv"])
+def test_deep_noise_models_train_and_lower_their_loss(prior, noisy_power, name):
+    train = val = noisy_power  # a tiny set: the loss on it must fall
+    res = U.train_noise(prior, name, train, val, epochs=4, batch_size=4, lr=3e-3, seed=1,
+                        noise_options={"rnn_dim": 16, "dense_dim": 16})
+    torch.manual_seed(1)  # train_noise's initial weights
+    start = E.EnhancementModel(prior, noise.build(name, 513, z_dim=prior.z_dim, rnn_dim=16, dense_dim=16))
+    elbo = TraceMeanField_ELBO(max_plate_nesting=E.PLATES)
+    assert U._evaluate(res.model, val, 4, elbo) == pytest.approx(res.best_val)  # the best weights are kept
+    before, after = U._evaluate(start, train, 4, elbo), U._evaluate(res.model, train, 4, elbo)
+    assert after < before - 1e-2
+
+
+def test_unda_starts_from_the_und_weights_and_then_moves(prior, noisy_power, tmp_path):
+    path = tmp_path / "nolv.pt"
+    U.train_noise(prior, "nolv", noisy_power[:-2], noisy_power[-2:], epochs=2, batch_size=4, lr=3e-3,
+                  noise_options={"rnn_dim": 16, "dense_dim": 16}, out=path, **FRONT_END)
+    ckpt = torch.load(path, weights_only=True)
+    model = E.build_model(prior, "nolv", "unda", path)
+    for k, v in model.noise.state_dict().items():
+        assert torch.equal(v, ckpt["state_dict"][k]), k
+    for k, v in model.encoder_state().items():
+        assert torch.equal(v, ckpt["encoder_state"][k]), k
+    fresh = dict(prior.named_parameters())
+    assert any(not torch.equal(v, fresh[k]) for k, v in model.encoder_state().items())  # U-ND tuned the encoder
+    _, noisy = _tones_mixture()
+    P = E.prepare_noisy(noisy)[0].abs() ** 2
+    E.fit_svi(model, P, num_steps=2, lr=1e-3)
+    assert any(not torch.equal(v, ckpt["state_dict"][k]) for k, v in model.noise.state_dict().items())
+    assert len(pyro.get_param_store().keys()) == 0  # svi's parameter names are removed afterwards
+    und = E.enhance(noisy, prior, "nolv", "und", noise_checkpoint=path)
+    assert und.result is None and und.waveform.shape == noisy.shape
+    with pytest.raises(ValueError, match="holds a 'nolv' model"):
+        E.build_model(prior, "lv", "und", path)
+
+
+def test_enhancement_raises_si_sdr_on_a_synthetic_noisy_signal(prior):
+    clean, noisy = _tones_mixture(0.0)
+    out = E.enhance(noisy, prior, "nolv", "una", num_iters=30, lr=5e-4)
+    assert out.waveform.shape == noisy.shape and np.isfinite(out.waveform).all()
+    assert out.result.algorithm == "svi" and len(out.result.losses) == 30
+    assert si_sdr(out.waveform, clean) > si_sdr(noisy, clean) + 3.0
+    assert 0.0 <= float(out.mask.min()) and float(out.mask.max()) <= 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # this small prior leaves the tones mixture to the NMF noise
+        nmf = E.enhance(noisy, prior, "nmf", "una", num_iters=3)
+    assert nmf.result.algorithm == "vem" and nmf.result.info["schedule"] == ["z", "v", "nmf"]
+    assert np.isfinite(nmf.waveform).all()
+
+
+@pytest.mark.parametrize("name", ["rvae", "rvae-noncausal"])
+def test_fast_rvae_draw_is_the_priors_own_draw(name):
+    torch.manual_seed(0)
+    p = priors.build(name, x_dim=9, z_dim=3, emission="spectral", dense_dim=8, rnn_dim=6, z_dense=[8, 5])
+    sampler = E.RVAEPathSampler.build(p)
+    assert sampler is not None
+    x, eps = torch.rand(2, 7, 9) + 0.1, torch.randn(2, 7, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(sampler(x, eps), p.encode(x).sample_fn(eps)[0])
+    assert E.RVAEPathSampler.build(priors.build("dkf", x_dim=9, z_dim=3, emission="spectral", dense_dim=8,
+                                                rnn_dim=6, z_dense=[8])) is None
+
+
+def test_every_spectral_prior_of_the_zoo_runs(prior):
+    P = torch.rand(1, 6, 9) ** 2
+    for name in ("vae", "dkf", "srnn", "dsae"):
+        p = priors.build(name, x_dim=9, z_dim=2, emission="spectral", dense_dim=8, rnn_dim=8, z_dense=[8])
+        for nz in ("nmf", "nolv"):
+            model = E.build_model(p, nz, "una", noise_options={"rank": 2} if nz == "nmf" else {"rnn_dim": 4})
+            res = E.fit_vem(model, P, num_iters=2) if nz == "nmf" else E.fit_svi(model, P, num_steps=2)
+            assert np.isfinite(res.losses).all()
+            assert model.wiener_gain(P, 2).shape == P.shape
+
+
+def test_bad_inputs(prior, tmp_path):
+    with pytest.raises(ValueError, match="silent"):
+        E.enhance(np.zeros(4000), prior)
+    with pytest.raises(ValueError, match="shorter than one STFT frame"):
+        E.enhance(np.ones(500), prior)
+    with pytest.raises(ValueError, match="NaN"):
+        E.enhance(np.full(4000, np.nan), prior)
+    x = speech_like(0.5, seed=1)
+    with pytest.raises(ValueError, match="nmf.*una"):
+        E.enhance(x, prior, "nmf", "und")
+    with pytest.raises(ValueError, match="needs a noise model trained"):
+        E.enhance(x, prior, "lv", "und")
+    with pytest.raises(ValueError, match="fresh noise model"):
+        E.enhance(x, prior, "lv", "una", noise_checkpoint="any.pt")
+    with pytest.raises(ValueError, match="mode must be"):
+        E.enhance(x, prior, "lv", "fast")
+    with pytest.raises(ValueError, match="num_iters"):
+        E.enhance(x, prior, "nmf", "una", num_iters=0)
+    traj = priors.build("srnn", x_dim=4, z_dim=2, dense_dim=8, rnn_dim=8, z_dense=[8])
+    with pytest.raises(ValueError, match="spectral"):
+        E.EnhancementModel(traj, noise.build("nmf", 4))
+    with pytest.raises(ValueError, match="bins"):
+        E.EnhancementModel(prior, noise.build("nmf", 33))
+    # a noise model trained for another prior, or another front end
+    other = priors.build("rvae", x_dim=513, z_dim=8, emission="spectral", dense_dim=64, rnn_dim=32, z_dense=[32])
+    path = tmp_path / "noise.pt"
+    noise.save_noise(path, noise.build("no", 513, rnn_dim=4, dense_dim=4), other, {}, 16000, 1024, 256)
+    with pytest.raises(ValueError, match="different weights"):
+        E.enhance(x, prior, "no", "und", noise_checkpoint=path)
+    noise.save_noise(path, noise.build("no", 513, rnn_dim=4, dense_dim=4), prior, {}, 8000, 1024, 256)
+    with pytest.raises(ValueError, match="sample_rate=8000"):
+        E.enhance(x, prior, "no", "und", noise_checkpoint=path)
+    # pure noise: documented handling is a warning that little speech was found
+    with pytest.warns(UserWarning, match="noise only"):
+        E.enhance(synthetic_noise("tones", 1.0, seed=3), prior, "nolv", "una", num_iters=0)
+
+
+def _write(path, x, sr=16000):
+    import soundfile as sf
+
+    sf.write(path, x, sr, subtype="FLOAT")
+    return path
+
+
+def test_cli_train_noise_and_enhance_end_to_end(prior, tmp_path, capsys):
+    from scipy.signal import resample_poly
+
+    from pyro_dvae.cli import main
+
+    prior_path = tmp_path / "speech.pt"
+    prior.save(prior_path, **FRONT_END)
+    noisy_dir = tmp_path / "noisy"
+    noisy_dir.mkdir()
+    for k in range(3):
+        s = speech_like(1.0, seed=60 + k)
+        _write(noisy_dir / f"n{k}.wav", 0.5 * mix_at_snr(s, synthetic_noise("hum", 1.5, seed=k), 3.0)[0])
+    noise_path = tmp_path / "nolv.pt"
+    assert main(["train-noise", "--noisy-dir", str(noisy_dir), "--prior", str(prior_path), "--noise", "nolv",
+                 "--out", str(noise_path), "--epochs", "2", "--seq-len", "20", "--batch-size", "4", "--quiet",
+                 "--out-json", str(tmp_path / "tn.json")]) == 0
+    assert json.loads((tmp_path / "tn.json").read_text())["epochs_run"] == 2
+    clean, noisy = _tones_mixture(5.0)
+    noisy_22k = resample_poly(noisy, 441, 320)  # a 22.05 kHz input: the output keeps its rate and length
+    _write(tmp_path / "noisy.wav", noisy_22k, 22050)
+    _write(tmp_path / "clean.wav", resample_poly(clean, 441, 320), 22050)
+    out_json = tmp_path / "enh.json"
+    assert main(["enhance", str(tmp_path / "noisy.wav"), "--prior", str(prior_path), "--noise", "nolv", "--mode",
+                 "und", "--noise-model", str(noise_path), "--out", str(tmp_path / "out.wav"), "--ref",
+                 str(tmp_path / "clean.wav"), "--out-json", str(out_json)]) == 0
+    import soundfile as sf
+
+    info = sf.info(tmp_path / "out.wav")
+    assert info.samplerate == 22050 and info.frames == len(noisy_22k)
+    summary = json.loads(out_json.read_text())
+    for kind in ("output", "input"):
+        assert set(summary[kind]) == {"si_sdr", "pesq_wb", "pesq_nb", "estoi", "rtf"}
+    assert summary["output"]["rtf"] > 0 and summary["input"]["rtf"] is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["enhance", str(tmp_path / "noisy.wav"), "--prior", str(prior_path), "--noise", "nmf",
+                     "--iters", "2", "--out", str(tmp_path / "out2.wav")]) == 0
+    # bad input: a clear error and exit code 2
+    (tmp_path / "x.mp3").write_bytes(b"ID3")
+    assert main(["enhance", str(tmp_path / "x.mp3"), "--prior", str(prior_path), "--noise", "nmf", "--out",
+                 str(tmp_path / "o.wav")]) == 2
+    _write(tmp_path / "silent.wav", np.zeros(8000))
+    assert main(["enhance", str(tmp_path / "silent.wav"), "--prior", str(prior_path), "--noise", "nmf", "--out",
+                 str(tmp_path / "o.wav")]) == 2
+    assert main(["enhance", str(tmp_path / "noisy.wav"), "--prior", str(noise_path), "--noise", "nmf", "--out",
+                 str(tmp_path / "o.wav")]) == 2
+    assert main(["enhance", str(tmp_path / "noisy.wav"), "--prior", str(prior_path), "--noise", "nmf", "--mode",
+                 "und", "--out", str(tmp_path / "o.wav")]) == 2
+    err = capsys.readouterr().err
+    assert "unsupported audio format" in err and "silent" in err and "nmf" in err
+    clipped = np.clip(3 * noisy, -1, 1)
+    _write(tmp_path / "clipped.wav", clipped)
+    with pytest.warns(UserWarning, match="clipped"):
+        assert main(["enhance", str(tmp_path / "clipped.wav"), "--prior", str(prior_path), "--noise", "nolv",
+                     "--iters", "0", "--out", str(tmp_path / "o.wav")]) == 0
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not REALDATA.is_dir(), reason="../shared/realdata is absent")
+def test_real_speech_in_real_noise_runs_end_to_end(prior):
+    speech = REALDATA / "speech" / "cmu_arctic" / "cmu_arctic_us_axb_a0004.wav"
+    noise_file = REALDATA / "noise" / "speech_commands" / "running_tap.wav"
+    if not (speech.exists() and noise_file.exists()):
+        pytest.skip("the expected real-data files are absent")
+    clean = audio.load_audio(str(speech))[:32000]
+    noisy, _ = mix_at_snr(clean, audio.load_audio(str(noise_file)), 0.0, offset=16000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = E.enhance(noisy, prior, "nmf", "una", num_iters=3)
+        und = E.enhance(noisy, prior, "nolv", "una", num_iters=3)
+    for o in (out, und):
+        assert o.waveform.shape == noisy.shape and np.isfinite(o.waveform).all()
+        assert np.isfinite(si_sdr(o.waveform, clean))

@@ -1,0 +1,113 @@
+# SPDX-License-Identifier: Apache-2.0
+import pytest
+import torch
+
+from pyro_dvae import noise, priors
+from pyro_dvae.nmf import is_divergence
+
+F, T = 17, 12
+
+
+def _power(B=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(B, T, F, generator=g, dtype=torch.float64) ** 3 + 1e-3
+
+
+def test_registry_and_bad_names():
+    assert noise.available() == ["nmf", "lv", "no", "nolv"]
+    with pytest.raises(ValueError, match="unknown noise model"):
+        noise.build("gmm", F)
+    with pytest.raises(ValueError, match="bad options"):
+        noise.build("no", F, rank=3)
+    with pytest.raises(ValueError, match="num_bins"):
+        noise.build("nmf", 0)
+
+
+@pytest.mark.parametrize("name", ["lv", "no", "nolv"])
+def test_deep_models_are_level_invariant_and_start_at_the_anchor(name):
+    torch.manual_seed(0)
+    model = noise.build(name, F, z_dim=3, rnn_dim=8, dense_dim=8).double()
+    P, z = _power(), torch.randn(2, T, 3, dtype=torch.float64)
+    v = model.variance(P, z)
+    assert v.shape == (2, T, F) and (v > 0).all()
+    torch.testing.assert_close(model.variance(7.0 * P, z), 7.0 * v)  # a gain on x scales v_n alike
+    with torch.no_grad():
+        model.out.weight.zero_()
+    torch.testing.assert_close(model.variance(P, z), noise.noise_anchor(P, model.quantile).exp().expand(2, T, F))
+
+
+def test_no_model_reads_only_past_frames():
+    torch.manual_seed(0)
+    model = noise.build("no", F, rnn_dim=8, dense_dim=8).double()
+    feats = torch.randn(1, T, F, dtype=torch.float64)
+    later = feats.clone()
+    later[:, 6:] += torch.randn(1, T - 6, F, dtype=torch.float64)
+    h, h_later = model._hidden(feats, None), model._hidden(later, None)
+    torch.testing.assert_close(h[:, :7], h_later[:, :7])  # v_n,t reads x_{1:t-1} only
+    assert not torch.allclose(h[:, 7:], h_later[:, 7:])
+
+
+def test_particles_repeat_the_utterances():
+    torch.manual_seed(0)
+    model = noise.build("nolv", F, z_dim=3, rnn_dim=8, dense_dim=8).double()
+    P, z = _power(), torch.randn(2, T, 3, dtype=torch.float64)
+    v2 = model.variance(P, torch.cat([z, z]))
+    torch.testing.assert_close(v2, torch.cat([model.variance(P, z)] * 2))
+    with pytest.raises(ValueError, match="speech latents"):
+        model.variance(P, z[:, :5])
+
+
+def test_nmf_m_step_never_raises_the_is_divergence():
+    P = _power()
+    model = noise.build("nmf", F, rank=3).initialise(P)
+    g = torch.Generator().manual_seed(1)
+    v_s = torch.rand(4, 2, T, F, generator=g, dtype=torch.float64) + 0.05
+    gain = torch.ones(2, T, dtype=torch.float64)
+    cost = model.cost(P, v_s, gain)
+    for _ in range(30):
+        W, H = model.W, model.H
+        gain_only = model.m_step(P, v_s, gain, update_gain=False)
+        assert torch.equal(gain_only, gain)
+        c_wh = model.cost(P, v_s, gain)
+        assert c_wh <= cost * (1 + 1e-12)
+        model.W, model.H = W, H
+        gain = model.m_step(P, v_s, gain)
+        c = model.cost(P, v_s, gain)
+        assert c <= c_wh * (1 + 1e-12)
+        cost = c
+    # the cost is the sample average of D_IS(|x|^2 | g v_s + W H)
+    manual = sum(is_divergence(P, gain.unsqueeze(-1) * v + model.variance()) for v in v_s) / 4
+    torch.testing.assert_close(cost, manual)
+
+
+def test_checkpoint_roundtrip_and_identity_checks(tmp_path):
+    torch.manual_seed(0)
+    prior = priors.build("rvae", x_dim=F, z_dim=3, emission="spectral", dense_dim=8, rnn_dim=8, z_dense=[8])
+    model = noise.build("lv", F, z_dim=3, rnn_dim=8, dense_dim=8)
+    enc = {"phi_x.0.weight": prior.phi_x[0].weight.detach()}
+    path = tmp_path / "noise.pt"
+    noise.save_noise(path, model, prior, enc, 16000, 32, 8)
+    raw = torch.load(path, weights_only=True)  # plain tensors and builtins only
+    assert raw["speech_prior"]["sha256"] == noise.prior_fingerprint(prior)["sha256"]
+    ckpt = noise.load_noise_checkpoint(path, prior, 16000, 32, 8)
+    again = noise.from_checkpoint(ckpt)
+    for (k, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), k
+    with pytest.raises(ValueError, match="sample_rate=16000"):
+        noise.load_noise_checkpoint(path, prior, 8000, 32, 8)
+    with pytest.raises(ValueError, match="hop=8"):
+        noise.load_noise_checkpoint(path, prior, 16000, 32, 16)
+    other = priors.build("rvae", x_dim=F, z_dim=3, emission="spectral", dense_dim=8, rnn_dim=8, z_dense=[8])
+    with pytest.raises(ValueError, match="different weights"):
+        noise.load_noise_checkpoint(path, other)
+    bigger = priors.build("rvae", x_dim=F, z_dim=4, emission="spectral", dense_dim=8, rnn_dim=8, z_dense=[8])
+    with pytest.raises(ValueError, match="not for this"):
+        noise.load_noise_checkpoint(path, bigger)
+    prior.save(tmp_path / "prior.pt")
+    with pytest.raises(ValueError, match="speech prior checkpoint"):
+        noise.load_noise_checkpoint(tmp_path / "prior.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable"):
+        noise.load_noise_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(FileNotFoundError):
+        noise.load_noise_checkpoint(tmp_path / "missing.pt")
