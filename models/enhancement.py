@@ -588,17 +588,7 @@ def load_speech_prior(path, sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop=HOP):
     """
     from pyro_dvae import priors as zoo
 
-    ckpt = zoo.load_checkpoint(path)
-    for key, want in (("sample_rate", sample_rate), ("n_fft", n_fft), ("hop", hop)):
-        if key in ckpt and int(ckpt[key]) != int(want):
-            raise ValueError(f"{path}: speech prior trained with {key}={ckpt[key]}, but enhancement uses {key}={want}")
-    prior = zoo.load(path)
-    if prior.emission != "spectral":
-        raise ValueError(f"{path}: a {prior.emission!r}-emission {prior.name} prior cannot model speech spectra; "
-                         "train it on audio (emission 'spectral')")
-    if prior.x_dim != n_fft // 2 + 1:
-        raise ValueError(f"{path}: the prior models {prior.x_dim} frequency bins, an STFT of n_fft={n_fft} has "
-                         f"{n_fft // 2 + 1}")
+    prior = zoo.load_spectral(path, sample_rate, n_fft, hop, task="enhancement")
     if prior.z_dim < 1 or not prior.latent_sites:
         raise ValueError(f"{path}: the {prior.name} prior has no latent variables to infer")
     return prior.eval()

@@ -826,15 +826,4 @@ def load_separation_prior(path, sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop=HOP):
     """
     from pyro_dvae import priors as zoo
 
-    ckpt = zoo.load_checkpoint(path)
-    for key, want in (("sample_rate", sample_rate), ("n_fft", n_fft), ("hop", hop)):
-        if key in ckpt and int(ckpt[key]) != int(want):
-            raise ValueError(f"{path}: prior trained with {key}={ckpt[key]}, but separation uses {key}={want}")
-    prior = zoo.load(path)
-    if prior.emission != "spectral":
-        raise ValueError(f"{path}: a {prior.emission!r}-emission {prior.name} prior cannot model spectra; train it "
-                         "on audio (emission 'spectral')")
-    if prior.x_dim != n_fft // 2 + 1:
-        raise ValueError(f"{path}: the prior models {prior.x_dim} frequency bins, an STFT of n_fft={n_fft} has "
-                         f"{n_fft // 2 + 1} (expected x_dim={n_fft // 2 + 1})")
-    return prior.eval()
+    return zoo.load_spectral(path, sample_rate, n_fft, hop, task="separation")

@@ -36,7 +36,7 @@ _PRIORS = {
     "deepar": (DeepAR, {}),
 }
 
-__all__ = ["DVAE", "SequentialNormal", "available", "build", "prior_class", "load", "load_checkpoint",
+__all__ = ["DVAE", "SequentialNormal", "available", "build", "prior_class", "load", "load_checkpoint", "load_spectral",
            "VAE", "DKF", "STORN", "VRNN", "SRNN", "RVAE", "DSAE", "DeepAR"]
 
 
@@ -113,3 +113,25 @@ def load(path, map_location="cpu", expect=None):
     except RuntimeError as e:
         raise ValueError(f"{path}: weights do not match a {name!r} prior with config {ckpt['config']}: {e}") from None
     return prior.to(map_location)
+
+
+def load_spectral(path, sample_rate=16000, n_fft=1024, hop=256, task="this task"):
+    """Load a spectral prior checkpoint, checking that it matches an STFT front end.
+
+    Checkpoints may carry ``sample_rate``, ``n_fft`` and ``hop`` entries (``pyro-dvae train-prior`` writes them
+    for audio); one without them is taken to use the package's front end (16 kHz, 1024, 256). Another value, a
+    Gaussian (trajectory) prior or a prior of another number of bins than ``n_fft // 2 + 1`` is a
+    :class:`ValueError` naming ``task``.
+    """
+    ckpt = load_checkpoint(path)
+    for key, want in (("sample_rate", sample_rate), ("n_fft", n_fft), ("hop", hop)):
+        if key in ckpt and int(ckpt[key]) != int(want):
+            raise ValueError(f"{path}: prior trained with {key}={ckpt[key]}, but {task} uses {key}={want}")
+    prior = load(path)
+    if prior.emission != "spectral":
+        raise ValueError(f"{path}: a {prior.emission!r}-emission {prior.name} prior cannot model spectra; train it "
+                         "on audio (emission 'spectral')")
+    if prior.x_dim != n_fft // 2 + 1:
+        raise ValueError(f"{path}: the prior models {prior.x_dim} frequency bins, an STFT of n_fft={n_fft} has "
+                         f"{n_fft // 2 + 1} (expected x_dim={n_fft // 2 + 1})")
+    return prior.eval()
