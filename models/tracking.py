@@ -205,9 +205,8 @@ class SourceBlock(ClosedFormBlock):
     backward smoothing pass; ``"cv"``: a constant-velocity Kalman smoother, the VKF baseline).
 
     ``init_var`` (parallel DVAE mode): variance of the first position, in normalised image units. The
-    pre-trained prior's own first step is its spread of *synthetic* start positions, which pulls
-    sources whose first detections are missing towards the synthetic mean; the default 1.0 is flat
-    over the image (``None`` keeps the prior's).
+    pre-trained prior's own first step is whatever it learnt about *synthetic* start positions; the
+    default 1.0 is flat over the image whatever that was (``None`` keeps the prior's).
     """
 
     def __init__(self, dynamics="dvae", mode="parallel", accel_var=2e-6, vel_var=1e-4, smooth=True, init_var=1.0):

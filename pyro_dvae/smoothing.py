@@ -18,7 +18,7 @@ assigned detections). Dynamics:
   the decoder runs once, teacher-forced on ``m_old`` (one parallel pass), giving ``mu_t`` and ``v_t``;
   for autoregressive decoders ``s_t = s_{t-1} + (mu_t - m_old_{t-1}) + N(0, v_t)`` (drift linearisation,
   ``d mu_t / d s_{t-1} ≈ I``), a linear-Gaussian chain solved exactly by an elementwise Kalman filter and
-  RTS pass, computed as parallel scans over time (:func:`chain_posterior_scan`: no network call and no
+  RTS pass, computed as parallel scans over time (:func:`chain_posterior`: no network call and no
   Python loop over ``T``). Repeated every VEM iteration, this is an iterated
   smoother in the spirit of the iterated extended Kalman smoother.
 
@@ -134,25 +134,6 @@ def cv_kalman_smoother(J, h, accel_var, init_mean, init_var, vel_var):
     return mean, var
 
 
-def chain_posterior(J, h, mu0, v0, drift, v, with_cross=False):
-    """Posterior of a scalar random walk with drift per coordinate (exact Kalman filter + RTS).
-
-    ``s_0 ~ N(mu0, v0)``, ``s_t = s_{t-1} + drift_t + N(0, v_t)`` (``t >= 1``), and observations in
-    information form ``(J_t, h_t)``. Tensors are ``(*batch, T, D)`` (``mu0, v0``: ``(*batch, D)``;
-    ``drift[..., 0, :]`` and ``v[..., 0, :]`` are unused). Every step is a few elementwise ops over all
-    batch dims.
-
-    :returns: ``(mean, var)`` marginals ``(*batch, T, D)`` (and the lag-one covariances if ``with_cross``).
-    """
-    fm, fv, pm, pv = [], [], [], []
-    for t in range(J.shape[-2]):
-        m_pred = mu0 if t == 0 else fm[-1] + drift[..., t, :]
-        P = v0 if t == 0 else fv[-1] + v[..., t, :]
-        var = 1.0 / (1.0 / P + J[..., t, :])
-        fm.append(var * (m_pred / P + h[..., t, :])), fv.append(var), pm.append(m_pred), pv.append(P)
-    return rts_identity(fm, fv, pm, pv, with_cross)
-
-
 def _affine_scan(a, b):
     """``y_t = a_t y_{t-1} + b_t`` with ``y_{-1} = 0`` for every ``t`` along dim -2, as a Hillis-Steele scan
     (log2(T) levels of elementwise ops instead of a loop over ``T``)."""
@@ -184,11 +165,16 @@ def _riccati_scan(F0, v, J):
     return (p * F0 + q) / (r * F0 + s)
 
 
-def chain_posterior_scan(J, h, mu0, v0, drift, v):
-    """:func:`chain_posterior` (with ``with_cross=True``) computed by parallel scans over time: the same
-    Kalman filter and RTS smoother, with no Python loop over ``T`` (a few dozen elementwise ops in all).
+def chain_posterior(J, h, mu0, v0, drift, v):
+    """Posterior of a scalar random walk with drift per coordinate: an exact Kalman filter and RTS smoother,
+    computed by parallel scans over time (no Python loop over ``T``; a few dozen elementwise ops in all).
 
-    :returns: ``(mean, var, cross)``, each ``(*batch, T, D)``.
+    ``s_0 ~ N(mu0, v0)``, ``s_t = s_{t-1} + drift_t + N(0, v_t)`` (``t >= 1``), and observations in
+    information form ``(J_t, h_t)``. Tensors are ``(*batch, T, D)`` (``mu0, v0``: ``(*batch, D)``;
+    ``drift[..., 0, :]`` and ``v[..., 0, :]`` are unused).
+
+    :returns: ``(mean, var, cross)``, each ``(*batch, T, D)``: the marginals and the lag-one covariances
+        ``Cov(s_t, s_{t-1})`` (0 at ``t = 0``).
     """
     F0 = 1.0 / (1.0 / v0 + J[..., 0, :])
     F = torch.cat([F0.unsqueeze(-2), _riccati_scan(F0, v[..., 1:, :], J[..., 1:, :])], -2)  # filtered variances
@@ -212,24 +198,18 @@ def chain_posterior_scan(J, h, mu0, v0, drift, v):
     return mean, var, cross
 
 
-def rts_identity(fm, fv, pm, pv, with_cross=False):
+def rts_identity(fm, fv, pm, pv):
     """Rauch-Tung-Striebel backward pass for a diagonal chain with identity transition.
 
     :param list fm, fv: filtered means / variances per step; :param list pm, pv: predicted ones.
-    :param bool with_cross: also return the lag-one covariances ``Cov(s_t, s_{t-1})`` (``G_{t-1} V_t``
-        with ``G`` the smoother gain; 0 at ``t = 0``).
-    :returns: stacked smoothed ``(mean, var)`` (and ``cross``), time at dim -2.
+    :returns: stacked smoothed ``(mean, var)``, time at dim -2.
     """
-    ms, vs, cs = [fm[-1]], [fv[-1]], []
+    ms, vs = [fm[-1]], [fv[-1]]
     for t in range(len(fm) - 2, -1, -1):
         G = fv[t] / pv[t + 1]
-        cs.append(G * vs[-1])
         ms.append(fm[t] + G * (ms[-1] - pm[t + 1]))
         vs.append(fv[t] + G * G * (vs[-1] - pv[t + 1]))
-    out = torch.stack(ms[::-1], -2), torch.stack(vs[::-1], -2)
-    if with_cross:
-        out += (torch.stack([torch.zeros_like(fm[0])] + cs[::-1], -2),)
-    return out
+    return torch.stack(ms[::-1], -2), torch.stack(vs[::-1], -2)
 
 
 def dvae_parallel_smoother(prior, z, J, h, m_old, latents=None, var_scale=None, init_var=None):
@@ -253,7 +233,7 @@ def dvae_parallel_smoother(prior, z, J, h, m_old, latents=None, var_scale=None, 
         mean = var * (mu / v + h)
         return mean, var, mu, v, (mean - mu) ** 2 + var
     drift = mu - torch.cat([torch.zeros_like(m_old[..., :1, :]), m_old[..., :-1, :]], -2)
-    mean, var, cross = chain_posterior_scan(J, h, mu[..., 0, :], v[..., 0, :], drift, v)
+    mean, var, cross = chain_posterior(J, h, mu[..., 0, :], v[..., 0, :], drift, v)
     step = mean[..., 1:, :] - mean[..., :-1, :] - drift[..., 1:, :]
     later = step**2 + var[..., 1:, :] + var[..., :-1, :] - 2 * cross[..., 1:, :]
     first = (mean[..., :1, :] - mu[..., :1, :]) ** 2 + var[..., :1, :]
