@@ -47,8 +47,25 @@ from pyro_dvae.smoothing import cv_kalman_smoother, dvae_parallel_smoother, dvae
 BOX = 4
 
 
+_checked = [None]  # the last validated (obs, obs_mask) pair: VEM re-checks the same tensors every iteration
+
+
 def check_observations(obs, obs_mask):
-    """Validate ``obs (B, T, K, 4)`` and ``obs_mask (B, T, K)``; returns them with padding zero-filled."""
+    """Validate ``obs (B, T, K, 4)`` and ``obs_mask (B, T, K)``; returns them with padding zero-filled.
+
+    The result for the last pair of tensors is reused while neither was modified in place (same objects,
+    same versions)."""
+    last = _checked[0]
+    if (last is not None and last[0] is obs and last[1] is obs_mask and last[2] == obs._version
+            and last[3] == obs_mask._version):
+        return last[4]
+    checked = _check_observations(obs, obs_mask)
+    if torch.is_tensor(obs) and torch.is_tensor(obs_mask):
+        _checked[0] = (obs, obs_mask, obs._version, obs_mask._version, checked)
+    return checked
+
+
+def _check_observations(obs, obs_mask):
     if not torch.is_tensor(obs) or obs.dim() != 4 or obs.shape[-1] != BOX:
         raise ValueError(f"obs must be shaped (B, T, K, 4), got {tuple(getattr(obs, 'shape', ()))}")
     obs_mask = torch.as_tensor(obs_mask, device=obs.device).bool()
@@ -137,17 +154,33 @@ class AssignmentBlock(ClosedFormBlock):
     def __init__(self):
         super().__init__("w")
         self.eta = None
+        self._ell = None  # (key, value) of the last expected_log_lik without autograd
 
     def expected_log_lik(self, model, obs, mean, var):
+        """``E_q(s)[log p(o_tk | w_tk = n, s)]``, ``(B, T, K, N [+ 1 clutter])``. Without autograd the last
+        value is reused while its inputs are the same unmodified tensors and the likelihoods' parameters,
+        buffers and number / string attributes are unchanged: the ELBO at the end of a VEM iteration and the next E-W step need the
+        same values."""
+        modules = [m for m in (model.likelihood, model.clutter) if m is not None]
+        key = None
+        if not torch.is_grad_enabled():
+            key = tuple((id(t), t._version) for t in (obs, mean, var))
+            key += tuple((id(t), t._version) for m in modules for t in (*m.parameters(), *m.buffers()))
+            key += tuple((k, v) for m in modules for k, v in vars(m).items() if isinstance(v, (int, float, str)))
+            if self._ell is not None and self._ell[0] == key:
+                return self._ell[1]
         # mean, var: (B, N, T, 4) -> (B, T, 1, N, 4) against obs (B, T, K, 1, 4)
         m, v = mean.permute(0, 2, 1, 3).unsqueeze(2), var.permute(0, 2, 1, 3).unsqueeze(2)
         ell = model.likelihood.expected_log_lik(obs.unsqueeze(3), m, v)
         if model.clutter is not None:
             ell = torch.cat([ell, model.clutter.log_density(obs).unsqueeze(-1)], -1)
+        # the key holds the tensors' ids; keeping the tensors alive keeps those ids unique
+        self._ell = None if key is None else (key, ell, (obs, mean, var))
         return ell
 
     @torch.no_grad()
     def update(self, model, guide, obs, obs_mask, **kw):
+        obs, obs_mask = check_observations(obs, obs_mask)
         qs = guide["s"]
         ell = self.expected_log_lik(model, obs, qs.mean, qs.var)
         log_pi = model.log_pi(obs)
@@ -228,6 +261,7 @@ class SourceBlock(ClosedFormBlock):
 
     @torch.no_grad()
     def update(self, model, guide, obs, obs_mask, **kw):
+        obs, obs_mask = check_observations(obs, obs_mask)
         J, h = self.information(model, guide, obs, obs_mask)
         if self.dynamics == "dvae" and self.mode == "parallel":
             zb = guide["z"]
@@ -267,6 +301,7 @@ class ObservationNoiseMStep(ClosedFormBlock):
 
     @torch.no_grad()
     def update(self, model, guide, obs, obs_mask, **kw):
+        obs, obs_mask = check_observations(obs, obs_mask)
         qs = guide["s"]
         eta = guide["w"].eta[..., : model.num_sources] * obs_mask.unsqueeze(-1)  # (B, T, K, N)
         m = qs.mean.permute(0, 2, 1, 3).unsqueeze(2)  # (B, T, 1, N, 4)
@@ -293,6 +328,7 @@ class DynamicsNoiseMStep(ClosedFormBlock):
 
     @torch.no_grad()
     def update(self, model, guide, obs, obs_mask, **kw):
+        obs, obs_mask = check_observations(obs, obs_mask)
         qs = guide["s"]
         if qs.prior_var is None or qs.dynamics != "dvae" or qs.mode != "parallel":
             return

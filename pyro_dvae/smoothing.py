@@ -134,40 +134,42 @@ def cv_kalman_smoother(J, h, accel_var, init_mean, init_var, vel_var):
     return mean, var
 
 
-def _affine_scan(a, b):
-    """``y_t = a_t y_{t-1} + b_t`` with ``y_{-1} = 0`` for every ``t`` along dim -2, as a Hillis-Steele scan
-    (log2(T) levels of elementwise ops instead of a loop over ``T``)."""
-    A, B, k, T = a, b, 1, a.shape[-2]
+def _affine_scan_(a, b):
+    """``y_t = a_t y_{t-1} + b_t`` with ``y_{-1} = 0`` along dim 0 (time-major), as a Hillis-Steele scan
+    (log2(T) levels of elementwise ops instead of a loop over ``T``). Overwrites ``a`` and ``b`` (contiguous,
+    time first) and returns ``b``, which then holds ``y``."""
+    k, T = 1, a.shape[0]
     while k < T:
-        B = torch.cat([B[..., :k, :], A[..., k:, :] * B[..., :-k, :] + B[..., k:, :]], -2)
-        A = torch.cat([A[..., :k, :], A[..., k:, :] * A[..., :-k, :]], -2)
+        b[k:] += a[k:] * b[:-k]
+        if 2 * k < T:
+            a[k:] = a[k:] * a[:-k]
         k *= 2
-    return B
+    return b
 
 
 def _riccati_scan(F0, v, J):
     """Filtered variances of a scalar random walk, ``F_t = (F_{t-1} + v_t) / (1 + J_t (F_{t-1} + v_t))``
-    for ``t >= 1`` from ``F_0``: each step is the Moebius map of ``[[1, v], [J, 1 + J v]]``; their
-    products come from a Hillis-Steele scan (normalised at every level, the maps being scale-free)."""
-    p, q, r, s = torch.ones_like(v), v, J, 1 + J * v
-    k, T = 1, v.shape[-2]
+    for ``t >= 1`` from ``F_0`` (time-major ``(T, M)``): each step is the Moebius map of
+    ``[[1, v], [J, 1 + J v]]``; their products come from a Hillis-Steele scan over the 2x2 matrices
+    (stored ``(T, 2, 2, M)``), normalised at every level (the maps are scale-free; all entries are
+    non-negative)."""
+    T, M = v.shape
+    X = torch.empty(T, 2, 2, M, dtype=v.dtype, device=v.device)
+    X[:, 0, 0], X[:, 0, 1], X[:, 1, 0] = 1.0, v, J
+    torch.addcmul(X[:, 0, 0], J, v, out=X[:, 1, 1])
+    cols, rows = (X[:, :, :1], X[:, :, 1:]), (X[:, :1], X[:, 1:])  # fixed views: one slice per operand below
+    k = 1
     while k < T:
-        pl, ql, rl, sl = (m[..., :-k, :] for m in (p, q, r, s))
-        ph, qh, rh, sh = (m[..., k:, :] for m in (p, q, r, s))
-        np_, nq, nr, ns = ph * pl + qh * rl, ph * ql + qh * sl, rh * pl + sh * rl, rh * ql + sh * sl
-        norm = ns.abs().clamp_min(1e-30)
-        p = torch.cat([p[..., :k, :], np_ / norm], -2)
-        q = torch.cat([q[..., :k, :], nq / norm], -2)
-        r = torch.cat([r[..., :k, :], nr / norm], -2)
-        s = torch.cat([s[..., :k, :], ns / norm], -2)
+        prod = torch.addcmul(cols[0][k:] * rows[0][:-k], cols[1][k:], rows[1][:-k])  # 2x2 products
+        X[k:] = prod / prod[:, 1:, 1:].clamp_min(1e-30)
         k *= 2
-    F0 = F0.unsqueeze(-2)
-    return (p * F0 + q) / (r * F0 + s)
+    return (X[:, 0, 0] * F0 + X[:, 0, 1]) / (X[:, 1, 0] * F0 + X[:, 1, 1])
 
 
 def chain_posterior(J, h, mu0, v0, drift, v):
     """Posterior of a scalar random walk with drift per coordinate: an exact Kalman filter and RTS smoother,
-    computed by parallel scans over time (no Python loop over ``T``; a few dozen elementwise ops in all).
+    computed by parallel scans over time (no Python loop over ``T``; about a hundred elementwise ops on
+    contiguous time-major tensors in all).
 
     ``s_0 ~ N(mu0, v0)``, ``s_t = s_{t-1} + drift_t + N(0, v_t)`` (``t >= 1``), and observations in
     information form ``(J_t, h_t)``. Tensors are ``(*batch, T, D)`` (``mu0, v0``: ``(*batch, D)``;
@@ -176,26 +178,37 @@ def chain_posterior(J, h, mu0, v0, drift, v):
     :returns: ``(mean, var, cross)``, each ``(*batch, T, D)``: the marginals and the lag-one covariances
         ``Cov(s_t, s_{t-1})`` (0 at ``t = 0``).
     """
-    F0 = 1.0 / (1.0 / v0 + J[..., 0, :])
-    F = torch.cat([F0.unsqueeze(-2), _riccati_scan(F0, v[..., 1:, :], J[..., 1:, :])], -2)  # filtered variances
-    P = torch.cat([v0.unsqueeze(-2), F[..., :-1, :] + v[..., 1:, :]], -2)  # predicted variances
+    shape = torch.broadcast_shapes(J.shape, h.shape, drift.shape, v.shape)
+    T = shape[-2]
+
+    def time_major(x):
+        return x.expand(shape).movedim(-2, 0).reshape(T, -1)
+
+    J, h, drift, v = time_major(J), time_major(h), time_major(drift), time_major(v)
+    mu0, v0 = (x.expand(*shape[:-2], shape[-1]).reshape(1, -1) for x in (mu0, v0))
+    F0 = 1.0 / (1.0 / v0 + J[:1])
+    F = torch.cat([F0, _riccati_scan(F0, v[1:], J[1:])])  # filtered variances
+    P = torch.cat([v0, F[:-1] + v[1:]])  # predicted variances
     # filtered means: f_t = (F_t / P_t) (f_{t-1} + d_t) + F_t h_t, f_0 = F_0 (mu0 / v0 + h_0)
     a = F / P
-    b = F * h + a * torch.cat([mu0.unsqueeze(-2), drift[..., 1:, :]], -2)
-    a = torch.cat([torch.zeros_like(a[..., :1, :]), a[..., 1:, :]], -2)
-    f = _affine_scan(a, b)
-    pm = torch.cat([mu0.unsqueeze(-2), f[..., :-1, :] + drift[..., 1:, :]], -2)  # predicted means
+    b = torch.addcmul(F * h, a, torch.cat([mu0, drift[1:]]))
+    a[0] = 0.0
+    f = _affine_scan_(a, b)
+    pm = torch.cat([mu0, f[:-1] + drift[1:]])  # predicted means
     # RTS, backwards: G_t = F_t / P_{t+1}; m_t = G_t m_{t+1} + f_t - G_t pm_{t+1};
-    # V_t = G_t^2 V_{t+1} + F_t - G_t^2 P_{t+1}
-    G = F[..., :-1, :] / P[..., 1:, :]
-    zero = torch.zeros_like(F[..., :1, :])
-    ga = torch.cat([G, zero], -2).flip(-2)
-    mb = torch.cat([f[..., :-1, :] - G * pm[..., 1:, :], f[..., -1:, :]], -2).flip(-2)
-    vb = torch.cat([F[..., :-1, :] - G * G * P[..., 1:, :], F[..., -1:, :]], -2).flip(-2)
-    mean = _affine_scan(ga, mb).flip(-2)
-    var = _affine_scan(ga**2, vb).flip(-2)
-    cross = torch.cat([zero, G * var[..., 1:, :]], -2)
-    return mean, var, cross
+    # V_t = G_t^2 V_{t+1} + F_t - G_t^2 P_{t+1}: one scan over time reversed for the means and variances
+    G = F[:-1] / P[1:]
+    ga = torch.zeros(2, T, G.shape[-1], dtype=G.dtype, device=G.device)
+    ga[0, 1:], ga[1, 1:] = G.flip(0), (G * G).flip(0)
+    mv = torch.stack([f, F])
+    mv[:, :-1] -= torch.stack([G * pm[1:], G * G * P[1:]])
+    mean, var = _affine_scan_(ga.transpose(0, 1), mv.flip(1).transpose(0, 1)).transpose(0, 1).flip(1)
+    cross = torch.cat([torch.zeros_like(F[:1]), G * var[1:]])
+
+    def batch_major(x):
+        return x.reshape(T, *shape[:-2], shape[-1]).movedim(0, -2)
+
+    return batch_major(mean), batch_major(var), batch_major(cross)
 
 
 def rts_identity(fm, fv, pm, pv):

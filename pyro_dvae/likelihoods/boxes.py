@@ -58,7 +58,9 @@ class GaussianBoxes(BoxLikelihood):
     def expected_log_lik(self, obs, mean, var):
         """``E_{s ~ N(mean, diag(var))}[log N(obs; s, Phi)]`` (broadcasting)."""
         phi = self.variance(obs)
-        return -0.5 * (torch.log(2 * math.pi * phi) + ((obs - mean) ** 2 + var) / phi).sum(-1)
+        diff = obs - mean
+        sq = (torch.addcmul(var, diff, diff) / phi).sum(-1)  # the only ops of the broadcast size
+        return -0.5 * (torch.log(2 * math.pi * phi).sum(-1) + sq)
 
     @torch.no_grad()
     def m_step(self, obs, weights, mean, var):

@@ -38,27 +38,31 @@ class SRNN(DVAE):
         self.dec = mlp(self.rnn_dim + z_dim, [self.dense_dim])
         self.emit = Emission(self.dense_dim, x_dim, self.emission)
 
-    def _h(self, x, fx=None):
-        # without autograd, the last result is reused for the same unmodified tensor: a VEM iteration runs
-        # the encoder (E-Z) and the decoder (E-S) on the same source means, and h is their costliest part
-        # (keyed on the tensor object, its in-place version and those of the weights and buffers used)
-        memo = getattr(self, "_h_memo", None)
+    def _fx_h(self, x):
+        """``(phi_x(x_t), h_t)``. Without autograd the last result is reused for the same unmodified tensor:
+        a VEM iteration runs the encoder (E-Z) and the decoder (E-S) on the same source means, and ``h`` is
+        their costliest part (keyed on the tensor object, its in-place version and those of the weights and
+        buffers used)."""
+        memo = self.__dict__.get("_h_memo")
         state = tuple((id(t), t._version) for m in (self.phi_x, self.rnn_h) for t in m.parameters())
         state += tuple((id(t), t._version) for t in (self.x_loc, self.x_scale))
         if (memo is not None and not torch.is_grad_enabled() and memo[0] is x and memo[1] == x._version
                 and memo[2] == state):
-            return memo[3]
-        fx = self.phi_x(self.features(x)) if fx is None else fx
+            return memo[3], memo[4]
+        fx = self.phi_x(self.features(x))
         h = self.rnn_h(shift_right(fx))
-        self._h_memo = None if torch.is_grad_enabled() else (x, x._version, state, h)
-        return h
+        self.__dict__["_h_memo"] = None if torch.is_grad_enabled() else (x, x._version, state, fx, h)
+        return fx, h
+
+    def _h(self, x):
+        return self._fx_h(x)[1]
 
     def _q(self, g, z_prev):
         return self.q_head(self.enc(torch.cat([g, z_prev], -1)))
 
     def _guide_sites(self, x, lengths):
-        fx = self.phi_x(self.features(x))
-        g = self.rnn_g(torch.cat([self._h(x, fx), fx], -1), lengths)
+        fx, h = self._fx_h(x)
+        g = self.rnn_g(torch.cat([h, fx], -1), lengths)
 
         def sample_fn(eps):
             z_prev, zs, locs, scales = torch.zeros_like(eps[..., 0, :]), [], [], []

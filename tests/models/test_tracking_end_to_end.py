@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_dvae import pretrained
+from pyro_dvae import inference, pretrained
 from pyro_dvae.data.synthetic import crossing_scene, simulate_detections
 from pyro_dvae.metrics import tracking_metrics
 from pyro_dvae.models.tracking import TrackingGuide, TrackingModel, greedy_tracks, run_tracking
@@ -83,6 +83,23 @@ def test_frames_without_detections_are_handled():
     est, _ = run_tracking(torch.tensor(obs, dtype=torch.float32), torch.tensor(mask), 3, prior=pretrained.load(),
                           num_iters=5)
     assert torch.isfinite(est).all()
+
+
+def test_padding_values_are_ignored_by_every_block():
+    # vem hands the raw tensors to every block: garbage (NaN) at masked slots must change nothing
+    gt = crossing_scene(20, 3, seed=2)[None]
+    obs, mask, _ = simulate_detections(gt, seed=0)
+    obs, mask = torch.tensor(obs, dtype=torch.float32), torch.tensor(mask)
+    assert not mask.all()
+    results = []
+    for fill in (0.0, float("nan")):
+        padded = obs.masked_fill(~mask.unsqueeze(-1), fill)
+        model = TrackingModel(pretrained.load(), 3)
+        guide = TrackingGuide(model, sample_z=False).initialise(padded, mask)
+        run = inference.run("vem", model, guide, padded, mask, num_iters=3)
+        results.append((guide["s"].mean, run.losses[-1]))
+    assert torch.isfinite(results[1][0]).all()
+    assert torch.allclose(results[0][0], results[1][0]) and results[0][1] == pytest.approx(results[1][1])
 
 
 def test_example_runs(tmp_path):

@@ -206,3 +206,26 @@ def test_greedy_tracks_seeded_with_first_frame_boxes():
     assert torch.allclose(out[:, :, 0], seeds.to(out.dtype))
     with pytest.raises(ValueError, match="seeds must be shaped"):
         greedy_tracks(obs, mask, 2, seeds=seeds[:, :1])
+
+
+@torch.no_grad()
+def test_expected_log_lik_reuse_is_never_stale():
+    # E-W reuses the ELBO's expected log-likelihoods only while nothing they depend on changed
+    obs, mask = tiny_scene()
+    model = TrackingModel(tiny_prior(), 2, clutter_prob=0.2)
+    guide = TrackingGuide(model).initialise(obs, mask)
+    qw, qs = guide["w"], guide["s"]
+
+    def fresh():
+        qw._ell = None
+        return qw.expected_log_lik(model, obs, qs.mean, qs.var)
+
+    first = qw.expected_log_lik(model, obs, qs.mean, qs.var)
+    assert qw.expected_log_lik(model, obs, qs.mean, qs.var) is first  # reused
+    for change in (lambda: model.likelihood.ratio.mul_(1.5), lambda: qs.mean.add_(0.01),
+                   lambda: qs.var.mul_(2.0), lambda: setattr(model.clutter, "scale", 0.3)):
+        before = qw.expected_log_lik(model, obs, qs.mean, qs.var).clone()
+        change()
+        after = qw.expected_log_lik(model, obs, qs.mean, qs.var)
+        assert not torch.allclose(before, after)
+        assert torch.equal(after, fresh())
