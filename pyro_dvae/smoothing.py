@@ -140,9 +140,9 @@ def _affine_scan_(a, b):
     time first) and returns ``b``, which then holds ``y``."""
     k, T = 1, a.shape[0]
     while k < T:
-        b[k:] += a[k:] * b[:-k]
+        b[k:].add_(a[k:] * b[:-k])  # (not ``+=``: that would copy the view onto itself afterwards)
         if 2 * k < T:
-            a[k:] = a[k:] * a[:-k]
+            a[k:].copy_(a[k:] * a[:-k])
         k *= 2
     return b
 
@@ -161,9 +161,10 @@ def _riccati_scan(F0, v, J):
     k = 1
     while k < T:
         prod = torch.addcmul(cols[0][k:] * rows[0][:-k], cols[1][k:], rows[1][:-k])  # 2x2 products
-        X[k:] = prod / prod[:, 1:, 1:].clamp_min(1e-30)
+        torch.div(prod, prod[:, 1:, 1:].clamp_min(1e-30), out=X[k:])
         k *= 2
-    return (X[:, 0, 0] * F0 + X[:, 0, 1]) / (X[:, 1, 0] * F0 + X[:, 1, 1])
+    (p, q), (r, s) = (row.unbind(1) for row in X.unbind(1))
+    return (p * F0 + q) / (r * F0 + s)
 
 
 def chain_posterior(J, h, mu0, v0, drift, v):
