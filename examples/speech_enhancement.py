@@ -6,8 +6,10 @@ Trains a causal RVAE speech prior on clean training speech (overlapping 50-frame
 augmentation), the deep noise models on *noisy* training speech only (training speakers mixed with the training
 part of each noise recording at SNRs drawn in [-5, 10] dB; no clean reference is used), builds test
 utterances from held-out speakers (one utterance each, its loudest ``--seconds``) and held-out noise segments
-(the last 20 % of each recording long enough) at 0 and 5 dB, and prints SI-SDR, PESQ (wide and narrow band),
-ESTOI and the real-time factor of every noise model x mode next to the noisy input.
+at 0 and 5 dB, and prints SI-SDR, PESQ (wide and narrow band), ESTOI and the real-time factor of every noise
+model x mode next to the noisy input. Real data are split three ways, by speaker and in time for the noise
+(train: first 60 % of each recording; dev: next 20 %; test: last 20 %): ``--eval-split dev`` evaluates on the
+dev speakers and segments (for choosing settings), the default on the test ones; the trainings are identical.
 
 Usage::
 
@@ -53,8 +55,12 @@ SYNTHETIC_NOISES = ("hum", "tones", "modulated")
 
 
 # ------------------------------------------------------------------------------------------------ data
-def real_data(speech_dir, noise_dir, seed, test_fraction):
-    """Clean speech split by speaker, noise recordings split in time (held-out segments)."""
+def real_data(speech_dir, noise_dir, seed, test_fraction, dev_fraction=0.0, split="test"):
+    """Clean speech split by speaker into train / dev / test, noise recordings split in time the same way
+    (train: the start, dev: the next ``dev_fraction``, test: the last ``test_fraction``).
+
+    The models are trained on the train parts only, whatever ``split`` is evaluated, so settings chosen on
+    the dev speakers and dev noise segments are then run unchanged on the test ones."""
     files = []
     for f in audio.audio_files(speech_dir):
         try:
@@ -63,18 +69,32 @@ def real_data(speech_dir, noise_dir, seed, test_fraction):
         except ValueError:
             print(f"  skipped {os.path.relpath(f, speech_dir)}: cannot tell its speaker from the name")
     train_f, test_f = mx.speaker_split(files, test_fraction=test_fraction, seed=seed)
+    dev_f = []
+    if dev_fraction > 0:
+        train_f, dev_f = mx.speaker_split(train_f, test_fraction=dev_fraction, seed=seed + 1)
+    if split == "dev" and not dev_f:
+        raise SystemExit("--eval-split dev needs --dev-fraction > 0")
+    eval_f = dev_f if split == "dev" else test_f
     first = {}
-    for f in test_f:  # one utterance per held-out speaker
+    for f in eval_f:  # one utterance per held-out speaker
         first.setdefault(mx.speaker_id(f), f)
-    test_f = [first[k] for k in sorted(first)]
+    eval_f = [first[k] for k in sorted(first)]
     noises = {os.path.splitext(os.path.basename(f))[0]: audio.load_audio(f) for f in audio.audio_files(noise_dir)}
     if not noises:
         raise SystemExit(f"{noise_dir}: no noise recording found")
-    print(f"speech: {len(train_f)} train files / {len(test_f)} held-out speakers (one test utterance each); "
-          f"noise: {', '.join(noises)} "
-          f"(last {100 * test_fraction:.0f} % of each held out)")
+    held = test_fraction + dev_fraction
+    print(f"speech: {len(train_f)} train files / {len(dev_f)} dev files / {len(test_f)} test files, "
+          f"split by speaker; evaluating on the {len(eval_f)} {split} speakers (one utterance each); "
+          f"noise: {', '.join(noises)} (train: first {100 * (1 - held):.0f} %, dev: next {100 * dev_fraction:.0f} %, "
+          f"test: last {100 * test_fraction:.0f} % of each)")
+
+    def noise_parts(x):
+        train, rest = split_noise(x, held)
+        dev, test = split_noise(rest, test_fraction / held) if dev_fraction > 0 else (None, rest)
+        return train, dev if split == "dev" else test
+
     load = lambda fs: [audio.load_audio(f) for f in fs]  # noqa: E731
-    return load(train_f), load(test_f), {k: split_noise(v, test_fraction) for k, v in noises.items()}
+    return load(train_f), load(eval_f), {k: noise_parts(v) for k, v in noises.items()}
 
 
 def synthetic_data(seed, train_seconds, num_test, seconds):
@@ -247,7 +267,7 @@ def table(rows, snrs, label):
             summary[meth][str(snr)] = {k: _mean([r[3][k] for r in sel]) for k in keys}
         summary[meth]["rtf"] = _mean([r[4] for r in rows if r[2] == meth])
     head = " ".join(f"{'SI-SDR ' + str(s) + 'dB':>12s}" for s in snrs)
-    print(f"\n{label}: mean over {len(rows) // len(methods)} test utterances per method "
+    print(f"\n{label}: mean over {len(rows) // len(methods)} utterances per method "
           "(held-out speakers and noise segments)")
     print(f"{'method':11s} {head} {'SI-SDR':>7s} {'PESQ-wb':>7s} {'PESQ-nb':>7s} {'ESTOI':>6s} {'RTF':>6s}")
     for meth in methods:
@@ -280,11 +300,16 @@ def main(argv=None):
     p.add_argument("--noise-seq-len", type=int, default=100, help="frames per U-ND training chunk")
     p.add_argument("--pairings", type=int, default=None, help="noisy copies per training utterance (U-ND)")
     p.add_argument("--iters", type=int, default=None, help="U-NA / U-NDA SVI steps (default 100 real, 60 synthetic)")
-    p.add_argument("--iters-nmf", type=int, default=None, help="NMF VEM iterations (default 30)")
+    p.add_argument("--iters-nmf", type=int, default=None, help="NMF VEM iterations (default 15)")
     p.add_argument("--snrs", type=float, nargs="+", default=[0.0, 5.0])
     p.add_argument("--seconds", type=float, default=None, help="test segment length (default 3 real, 2 synthetic)")
     p.add_argument("--num-test", type=int, default=None, help="test utterances (default: 1 per test speaker)")
-    p.add_argument("--test-fraction", type=float, default=0.2, help="speakers (and noise time) held out")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="speakers (and noise time) held out for test")
+    p.add_argument("--dev-fraction", type=float, default=0.2,
+                   help="of the remaining speakers (and noise time), the part held out for development")
+    p.add_argument("--eval-split", choices=("test", "dev"), default="test",
+                   help="evaluate on the test or the dev speakers / noise segments (real data; the trainings "
+                        "are the same)")
     p.add_argument("--chunk-hop", type=int, default=None, help="frames between speech chunks (default 10)")
     p.add_argument("--gain-db", type=float, default=6.0, help="speech-prior level augmentation (+- dB)")
     p.add_argument("--beta", type=float, default=1.0, help="speech-prior KL weight")
@@ -300,7 +325,7 @@ def main(argv=None):
     real = args.speech_dir is not None
     if real != (args.noise_dir is not None):
         p.error("give both --speech-dir and --noise-dir, or neither (synthetic data)")
-    defaults = {"epochs": (25, 30), "noise_epochs": (8, 6), "iters": (100, 60), "iters_nmf": (30, 30),
+    defaults = {"epochs": (25, 30), "noise_epochs": (8, 6), "iters": (100, 60), "iters_nmf": (15, 15),
                 "seconds": (3.0, 2.0), "pairings": (2, 2), "dense_dim": (256, 128), "rnn_dim": (128, 64),
                 "chunk_hop": (10, 10)}
     for key, (r, s) in defaults.items():
@@ -309,9 +334,10 @@ def main(argv=None):
     torch.set_num_threads(1 if args.device == "cpu" else torch.get_num_threads())
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
-    label = "REAL data" if real else "SYNTHETIC data"
+    label = f"REAL data, {args.eval_split} split" if real else "SYNTHETIC data"
     if real:
-        train, test, noises = real_data(args.speech_dir, args.noise_dir, args.seed, args.test_fraction)
+        train, test, noises = real_data(args.speech_dir, args.noise_dir, args.seed, args.test_fraction,
+                                        args.dev_fraction, args.eval_split)
     else:
         train, test, noises = synthetic_data(args.seed, 12.0, args.num_test or 2, args.seconds)
     if args.num_test is not None:

@@ -159,8 +159,8 @@ class AssignmentBlock(ClosedFormBlock):
     def expected_log_lik(self, model, obs, mean, var):
         """``E_q(s)[log p(o_tk | w_tk = n, s)]``, ``(B, T, K, N [+ 1 clutter])``. Without autograd the last
         value is reused while its inputs are the same unmodified tensors and the likelihoods' parameters,
-        buffers and number / string attributes are unchanged: the ELBO at the end of a VEM iteration and the next E-W step need the
-        same values."""
+        buffers and number / string attributes are unchanged: the ELBO at the end of a VEM iteration and the
+        next E-W step need the same values."""
         modules = [m for m in (model.likelihood, model.clutter) if m is not None]
         key = None
         if not torch.is_grad_enabled():

@@ -12,7 +12,11 @@ LSTM over past latents with a backward LSTM over ``x_{t:T}`` (causal) or a bidir
     for Speech Enhancement", ICASSP.
 """
 
+import warnings
+from typing import List
+
 import torch
+from torch import nn
 
 from .base import DVAE, Emission, standard_normal_steps
 from .distributions import SequentialNormal
@@ -69,3 +73,103 @@ class RVAE(DVAE):
 
     def _decode(self, z, x, lengths):
         return self._out(self.dec(self.rnn_dec(z, lengths)))
+
+
+def _rvae_path(pre: torch.Tensor, eps: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
+               b_hh: torch.Tensor, w_z: torch.Tensor, ws: List[torch.Tensor], bs: List[torch.Tensor],
+               w_head: torch.Tensor, b_head: torch.Tensor, min_lv: float, max_lv: float) -> torch.Tensor:
+    N, T, D = eps.shape
+    h = eps.new_zeros(N, w_hh.shape[1])
+    c = eps.new_zeros(N, w_hh.shape[1])
+    z = eps.new_zeros(N, D)
+    out: List[torch.Tensor] = []
+    for t in range(T):
+        h, c = torch.lstm_cell(z, (h, c), w_ih, w_hh, b_ih, b_hh)
+        a = torch.tanh(torch.addmm(pre[:, t], h, w_z))
+        for i in range(len(ws)):
+            a = torch.tanh(torch.addmm(bs[i], a, ws[i]))
+        o = torch.addmm(b_head, a, w_head)
+        z = o[:, :D] + torch.exp(0.5 * o[:, D:].clamp(min_lv, max_lv)) * eps[:, t]
+        out.append(z)
+    return torch.stack(out, 1)
+
+
+_SCRIPTED = {}
+
+
+class RVAEPathSampler:
+    """The RVAE encoder's step-by-step draw ``z_t = mu_t + sigma_t eps_t`` (no autograd) as one TorchScript loop,
+    with the ``x`` half of the first encoder layer computed for all steps at once: the same path as the prior's
+    own sampler for the same noise, and the same conditionals (both checked at construction on a small input, and
+    by a test), about twice as fast. :meth:`build` returns ``None`` for other priors (or an RVAE whose layers
+    differ from what this expects), which then draw with their own sampler.
+
+    It reads the RVAE's layers (``phi_x``, ``rnn_gx``, ``enc``, ``rnn_gz``, ``q_head``). Used by the enhancement
+    model's E-Z step, which draws a fresh path at every optimiser step.
+    """
+
+    def __init__(self, prior):
+        if "rvae" not in _SCRIPTED:
+            # TorchScript halves the per-step overhead of this loop; torch 2.13 marks it deprecated, and where
+            # scripting is gone or fails the same function runs eagerly (about 30 % slower, same result)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    _SCRIPTED["rvae"] = torch.jit.script(_rvae_path)
+            except Exception:
+                _SCRIPTED["rvae"] = _rvae_path
+        self.prior, self.fn = prior, _SCRIPTED["rvae"]
+
+    @classmethod
+    def build(cls, prior):
+        if type(prior) is not RVAE:
+            return None
+        try:
+            layers = list(prior.enc)
+            ok = (len(layers) % 2 == 0 and all(isinstance(m, nn.Linear) for m in layers[::2])
+                  and all(isinstance(m, nn.Tanh) for m in layers[1::2]))
+            if not ok:
+                return None
+            sampler = cls(prior)
+            with torch.no_grad():
+                x = torch.rand(2, 3, prior.x_dim, dtype=prior.x_loc.dtype, device=prior.x_loc.device) + 0.1
+                eps = torch.randn(2, 3, prior.z_dim, dtype=x.dtype, device=x.device)
+                q = prior.encode(x)
+                same = torch.allclose(sampler(x, eps), q.sample_fn(eps)[0], atol=1e-5, rtol=1e-4)
+                path, loc, scale = sampler.draw(x)
+                ref = q.params_fn(path)
+                same = same and torch.allclose(loc, ref[0], atol=1e-6) and torch.allclose(scale, ref[1], atol=1e-6)
+            return sampler if same else None
+        except Exception:  # any structural surprise: use the prior's own sampler
+            return None
+
+    @torch.no_grad()
+    def __call__(self, x, eps):
+        """The path drawn with noise ``eps`` ``(*batch, T, z_dim)`` for power spectra ``x (*batch, T, F)``."""
+        p = self.prior
+        return self._path(p.rnn_gx(p.phi_x(p.features(x)), None), eps)
+
+    def draw(self, x):
+        """``(path, loc, scale)``: a draw of ``z ~ q(z | x)`` (no autograd) and the conditionals ``mu_t``,
+        ``sigma_t`` at that path (differentiable), from one pass over ``x`` (the prior's ``encode`` would run
+        its ``x`` side a second time)."""
+        p = self.prior
+        gx = p.rnn_gx(p.phi_x(p.features(x)), None)
+        with torch.no_grad():
+            path = self._path(gx.detach(), torch.randn(*gx.shape[:-1], p.z_dim, dtype=gx.dtype, device=gx.device))
+        loc, scale = p._q(gx, p.rnn_gz(shift_right(path)))
+        return path, loc, scale
+
+    @torch.no_grad()
+    def _path(self, gx, eps):
+        p = self.prior
+        batch, T = gx.shape[:-2], gx.shape[-2]
+        first, hx = p.enc[0], gx.shape[-1]
+        pre = torch.addmm(first.bias, gx.reshape(-1, hx), first.weight[:, :hx].t()).reshape(-1, T, first.out_features)
+        lins = [m for m in p.enc[2:] if isinstance(m, nn.Linear)]
+        m, head = p.rnn_gz.lstm, p.q_head
+        z = self.fn(pre, eps.reshape(-1, T, p.z_dim), m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0,
+                    first.weight[:, hx:].t().contiguous(), [lin.weight.t().contiguous() for lin in lins],
+                    [lin.bias for lin in lins], torch.cat([head.loc.weight, head.logvar.weight]).t().contiguous(),
+                    torch.cat([head.loc.bias, head.logvar.bias]), float(head.min_logvar), float(head.max_logvar))
+        return z.reshape(*batch, T, p.z_dim)
