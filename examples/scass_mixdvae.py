@@ -11,7 +11,9 @@ Usage::
 
     python examples/scass_mixdvae.py            # SYNTHETIC speech-like and flute-like signals, about a minute
     python examples/scass_mixdvae.py --speech-dir ../shared/realdata/speech \\
-        --music-dir ../shared/realdata/music/iowa_flute --pitch-shift -2 -1 0 1 2 --epochs 100
+        --music-dir ../shared/realdata/music/iowa_flute --pitch-shift -2 -1 0 1 2 --num-mixtures 20
+    # the same with --dev: the test speakers / notes are left out and the training files split again, to
+    # choose settings (the MixDVAE defaults here were chosen so) without looking at the test mixtures
 
 Held-out flute notes are pitches no training note has, and neither a note-wise NMF dictionary nor a small
 DVAE transfers to an unseen pitch; ``--pitch-shift`` adds copies of every *training* note resampled by these
@@ -59,8 +61,10 @@ def pitch_shift(x, semitones):
     return resample_poly(x, 1000, int(round(1000 * 2 ** (semitones / 12))))
 
 
-def real_data(speech_dir, music_dir, seed):
-    """(train, test) signal lists per source from folders: speech split by speaker, music by note."""
+def real_data(speech_dir, music_dir, seed, dev=False):
+    """(train, test) signal lists per source from folders: speech split by speaker, music by note. With
+    ``dev``, the test speakers and notes are left out altogether and the training files are split again (by
+    speaker / note) into (train, dev): settings are chosen on the dev split, never on the test mixtures."""
 
     def identified(files, key, what):
         keep = []
@@ -76,9 +80,14 @@ def real_data(speech_dir, music_dir, seed):
     music = identified(audio.audio_files(music_dir), mx.note_id, "note")
     sp_train, sp_test = mx.speaker_split(speech, test_fraction=0.2, seed=seed)
     fl_train, fl_test = mx.note_split(music, test_fraction=0.2, seed=seed)
+    held = "test"
+    if dev:
+        sp_train, sp_test = mx.speaker_split(sp_train, test_fraction=0.2, seed=seed + 1)
+        fl_train, fl_test = mx.note_split(fl_train, test_fraction=0.2, seed=seed + 1)
+        held = "DEV"
     load = lambda fs: [audio.load_audio(f) for f in fs]  # noqa: E731
-    print(f"speech: {len(sp_train)} train / {len(sp_test)} test files (disjoint speakers); flute: {len(fl_train)} "
-          f"train / {len(fl_test)} test notes (disjoint pitches)")
+    print(f"speech: {len(sp_train)} train / {len(sp_test)} {held} files (disjoint speakers); flute: {len(fl_train)} "
+          f"train / {len(fl_test)} {held} notes (disjoint pitches)")
     return {"speech": (load(sp_train), load(sp_test)), "flute": (load(fl_train), load(fl_test))}
 
 
@@ -92,16 +101,26 @@ def synthetic_data(seed):
 
 
 def train_source_prior(name, signals, args):
+    if args.load_priors:  # priors saved by --save-priors from the same split (never a dev prior on test or back)
+        path = os.path.join(args.load_priors, f"{name}.pt")
+        split = priors.load_checkpoint(path).get("split")
+        if split != args.split:
+            raise SystemExit(f"{path} was trained for the {split!r} split, this run evaluates on {args.split!r}")
+        print(f"  {name}: prior loaded from {path}")
+        return priors.load_spectral(path, task="separation").eval()
     x = audio.power_chunks(signals, args.seq_len)
     if len(x) < 4:
         raise SystemExit(f"{name}: only {len(x)} non-silent chunks of {args.seq_len} frames; give more audio")
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(args.seed))
+    seed = args.seed if args.prior_seed is None else args.prior_seed
+    if args.prior_seed is not None:
+        torch.manual_seed(seed)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     n_val = max(2, len(x) // 10)
     prior = priors.build(args.prior, x_dim=513, z_dim=args.z_dim, emission="spectral", dense_dim=args.dense_dim,
                          rnn_dim=args.rnn_dim, z_dense=[args.rnn_dim, args.z_dim * 2])
     e = args.epochs
     cfg = TrainConfig(epochs=e, batch_size=32, lr=2e-3, warmup_epochs=e // 4, ss_start=e // 4, ss_end=3 * e // 4,
-                      ss_max=0.5, patience=e, seed=args.seed)
+                      ss_max=0.5, patience=e, seed=seed)
     t0 = time.perf_counter()
     res = train_prior(prior, x[perm[n_val:]], x[perm[:n_val]], cfg)
     print(f"  {name} {args.prior} prior: {len(x)} chunks, validation loss {res.history[0]['val_loss']:.0f} -> "
@@ -109,7 +128,7 @@ def train_source_prior(name, signals, args):
     if args.save_priors:
         os.makedirs(args.save_priors, exist_ok=True)
         prior.save(os.path.join(args.save_priors, f"{name}.pt"), sample_rate=audio.SAMPLE_RATE, n_fft=audio.N_FFT,
-                   hop=audio.HOP)
+                   hop=audio.HOP, split=args.split)
     return prior.eval()
 
 
@@ -131,7 +150,8 @@ def evaluate(data, prior_list, sep, frames, args):
         refs = np.stack([mix.sources["speech"], mix.sources["music"]])
         for method in METHODS:
             out = run_separation(mix.mix, prior_list, names=list(SOURCES), method=method, refs=refs, nmf=sep,
-                                 num_iters=args.iters, nmf_iters=args.nmf_iters, seed=args.seed)
+                                 num_iters=args.iters, nmf_iters=args.nmf_iters, seed=args.seed,
+                                 **mixdvae_options(args))
             if method == "mixdvae":
                 seconds.append(out.result.seconds_per_iter)
             pesq = False if args.no_pesq else None  # None: when the pesq package is installed
@@ -140,6 +160,12 @@ def evaluate(data, prior_list, sep, frames, args):
                 for k in METRICS:
                     table[method][s][k].append(scores[s][k])
     return table, float(np.mean(seconds))
+
+
+def mixdvae_options(args):
+    """The MixDVAE settings of :func:`run_separation` given on the command line."""
+    return dict(init=args.init, mode=args.mode, noise_ratio=args.noise_ratio, sample_z=args.sample_z,
+                average=args.average)
 
 
 def mean(values):
@@ -163,10 +189,10 @@ def main(argv=None):
     p.add_argument("--speech-dir", help="clean speech folder (LibriSpeech / CMU ARCTIC / VCTK file names)")
     p.add_argument("--music-dir", help="flute notes folder (University of Iowa file names)")
     p.add_argument("--prior", default="srnn", choices=[n for n in priors.available() if n != "deepar"])
-    p.add_argument("--epochs", type=int, default=None, help="prior training epochs (default 40, synthetic 25)")
+    p.add_argument("--epochs", type=int, default=None, help="prior training epochs (default 100, synthetic 25)")
     p.add_argument("--z-dim", type=int, default=16)
-    p.add_argument("--dense-dim", type=int, default=None, help="default 128 (synthetic 64)")
-    p.add_argument("--rnn-dim", type=int, default=None, help="default 64 (synthetic 32)")
+    p.add_argument("--dense-dim", type=int, default=None, help="default 256 (synthetic 64)")
+    p.add_argument("--rnn-dim", type=int, default=None, help="default 128 (synthetic 32)")
     p.add_argument("--seq-len", type=int, default=50)
     p.add_argument("--pitch-shift", type=float, nargs="+", default=[0.0],
                    help="semitone shifts of the training flute notes (both DVAE and NMF training data)")
@@ -174,12 +200,24 @@ def main(argv=None):
     p.add_argument("--num-mixtures", type=int, default=None, help="test mixtures per T (default 10, synthetic 4)")
     p.add_argument("--smr-db", type=float, default=-10.0, help="speech-to-music ratio (MixDVAE: flute 10 dB above)")
     p.add_argument("--iters", type=int, default=30, help="VEM iterations")
+    p.add_argument("--init", default="equal", choices=["equal", "prior", "nmf"],
+                   help="MixDVAE starting point (equal: q(w) = 1/2, as the reference)")
+    p.add_argument("--mode", default="sequential", choices=["sequential", "parallel"],
+                   help="MixDVAE E-S: decoder fed step by step, or teacher forced on the last iteration (faster)")
+    p.add_argument("--noise-ratio", type=float, default=0.03, help="MixDVAE residual variance v_x / |o|^2")
+    p.add_argument("--sample-z", action="store_true", help="E-Z draws z (default: the encoder's noiseless path)")
+    p.add_argument("--average", type=int, default=0,
+                   help="average the posterior source powers over the last K iterations (with --sample-z)")
     p.add_argument("--nmf-rank", type=int, default=64, help="NMF components per source (64: best of 16-128 on dev)")
     p.add_argument("--nmf-iters", type=int, default=100)
     p.add_argument("--nmf-alpha", type=float, default=1.0, help="temporal-continuity weight of temporal NMF")
     p.add_argument("--no-pesq", action="store_true", help="skip PESQ (slow)")
     p.add_argument("--save-priors", help="folder to save the trained priors (for `pyro-dvae separate`)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--load-priors", help="folder of priors saved by --save-priors for the same split (no training)")
+    p.add_argument("--dev", action="store_true",
+                   help="real data: leave the test files out and evaluate on a dev split of the training files")
+    p.add_argument("--seed", type=int, default=0, help="data split, mixtures, initialisation and training seed")
+    p.add_argument("--prior-seed", type=int, help="another seed for the prior training only (default: --seed)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out-json", help="write the tables as JSON")
     args = p.parse_args(argv)
@@ -189,13 +227,14 @@ def main(argv=None):
     if not synthetic and not (args.speech_dir and args.music_dir):
         p.error("give both --speech-dir and --music-dir (or neither, for the synthetic demo)")
     defaults = dict(epochs=25, dense_dim=64, rnn_dim=32, num_mixtures=4) if synthetic else \
-        dict(epochs=40, dense_dim=128, rnn_dim=64, num_mixtures=10)
+        dict(epochs=100, dense_dim=256, rnn_dim=128, num_mixtures=10)
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     t0 = time.perf_counter()
     print("=" * 30 + (" SYNTHETIC DATA (not speech, not music) " if synthetic else " real audio ") + "=" * 30)
-    data = synthetic_data(args.seed) if synthetic else real_data(args.speech_dir, args.music_dir, args.seed)
+    args.split = "dev" if args.dev else ("synthetic" if synthetic else "test")
+    data = synthetic_data(args.seed) if synthetic else real_data(args.speech_dir, args.music_dir, args.seed, args.dev)
     train = {"speech": data["speech"][0],
              "flute": [pitch_shift(x, k) for x in data["flute"][0] for k in args.pitch_shift]}
     print("training priors" + (f" (flute notes shifted by {args.pitch_shift} semitones)" if args.pitch_shift != [0.0]

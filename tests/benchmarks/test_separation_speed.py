@@ -9,7 +9,10 @@ Run with::
     pytest tests/benchmarks/test_separation_speed.py --benchmark-only --benchmark-columns=median,rounds
 
 ``extra_info``: ms per iteration per sequence, seconds per iteration per second of audio, and the ratio of
-one VEM iteration to one batched encoder + decoder pass of the priors over the same sequences.
+one VEM iteration to one batched encoder + decoder pass of the priors over the same sequences: with the
+encoder's step-by-step draw of ``z`` (``ratio_to_encoder_decoder_pass``) and with its step conditionals
+teacher forced on a given path (``ratio_to_teacher_forced_pass``, what a Jacobi E-Z iteration must at least
+run: every network of both priors once over the batch).
 """
 
 import time
@@ -47,8 +50,8 @@ def test_separation_vem_iteration_speed(benchmark, size, mode):
     B, T = 8, 50
     X = mixtures(B, T)
     pri = [priors.build("srnn", x_dim=513, emission="spectral", **SIZES[size]) for _ in range(2)]
-    model = SeparationModel(pri, ["speech", "flute"], ComplexGaussianBins(0.01))
-    guide = SeparationGuide(model, mode=mode).initialise(X, "prior")
+    model = SeparationModel(pri, ["speech", "flute"], ComplexGaussianBins(0.03))
+    guide = SeparationGuide(model, mode=mode, sample_z=False).initialise(X, "equal")  # run_separation's defaults
     with torch.no_grad():
         inference.run("vem", model, guide, X, num_iters=2)
         result = benchmark.pedantic(lambda: inference.run("vem", model, guide, X, num_iters=1), rounds=5,
@@ -59,9 +62,17 @@ def test_separation_vem_iteration_speed(benchmark, size, mode):
             for p in pri:
                 p.decode(p.encode(power).rsample(), power)
         pass_s = (time.perf_counter() - t0) / 3
+        z = [p.encode(power).rsample() for p in pri]
+        t0 = time.perf_counter()
+        for _ in range(3):
+            for p, z_p in zip(pri, z):
+                p.encode(power).log_prob(z_p)  # the encoder's step conditionals on the path z_p
+                p.decode(z_p, power)
+        tf_pass_s = (time.perf_counter() - t0) / 3
     iter_s = benchmark.stats.stats.median
     seconds_of_audio = B * T * HOP / SAMPLE_RATE
     benchmark.extra_info.update(ms_per_iter_per_seq=1000 * iter_s / B, s_per_iter_per_audio_s=iter_s / seconds_of_audio,
                                 ratio_to_encoder_decoder_pass=iter_s / pass_s,
+                                ratio_to_teacher_forced_pass=iter_s / tf_pass_s,
                                 speedup_vs_reference=REFERENCE_MS_PER_SEQ / (1000 * iter_s / B))
     assert len(result.losses) == 1
