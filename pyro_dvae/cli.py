@@ -356,7 +356,7 @@ def build_parser():
                    help="una: fit per utterance; und: trained noise model, one pass; unda: und then una "
                         "(nmf: una only)")
     p.add_argument("--noise-model", help="noise checkpoint written by train-noise (und / unda)")
-    p.add_argument("--iters", type=int, help="VEM iterations (nmf) or SVI steps (una / unda); default 100 / 200")
+    p.add_argument("--iters", type=int, help="VEM iterations (nmf) or SVI steps (una / unda); default 15 / 100")
     p.add_argument("--out", required=True, help="enhanced speech (.wav)")
     p.add_argument("--ref", help="clean reference: print and store SI-SDR, PESQ wb/nb and ESTOI of output and input")
     p.add_argument("--seed", type=int, default=0)
