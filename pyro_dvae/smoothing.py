@@ -170,7 +170,9 @@ def _riccati_scan(F0, v, J):
 def chain_posterior(J, h, mu0, v0, drift, v):
     """Posterior of a scalar random walk with drift per coordinate: an exact Kalman filter and RTS smoother,
     computed by parallel scans over time (no Python loop over ``T``; about a hundred elementwise ops on
-    contiguous time-major tensors in all).
+    contiguous time-major tensors in all). Without autograd those ops run in inference mode (less work per
+    op: the VEM of small batches is bound by per-op costs) and the results are copied out of it, so callers
+    get ordinary tensors.
 
     ``s_0 ~ N(mu0, v0)``, ``s_t = s_{t-1} + drift_t + N(0, v_t)`` (``t >= 1``), and observations in
     information form ``(J_t, h_t)``. Tensors are ``(*batch, T, D)`` (``mu0, v0``: ``(*batch, D)``;
@@ -179,6 +181,14 @@ def chain_posterior(J, h, mu0, v0, drift, v):
     :returns: ``(mean, var, cross)``, each ``(*batch, T, D)``: the marginals and the lag-one covariances
         ``Cov(s_t, s_{t-1})`` (0 at ``t = 0``).
     """
+    if torch.is_grad_enabled() or torch.is_inference_mode_enabled():
+        return _chain_posterior(J, h, mu0, v0, drift, v)
+    with torch.inference_mode():
+        out = _chain_posterior(J, h, mu0, v0, drift, v)
+    return tuple(x.clone() for x in out)
+
+
+def _chain_posterior(J, h, mu0, v0, drift, v):
     shape = torch.broadcast_shapes(J.shape, h.shape, drift.shape, v.shape)
     T = shape[-2]
 

@@ -16,10 +16,29 @@ from torch import nn
 
 
 def box_size(obs):
-    """``(w, h, w, h)`` of ``(x1, y1, x2, y2)`` boxes, floored at a tiny positive value."""
+    """``(w, h, w, h)`` of ``(x1, y1, x2, y2)`` boxes, floored at a tiny positive value.
+
+    Without autograd, results are reused for a tensor with the same memory, shape, strides and in-place
+    version as one of the last few (VEM asks for the sizes of the same detections several times per
+    iteration, through different views). The cache holds those tensors, so their memory cannot be reused by
+    other data while an entry exists."""
+    grad = torch.is_grad_enabled()
+    key = None
+    if not grad:
+        key = (obs.data_ptr(), tuple(obs.shape), obs.stride(), obs._version, obs.dtype, obs.device)
+        for entry in _sizes:
+            if entry[0] == key:
+                return entry[2]
     w = (obs[..., 2] - obs[..., 0]).abs()
     h = (obs[..., 3] - obs[..., 1]).abs()
-    return torch.stack([w, h, w, h], -1).clamp_min(1e-4)
+    size = torch.stack([w, h, w, h], -1).clamp_min(1e-4)
+    if key is not None:
+        _sizes.insert(0, (key, obs, size))
+        del _sizes[4:]
+    return size
+
+
+_sizes = []  # (key, tensor, sizes), most recent first
 
 
 class BoxLikelihood(nn.Module):
@@ -70,7 +89,8 @@ class GaussianBoxes(BoxLikelihood):
             whose posterior is ``N(mean, var)`` (broadcast against ``obs``).
         """
         size2 = box_size(obs) ** 2
-        num = (weights.unsqueeze(-1) * ((obs - mean) ** 2 + var) / size2).flatten(0, -2).sum(0)
+        terms = weights.unsqueeze(-1) * ((obs - mean) ** 2 + var) / size2
+        num = terms.sum(tuple(range(terms.dim() - 1)))
         den = weights.sum().clamp_min(1e-12)
         self.ratio.copy_((num / den).clamp_min(1e-8).sqrt())
 

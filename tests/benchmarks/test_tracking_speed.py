@@ -6,10 +6,14 @@ parameters vary one at a time. Run with::
 
     pytest tests/benchmarks/test_tracking_speed.py --benchmark-only --benchmark-columns=median,rounds
 
-``extra_info`` holds ms per iteration per sequence and the ratio of one VEM iteration to one batched
-encoder + decoder pass of the prior over the same B * N sequences.
+``extra_info`` holds ms per iteration per sequence (the median of ``vem``'s own per-iteration times over five
+runs of ten iterations: the run's set-up, about 0.3 ms, is not an iteration) and the ratio of one VEM iteration
+to one batched encoder + decoder pass of the prior over the same B * N sequences.
 """
 
+import time
+
+import numpy as np
 import pytest
 import torch
 
@@ -19,6 +23,7 @@ from pyro_dvae.models.tracking import TrackingGuide, TrackingModel
 
 # the reference MixDVAE VEM, same machine class, T=60, N=3, K=3: ms per iteration per sequence
 REFERENCE_MS_PER_SEQ = {8: 21.5, 64: 6.0}
+ITERS = 10  # iterations per timed run: the figure is the median of vem's per-iteration times
 CASES = [dict(B=8), dict(B=64), dict(B=16, T=30), dict(B=16, T=120), dict(B=16, N=2), dict(B=16, N=5),
          dict(B=16, K=6), dict(B=16)]
 
@@ -43,19 +48,23 @@ def test_vem_iteration_speed(benchmark, case):
     prior = pretrained.load()
     model = TrackingModel(prior, N, clutter_prob=0.1 if K > N else 0.0)
     guide = TrackingGuide(model).initialise(obs, mask)
+    iter_times = []
+
+    def ten_iterations():
+        result = inference.run("vem", model, guide, obs, mask, num_iters=ITERS)
+        iter_times.extend(result.iter_times)
+        return result
+
     with torch.no_grad():
         inference.run("vem", model, guide, obs, mask, num_iters=2)
-        result = benchmark.pedantic(lambda: inference.run("vem", model, guide, obs, mask, num_iters=1),
-                                    rounds=10, iterations=1)
+        result = benchmark.pedantic(ten_iterations, rounds=5, iterations=1)
         s = guide["s"].mean
-        import time
-
         t0 = time.perf_counter()
         for _ in range(5):
             prior.decode(prior.encode(s).rsample(), s)
         pass_s = (time.perf_counter() - t0) / 5
-    iter_s = benchmark.stats.stats.median
+    iter_s = float(np.median(iter_times))  # one VEM iteration (vem's own per-iteration clock)
     benchmark.extra_info.update(ms_per_iter_per_seq=1000 * iter_s / B, ratio_to_encoder_decoder_pass=iter_s / pass_s)
     if B in REFERENCE_MS_PER_SEQ and T == 60 and N == 3 and K == 3:
         benchmark.extra_info["speedup_vs_reference"] = REFERENCE_MS_PER_SEQ[B] / (1000 * iter_s / B)
-    assert len(result.losses) == 1
+    assert len(result.losses) == ITERS and np.isfinite(result.losses).all()

@@ -140,8 +140,9 @@ def test_model_runs_with_enum_svi_and_an_autoguide():
     pyro.clear_param_store()
 
 
+@pytest.mark.parametrize("autograd", [True, False], ids=["autograd", "no_grad"])
 @pytest.mark.parametrize("T", [1, 2, 7, 60])
-def test_chain_posterior_equals_joint_gaussian(T):
+def test_chain_posterior_equals_joint_gaussian(T, autograd):
     torch.manual_seed(T)
     shape = (2, T, 3)
     J = torch.rand(shape, dtype=torch.float64) * 1e4
@@ -150,7 +151,10 @@ def test_chain_posterior_equals_joint_gaussian(T):
     drift = torch.randn(shape, dtype=torch.float64) * 1e-3
     v = torch.rand(shape, dtype=torch.float64) * 1e-5 + 1e-7
     mu0, v0 = torch.rand(2, 3, dtype=torch.float64), torch.ones(2, 3, dtype=torch.float64)
-    mean, var, cross = chain_posterior(J, h, mu0, v0, drift, v)
+    with torch.set_grad_enabled(autograd):
+        mean, var, cross = chain_posterior(J, h, mu0, v0, drift, v)
+    assert not any(x.is_inference() for x in (mean, var, cross))  # ordinary tensors either way
+    mean.add_(0.0)  # in-place use (an inference tensor would refuse it here)
     for b in range(2):
         for d in range(3):  # brute force: joint precision of s_0..s_{T-1}
             L, eta = np.zeros((T, T)), np.zeros(T)
