@@ -19,7 +19,7 @@ log noise variance per frequency bin, relative to the utterance's anchor (:mod:`
 import torch
 from torch import nn
 
-from pyro_dvae.priors.nn import BiSeqLSTM, SeqLSTM, shift_right
+from pyro_dvae.priors.nn import BiSeqLSTM, SeqLSTM, Tanh, shift_right
 
 from .base import FEATURE_SCALE, NoiseModel, log_power
 
@@ -45,7 +45,7 @@ class DeepNoise(NoiseModel):
         if not 0.0 <= float(quantile) <= 1.0:
             raise ValueError(f"quantile must lie in [0, 1], got {quantile}")
         self.z_dim, self.rnn_dim, self.dense_dim, self.quantile = z_dim, rnn_dim, dense_dim, float(quantile)
-        self.dense = nn.Sequential(nn.Linear(self.hidden_mult * rnn_dim, dense_dim), nn.Tanh())
+        self.dense = nn.Sequential(nn.Linear(self.hidden_mult * rnn_dim, dense_dim), Tanh())
         self.out = nn.Linear(dense_dim, num_bins)
         with torch.no_grad():  # start at the anchor: v_n = exp(anchor)
             self.out.weight.mul_(0.1)
