@@ -157,9 +157,8 @@ class SourceBlock(ClosedFormBlock):
         """``(mean1, var1, mean0, var0)`` given the prior variance ``v``, the responsibilities ``eta`` of the
         source, the mixture ``obs`` and the residual variance ``vx`` (broadcasting)."""
         if self.family == "meanfield":
-            a = eta / vx
-            var = v / (1.0 + v * a)  # 1 / (1 / v + eta / vx)
-            mean = (var * a) * obs
+            var, r = self._meanfield(v, eta, vx)
+            mean = r * obs
             return mean, var, mean, var
         var1 = v / (1.0 + v / vx)
         return var1 / vx * obs, var1, torch.zeros_like(obs), v
@@ -169,6 +168,14 @@ class SourceBlock(ClosedFormBlock):
         if self._real is not None and self._real[0] is self.mean1:
             return self._real[1:]
         return None
+
+    @staticmethod
+    def _meanfield(v, eta, vx):
+        """Mean-field ``(gamma, r)``: ``gamma = 1 / (1 / v + eta / v_x)`` and the mean is ``r o``, ``r = gamma eta
+        / v_x``."""
+        a = eta / vx
+        var = v / torch.addcmul(torch.ones_like(v), v, a)
+        return var, var * a
 
     def moments(self, eta):
         """Posterior mean ``E_q[s]`` and power ``E_q|s|^2`` ``(B, N, T, F)`` given ``eta (B, N, T, F)``."""
@@ -216,10 +223,14 @@ class SourceBlock(ClosedFormBlock):
             else:
                 prior_var[:, idx] = v
         # the step-wise feed computed the same conditionals; recomputed here for all sources at once
-        self.mean1, self.var1, self.mean0, self.var0 = self.conditionals(gain * prior_var, eta, obs, vx)
         self.prior_var = prior_var
-        if self.family == "meanfield":  # mean1 = (var eta / v_x) o
-            self._real = (self.mean1, self.var1 * eta / vx, guide.mix_power(mix).unsqueeze(1))
+        if self.family == "meanfield":
+            self.var1, r = self._meanfield(gain * prior_var, eta, vx)
+            self.mean1 = self.mean0 = r * obs
+            self.var0 = self.var1
+            self._real = (self.mean1, r, guide.mix_power(mix).unsqueeze(1))
+        else:
+            self.mean1, self.var1, self.mean0, self.var0 = self.conditionals(gain * prior_var, eta, obs, vx)
 
     def source_terms(self, model, eta=None, power=None):
         """``sum E_q[log p(s_n)] + H(q(s_n))`` per mixture and source ``(B, N)``, over the ``w = n`` component
@@ -481,7 +492,8 @@ class SeparationGuide(StructuredGuide):
             return None
         eta = qw.eta.permute(0, 3, 1, 2)  # (B, N, T, F)
         vx = self.residual_variance(model, mix)
-        lik = -(eta.sum(1) * torch.log(math.pi * vx)).sum() - (eta * self.residual_error(model, mix)).sum()
+        log_vx = self._cached("log_vx", (vx,), lambda: torch.log(math.pi * vx))
+        lik = -(eta.sum(1) * log_vx).sum() - (eta * self.residual_error(model, mix)).sum()
         log_pi = model.log_pi(mix)
         log_pi = log_pi.permute(0, 3, 1, 2) if log_pi.dim() > 1 else log_pi.view(-1, 1, 1)
         power = self.source_moments()[1] if qs.shared else None
