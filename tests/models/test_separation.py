@@ -91,7 +91,10 @@ def test_es_equals_brute_force_complex_gaussian_posterior(family):
         mean, var = grid_posterior(v, torch.ones_like(eta), o, vx)
         torch.testing.assert_close(qs.mean1, mean, rtol=1e-3, atol=1e-4)
         torch.testing.assert_close(qs.var1, var, rtol=2e-3, atol=1e-6)
-        assert torch.equal(qs.var0, v) and not qs.mean0.abs().any()
+        # q(s | w != n) is the prior itself (v here was computed with autograd, the blocks run without it: the
+        # priors' tanh then takes another, equal-to-rounding form, see pyro_dvae.priors.nn.Tanh)
+        torch.testing.assert_close(qs.var0, v.detach(), rtol=1e-12, atol=0)
+        assert not qs.mean0.abs().any()
 
 
 def test_ew_meanfield_equals_exact_enumeration():
