@@ -79,17 +79,25 @@ def _rvae_path(pre: torch.Tensor, eps: torch.Tensor, w_ih: torch.Tensor, w_hh: t
                b_hh: torch.Tensor, w_z: torch.Tensor, ws: List[torch.Tensor], bs: List[torch.Tensor],
                w_head: torch.Tensor, b_head: torch.Tensor, min_lv: float, max_lv: float) -> torch.Tensor:
     N, T, D = eps.shape
-    h = eps.new_zeros(N, w_hh.shape[1])
-    c = eps.new_zeros(N, w_hh.shape[1])
+    H = w_hh.shape[1]
+    # the LSTM cell with one matmul on [z, h] (torch.lstm_cell runs two and more small ops: 12 % slower here)
+    W = torch.cat([w_ih, w_hh], 1).t().contiguous()
+    b = b_ih + b_hh
+    h = eps.new_zeros(N, H)
+    c = eps.new_zeros(N, H)
     z = eps.new_zeros(N, D)
+    pres, epss = pre.unbind(1), eps.unbind(1)
     out: List[torch.Tensor] = []
     for t in range(T):
-        h, c = torch.lstm_cell(z, (h, c), w_ih, w_hh, b_ih, b_hh)
-        a = torch.tanh(torch.addmm(pre[:, t], h, w_z))
+        gates = torch.addmm(b, torch.cat([z, h], 1), W)  # PyTorch's gate order: input, forget, cell, output
+        s = torch.sigmoid(gates)
+        c = torch.addcmul(s[:, H:2 * H] * c, s[:, :H], torch.tanh(gates[:, 2 * H:3 * H]))
+        h = s[:, 3 * H:] * torch.tanh(c)
+        a = torch.tanh(torch.addmm(pres[t], h, w_z))
         for i in range(len(ws)):
             a = torch.tanh(torch.addmm(bs[i], a, ws[i]))
         o = torch.addmm(b_head, a, w_head)
-        z = o[:, :D] + torch.exp(0.5 * o[:, D:].clamp(min_lv, max_lv)) * eps[:, t]
+        z = torch.addcmul(o[:, :D], torch.exp(0.5 * o[:, D:].clamp(min_lv, max_lv)), epss[t])
         out.append(z)
     return torch.stack(out, 1)
 
