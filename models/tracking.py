@@ -328,7 +328,6 @@ class DynamicsNoiseMStep(ClosedFormBlock):
 
     @torch.no_grad()
     def update(self, model, guide, obs, obs_mask, **kw):
-        obs, obs_mask = check_observations(obs, obs_mask)
         qs = guide["s"]
         if qs.prior_var is None or qs.dynamics != "dvae" or qs.mode != "parallel":
             return

@@ -11,6 +11,19 @@ TRAJ_SIZES = {"z_dim": 4, "dense_dim": 32, "rnn_dim": 32, "z_dense": [32]}
 SPEC_SIZES = {"z_dim": 16, "dense_dim": 256, "rnn_dim": 128, "z_dense": [64, 32]}
 
 
+def _power_chunk_split(folder, seq_len, val_fraction, seed):
+    """``(train, val)`` power-spectrum chunks of ``seq_len`` frames from the audio in ``folder``, split at random
+    (seeded); at least one validation chunk."""
+    from .data.audio import power_sequences
+
+    seqs = power_sequences(folder, seq_len=seq_len)
+    if len(seqs) < 2:
+        raise ValueError(f"{folder}: need at least 2 chunks of {seq_len} frames, got {len(seqs)}")
+    perm = torch.randperm(len(seqs), generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, int(round(val_fraction * len(seqs))))
+    return seqs[perm[n_val:]], seqs[perm[:n_val]]
+
+
 def _train_prior(args):
     from . import priors
     from .data.audio import HOP, N_FFT, SAMPLE_RATE
@@ -25,14 +38,7 @@ def _train_prior(args):
         val = torch.as_tensor(synthetic_trajectories(args.num_val, args.seq_len, seed=args.seed + 10_000, **kw))
         sizes, emission = dict(TRAJ_SIZES), "gaussian"
     else:
-        from .data.audio import power_sequences
-
-        seqs = power_sequences(args.data, seq_len=args.seq_len)
-        if len(seqs) < 2:
-            raise SystemExit(f"{args.data}: need at least 2 chunks of {args.seq_len} frames, got {len(seqs)}")
-        perm = torch.randperm(len(seqs), generator=torch.Generator().manual_seed(args.seed))
-        n_val = max(1, int(round(args.val_fraction * len(seqs))))
-        val, train = seqs[perm[:n_val]], seqs[perm[n_val:]]
+        train, val = _power_chunk_split(args.data, args.seq_len, args.val_fraction, args.seed)
         sizes, emission = dict(SPEC_SIZES), "spectral"
     for key in ("z_dim", "dense_dim", "rnn_dim", "z_dense"):
         if getattr(args, key) is not None:
@@ -240,19 +246,13 @@ def _enhance(args):
 
 
 def _train_noise(args):
-    from .data.audio import power_sequences
     from .models.enhancement import load_speech_prior
     from .models.enhancement_training import train_noise
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     prior = load_speech_prior(args.prior)
-    seqs = power_sequences(args.noisy_dir, seq_len=args.seq_len)
-    if len(seqs) < 2:
-        raise ValueError(f"{args.noisy_dir}: need at least 2 chunks of {args.seq_len} frames, got {len(seqs)}")
-    perm = torch.randperm(len(seqs), generator=torch.Generator().manual_seed(args.seed))
-    n_val = max(1, int(round(args.val_fraction * len(seqs))))
-    val, train = seqs[perm[:n_val]], seqs[perm[n_val:]]
+    train, val = _power_chunk_split(args.noisy_dir, args.seq_len, args.val_fraction, args.seed)
     print(f"{args.noise} noise model for {args.prior}: {len(train)} train / {len(val)} validation noisy chunks of "
           f"{args.seq_len} frames (noisy speech only, no clean reference)")
     res = train_noise(prior, args.noise, train, val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
