@@ -225,7 +225,8 @@ def _run_svi(model, guide, X, algo, num_iters, lr, progress, output):
     with torch.no_grad():
         S = torch.view_as_complex(auto.median(X)["s"].contiguous())
     if output == "wiener":
-        S = abs2(S) / (abs2(S)).sum(1, keepdim=True).clamp_min(1e-30) * X.unsqueeze(1)
+        P = abs2(S)
+        S = P / P.sum(1, keepdim=True).clamp_min(1e-30) * X.unsqueeze(1)
     elif output == "mask":
         raise ValueError("output='mask' needs the closed-form q(w) of algo='vem'")
     return S, result

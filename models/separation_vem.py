@@ -98,12 +98,10 @@ class LatentBlock(ClosedFormBlock):
 
     @torch.no_grad()
     def encode(self, model, powers, sample=None, parallel=None):
-        """Draw every source's latents from its prior's encoder on ``powers``: ``(B, N, T, F)`` or one
-        ``(B, k, T, F)`` tensor per group of sources sharing a prior (``model.groups``)."""
+        """Draw every source's latents from its prior's encoder on ``powers``: one ``(B, k, T, F)`` tensor per
+        group of sources sharing a prior (``model.groups``)."""
         sample = self.sample if sample is None else sample
         parallel = self.parallel if parallel is None else parallel
-        if torch.is_tensor(powers):
-            powers = [powers[:, idx] for _, idx in model.groups]
         latents, kl = [None] * model.num_sources, powers[0].new_zeros(powers[0].shape[0], model.num_sources)
         for (prior, idx), power in zip(model.groups, powers):
             previous = None
@@ -153,13 +151,9 @@ class SourceBlock(ClosedFormBlock):
         """Whether both components are the same (the mean-field family, or set so by hand)."""
         return self.mean0 is self.mean1 and self.var0 is self.var1
 
-    def conditionals(self, v, eta, obs, vx):
-        """``(mean1, var1, mean0, var0)`` given the prior variance ``v``, the responsibilities ``eta`` of the
-        source, the mixture ``obs`` and the residual variance ``vx`` (broadcasting)."""
-        if self.family == "meanfield":
-            var, r = self._meanfield(v, eta, vx)
-            mean = r * obs
-            return mean, var, mean, var
+    def conditionals(self, v, obs, vx):
+        """Structured family: ``(mean1, var1, mean0, var0)`` given the prior variance ``v``, the mixture ``obs``
+        and the residual variance ``vx`` (broadcasting); the mean-field family uses :meth:`_meanfield`."""
         var1 = v / (1.0 + v / vx)
         return var1 / vx * obs, var1, torch.zeros_like(obs), v
 
@@ -212,7 +206,7 @@ class SourceBlock(ClosedFormBlock):
                         return var * torch.addcmul(torch.ones_like(var), var, c[t])
                 else:
                     def feed(t, _, v_t):
-                        m1, v1, m0, v0 = self.conditionals(g * v_t, e[:, :, t], obs[:, :, t], vx[:, :, t])
+                        m1, v1, m0, v0 = self.conditionals(g * v_t, obs[:, :, t], vx[:, :, t])
                         return e[:, :, t] * (abs2(m1) + v1) + (1 - e[:, :, t]) * (abs2(m0) + v0)
 
                 v = prior.decode_stepwise(z, feed)[1]
@@ -230,7 +224,7 @@ class SourceBlock(ClosedFormBlock):
             self.var0 = self.var1
             self._real = (self.mean1, r, guide.mix_power(mix).unsqueeze(1))
         else:
-            self.mean1, self.var1, self.mean0, self.var0 = self.conditionals(gain * prior_var, eta, obs, vx)
+            self.mean1, self.var1, self.mean0, self.var0 = self.conditionals(gain * prior_var, obs, vx)
 
     def source_terms(self, model, eta=None, power=None):
         """``sum E_q[log p(s_n)] + H(q(s_n))`` per mixture and source ``(B, N)``, over the ``w = n`` component
@@ -245,15 +239,13 @@ class SourceBlock(ClosedFormBlock):
             return term(self.mean1, self.var1, power).sum((-2, -1))
         return (eta * term(self.mean1, self.var1) + (1 - eta) * term(self.mean0, self.var0)).sum((-2, -1))
 
-    def expected_terms(self, model, mix):
-        """``(lik (B, T, F, N), s1, s0 (B, N, T, F))``: ``E_q1[log CN(o; s_n, v_x)]``, and ``E[log p(s_n)] +
-        H`` under the ``w = n`` component (``s1``) and the other one (``s0``), at the current parameters."""
-        perm = (0, 2, 3, 1)
-        lik = model.likelihood.expected_log_lik(mix, self.mean1.permute(perm), self.var1.permute(perm))
+    def expected_terms(self, model):
+        """``(s1, s0) (B, N, T, F)``: ``E[log p(s_n)] + H`` under the ``w = n`` component (``s1``) and the other
+        one (``s0``), at the current parameters."""
         v = model.source_gain(self.prior_var) * self.prior_var
         s1 = complex_normal_log_prob(abs2(self.mean1) + self.var1, v) + complex_normal_entropy(self.var1)
         s0 = complex_normal_log_prob(abs2(self.mean0) + self.var0, v) + complex_normal_entropy(self.var0)
-        return lik, s1, s0
+        return s1, s0
 
     def guide(self, mix, values, **kw):
         N = self.mean1.shape[1]
@@ -284,7 +276,7 @@ class AssignmentBlock(ClosedFormBlock):
         # (B, N, T, F) logits; -log(pi v_x) is the same for every source and cancels
         logits = -guide.residual_error(model, mix)
         if not qs.shared:
-            _, s1, s0 = qs.expected_terms(model, mix)
+            s1, s0 = qs.expected_terms(model)
             logits = logits + (s1 - s0)
         if model.pi.dim():
             logits = logits + model.log_pi(mix).permute(0, 3, 1, 2)

@@ -15,6 +15,7 @@ the source estimates ``mask * mix[:, None]``.
 
 import torch
 
+from .likelihoods.spectral import abs2
 from .nmf import nmf_separate
 
 __all__ = ["nmf_masks", "oracle_masks"]
@@ -24,7 +25,7 @@ def oracle_masks(refs, kind="ibm", eps=1e-12):
     """Oracle masks ``(B, N, T, F)`` from the reference source STFTs ``(B, N, T, F)``: the ideal binary mask
     (``"ibm"``: 1 for the loudest source of each bin) or the ideal Wiener mask (``"wiener"``: ``|S_n|^2 /
     sum_k |S_k|^2``)."""
-    power = refs.abs() ** 2
+    power = abs2(refs)
     if kind == "ibm":
         return torch.nn.functional.one_hot(power.argmax(1), refs.shape[1]).movedim(-1, 1).to(power.dtype)
     if kind == "wiener":
@@ -39,7 +40,7 @@ def nmf_masks(X, separator, names, method="is", iters=100, alpha=None, beta=None
     missing = [n for n in names if n not in getattr(separator, "dictionaries", {})]
     if missing:
         raise ValueError(f"the NMF separator has no dictionary for {missing} (it has {separator.names})")
-    V = (X.abs() ** 2).mT
+    V = abs2(X).mT
     out = nmf_separate(V, [separator.dictionaries[n].to(V.dtype) for n in names], iters, method,
                        separator.alpha if alpha is None else alpha, separator.beta if beta is None else beta,
                        separator.seed)

@@ -88,17 +88,6 @@ class ComplexGaussianBins(nn.Module):
         std = (0.5 * self.variance(torch.view_as_complex(obs.contiguous()))).sqrt().unsqueeze(-1)
         return dist.Normal(loc, std.expand(loc.shape)).to_event(1)
 
-    def expected_log_lik(self, obs, mean, var, vx=None):
-        """``E_{s ~ CN(mean, var)}[log CN(obs; s, v_x)] = -log(pi v_x) - (|obs - mean|^2 + var) / v_x``.
-
-        ``obs (B, T, F)`` complex; ``mean`` complex and ``var`` real broadcasting against it (e.g.
-        ``(B, T, F, N)`` after moving the source dim last).
-        """
-        vx = self.variance(obs) if vx is None else vx
-        if mean.dim() == obs.dim() + 1:
-            obs, vx = obs.unsqueeze(-1), vx.unsqueeze(-1)
-        return -torch.log(math.pi * vx) - (abs2((obs - mean)) + var) / vx
-
     @torch.no_grad()
     def m_step(self, obs, eta, mean, var):
         """Exact maximiser of ``sum eta E[log CN(obs; s, v_x)]`` over ``scale`` (one per mixture).
