@@ -45,7 +45,7 @@ from pyro_dvae.data import audio
 from pyro_dvae.data import mixtures as mx
 from pyro_dvae.data.noisy import mix_at_snr, split_noise, synthetic_noise
 from pyro_dvae.data.synthetic_audio import speech_like
-from pyro_dvae.metrics import estoi, pesq_score, si_sdr
+from pyro_dvae.metrics import speech_scores
 from pyro_dvae.training import TrainConfig, train_prior
 
 DEEP = ("lv", "no", "nolv")
@@ -215,18 +215,6 @@ def train_noise_models(prior, noisy_train, out_dir, args):
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
-def _scores(est, ref):
-    out = {"si_sdr": si_sdr(est, ref)}
-    for key, fn in (("pesq_wb", lambda: pesq_score(est, ref, audio.SAMPLE_RATE, "wb")),
-                    ("pesq_nb", lambda: pesq_score(est, ref, audio.SAMPLE_RATE, "nb")),
-                    ("estoi", lambda: estoi(est, ref, audio.SAMPLE_RATE))):
-        try:
-            out[key] = fn()
-        except (ValueError, ImportError):
-            out[key] = None
-    return out
-
-
 def _job(job):
     """One enhancement (run in a worker process with one thread)."""
     from pyro_dvae.models.enhancement import enhance
@@ -235,12 +223,12 @@ def _job(job):
     prior_path, noise_paths, (noise, mode), (name, snr, clean, noisy), opts = job
     prior = priors.load(prior_path).eval()
     if noise is None:
-        return name, snr, "noisy", _scores(noisy, clean), 0.0
+        return name, snr, "noisy", speech_scores(noisy, clean, audio.SAMPLE_RATE), 0.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = enhance(noisy, prior, noise, mode, noise_checkpoint=noise_paths.get(noise) if mode != "una" else None,
                       num_iters=opts["iters_nmf"] if noise == "nmf" else opts["iters"], seed=opts["seed"])
-    return name, snr, f"{noise}-{mode}", _scores(out.waveform, clean), out.info["rtf"]
+    return name, snr, f"{noise}-{mode}", speech_scores(out.waveform, clean, audio.SAMPLE_RATE), out.info["rtf"]
 
 
 def evaluate(prior_path, noise_paths, items, args):

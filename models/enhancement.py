@@ -62,6 +62,7 @@ from torch import nn
 from pyro_dvae import noise as noise_models
 from pyro_dvae.data.audio import HOP, N_FFT, SAMPLE_RATE, istft, stft
 from pyro_dvae.inference import ClosedFormBlock, GradientBlock, StructuredGuide
+from pyro_dvae.nmf import gain_step
 from pyro_dvae.priors import DVAE, SequentialNormal
 from pyro_dvae.priors.rvae import RVAEPathSampler
 
@@ -355,13 +356,8 @@ class EnhancementModel(nn.Module):
         self.gain = torch.ones(B, T if self.noise.name == "nmf" else 1, dtype=power.dtype, device=power.device)
         v_s, v_n, _ = self.posterior(power, num_samples)
         g, V, Vs, Vn = self.gain, power.mT, v_s.mT, v_n.mT
-        for _ in range(iters):
-            Vh = (g.unsqueeze(-2) * Vs + Vn).clamp_min(torch.finfo(power.dtype).tiny)
-            num = (V * Vs / Vh**2).sum(-2).sum(0)
-            den = (Vs / Vh).sum(-2).sum(0)
-            if g.shape[-1] == 1:
-                num, den = num.sum(-1, keepdim=True), den.sum(-1, keepdim=True)
-            g = g * (num / den.clamp_min(torch.finfo(power.dtype).tiny)).sqrt()
+        for _ in range(iters):  # draws and, for one gain per utterance, frames are summed by gain_step
+            g = gain_step(V, Vs, g, Vn, eps=torch.finfo(power.dtype).tiny)
         self.gain = g.clamp(1e-6, 1e6)
         return self.gain
 

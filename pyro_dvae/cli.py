@@ -134,12 +134,12 @@ def _track(args):
 
 def _separate(args):
     import os
-    import warnings
 
     import numpy as np
     import soundfile as sf
 
     from .data.audio import N_FFT, SAMPLE_RATE, load_audio
+    from .data.noisy import write_like
     from .metrics import score_sources
     from .models.separation import load_separation_prior, run_separation
 
@@ -169,18 +169,8 @@ def _separate(args):
     summary = {"outputs": {}, "algo": args.algo, "iters": args.iters, "chunk": args.chunk,
                "seconds_per_iter": out.result.seconds_per_iter, "sample_rate": rate}
     for name, wave in zip(names, out.waveforms):
-        if rate != SAMPLE_RATE:
-            from math import gcd
-
-            from scipy.signal import resample_poly
-
-            g = gcd(rate, SAMPLE_RATE)
-            wave = resample_poly(wave, rate // g, SAMPLE_RATE // g)
-        wave = np.pad(wave, (0, max(0, length - len(wave))))[:length]
         path = os.path.join(args.out_dir, f"{name}.wav")
-        if np.abs(wave).max() > 1.0:
-            warnings.warn(f"{path}: estimate exceeds full scale, written as 32-bit float", stacklevel=2)
-        sf.write(path, wave, rate, subtype="FLOAT" if np.abs(wave).max() > 1.0 else "PCM_16")
+        write_like(path, wave, rate, length)
         summary["outputs"][name] = path
         print(f"{name}: {path}")
     if refs is not None:
@@ -200,11 +190,9 @@ def _separate(args):
 
 
 def _enhance(args):
-    import math
-
     from .data.audio import SAMPLE_RATE, load_audio
     from .data.noisy import read_noisy, write_like
-    from .metrics import estoi, pesq_score, si_sdr
+    from .metrics import speech_scores
     from .models.enhancement import enhance, load_speech_prior
 
     torch.set_num_threads(args.threads)
@@ -223,19 +211,8 @@ def _enhance(args):
     print(f"{args.noise}-{args.mode}: wrote {args.out} ({rate} Hz, {length} samples); {out.info['seconds']:.2f} s, "
           f"real-time factor {out.info['rtf']:.3f} (1 = as long as the audio)")
     if ref is not None:
-        def scores(est, rtf):
-            row = {"si_sdr": si_sdr(est, ref)}
-            for key, fn in (("pesq_wb", lambda: pesq_score(est, ref, SAMPLE_RATE, "wb")),
-                            ("pesq_nb", lambda: pesq_score(est, ref, SAMPLE_RATE, "nb")),
-                            ("estoi", lambda: estoi(est, ref, SAMPLE_RATE))):
-                try:
-                    row[key] = fn()
-                except (ValueError, ImportError):  # undefined for this signal, or the package is absent
-                    row[key] = None
-            row["rtf"] = rtf
-            return {k: (None if v is not None and not math.isfinite(v) else v) for k, v in row.items()}
-
-        summary["output"], summary["input"] = scores(out.waveform, out.info["rtf"]), scores(noisy, None)
+        summary["output"] = {**speech_scores(out.waveform, ref, SAMPLE_RATE), "rtf": out.info["rtf"]}
+        summary["input"] = {**speech_scores(noisy, ref, SAMPLE_RATE), "rtf": None}
         fmt = lambda v: "   n/a" if v is None else f"{v:6.2f}"  # noqa: E731
         print(f"{'':7s} {'SI-SDR':>6s} {'PESQwb':>6s} {'PESQnb':>6s} {'ESTOI':>6s}")
         for kind in ("output", "input"):

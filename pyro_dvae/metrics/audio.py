@@ -183,3 +183,20 @@ def score_sources(estimates, refs, names, sr=16000, pesq=None):
                      "pesq_wb": defined(pesq_score, est, ref, sr, "wb") if pesq else None,
                      "estoi": defined(estoi, est, ref, sr)}
     return out
+
+
+def speech_scores(est, ref, sr=16000):
+    """``{"si_sdr", "pesq_wb", "pesq_nb", "estoi"}`` of an enhanced (or noisy) signal against the clean one.
+
+    PESQ and ESTOI are ``None`` where they are undefined for the signal or their package is absent; any
+    non-finite score is ``None`` too; SI-SDR errors (lengths, NaN) are raised.
+    """
+    row = {"si_sdr": si_sdr(est, ref)}
+    for key, fn in (("pesq_wb", lambda: pesq_score(est, ref, sr, "wb")),
+                    ("pesq_nb", lambda: pesq_score(est, ref, sr, "nb")),
+                    ("estoi", lambda: estoi(est, ref, sr))):
+        try:
+            row[key] = fn()
+        except (ValueError, ImportError):
+            row[key] = None
+    return {k: (None if v is not None and not math.isfinite(v) else v) for k, v in row.items()}

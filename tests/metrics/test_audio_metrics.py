@@ -119,3 +119,17 @@ def test_missing_pesq_package_message(monkeypatch):
     monkeypatch.setitem(sys.modules, "pesq", None)  # makes `import pesq` raise ImportError
     with pytest.raises(ImportError, match=r'pip install "pyro-dvae\[audio\]"'):
         M.pesq_score(np.ones(8000), np.ones(8000), 16000)
+
+
+def test_speech_scores_row():
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    clean = 0.5 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
+    noisy = clean + 0.1 * rng.standard_normal(len(t))
+    row = M.speech_scores(noisy, clean)
+    assert list(row) == ["si_sdr", "pesq_wb", "pesq_nb", "estoi"]
+    assert row["si_sdr"] == pytest.approx(M.si_sdr(noisy, clean))
+    assert all(v is None or math.isfinite(v) for v in row.values())
+    assert M.speech_scores(clean, clean)["si_sdr"] is None  # infinite for a perfect estimate: reported as None
+    with pytest.raises(ValueError):
+        M.speech_scores(noisy[:100], clean)  # lengths differ: SI-SDR raises
