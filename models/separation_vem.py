@@ -439,11 +439,7 @@ class SeparationGuide(StructuredGuide):
         elif init == "equal":
             qw.eta = torch.full((B, T, F, N), 1.0 / N, dtype=power.dtype, device=power.device)
         else:
-            v = torch.empty_like(power)
-            for (prior, idx), past in zip(model.groups, self.group_powers(model)):
-                z, statics = model._group_latents(qz.latents, idx)
-                v[:, idx] = model.decoder_variance(prior, z, past, statics)
-            v = model.source_gain(v) * v + model.likelihood.variance(mix).unsqueeze(1)
+            v = model._variance_fn(qz.latents)(power) + model.likelihood.variance(mix).unsqueeze(1)
             marginal = complex_normal_log_prob(mix.unsqueeze(1), v).permute(0, 2, 3, 1)
             qw.eta = responsibilities(marginal, model.log_pi(mix))
         qs.update(model, self, mix)
