@@ -4,19 +4,23 @@
 import argparse
 import json
 import sys
+import time
 
 import torch
 
 TRAJ_SIZES = {"z_dim": 4, "dense_dim": 32, "rnn_dim": 32, "z_dense": [32]}
+#: train-prior defaults per kind of data (an option left unset takes these).
+TRAJ_TRAINING = {"epochs": 100, "batch_size": 256, "lr": 1e-3}
+AUDIO_TRAINING = {"epochs": 50, "batch_size": 64, "lr": 1e-3}
 SPEC_SIZES = {"z_dim": 16, "dense_dim": 256, "rnn_dim": 128, "z_dense": [64, 32]}
 
 
-def _power_chunk_split(folder, seq_len, val_fraction, seed):
-    """``(train, val)`` power-spectrum chunks of ``seq_len`` frames from the audio in ``folder``, split at random
-    (seeded); at least one validation chunk."""
+def _power_chunk_split(folder, seq_len, val_fraction, seed, hop=None, pitch_shifts=(0.0,)):
+    """``(train, val)`` power-spectrum chunks of ``seq_len`` frames (every ``hop`` frames) from the audio in
+    ``folder`` (plus its pitch-shifted copies), split at random (seeded); at least one validation chunk."""
     from .data.audio import power_sequences
 
-    seqs = power_sequences(folder, seq_len=seq_len)
+    seqs = power_sequences(folder, seq_len=seq_len, hop=hop, pitch_shifts=pitch_shifts)
     if len(seqs) < 2:
         raise ValueError(f"{folder}: need at least 2 chunks of {seq_len} frames, got {len(seqs)}")
     perm = torch.randperm(len(seqs), generator=torch.Generator().manual_seed(seed))
@@ -29,7 +33,14 @@ def _train_prior(args):
     from .data.audio import HOP, N_FFT, SAMPLE_RATE
     from .training import TrainConfig, evaluate, train_prior
 
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    audio_data = args.data != "synthetic-trajectories"
+    for key, value in AUDIO_TRAINING.items():  # defaults that depend on the kind of data
+        if getattr(args, key) is None:
+            setattr(args, key, value if audio_data else TRAJ_TRAINING[key])
+    if not audio_data and (args.gain_db != [0.0, 0.0] or args.pitch_shift != [0.0] or args.chunk_hop):
+        raise ValueError("--gain-db, --pitch-shift and --chunk-hop are for audio folders (--data DIR)")
     if args.data == "synthetic-trajectories":
         from .data import synthetic_trajectories
 
@@ -38,7 +49,8 @@ def _train_prior(args):
         val = torch.as_tensor(synthetic_trajectories(args.num_val, args.seq_len, seed=args.seed + 10_000, **kw))
         sizes, emission = dict(TRAJ_SIZES), "gaussian"
     else:
-        train, val = _power_chunk_split(args.data, args.seq_len, args.val_fraction, args.seed)
+        train, val = _power_chunk_split(args.data, args.seq_len, args.val_fraction, args.seed, args.chunk_hop,
+                                        args.pitch_shift)
         sizes, emission = dict(SPEC_SIZES), "spectral"
     for key in ("z_dim", "dense_dim", "rnn_dim", "z_dense"):
         if getattr(args, key) is not None:
@@ -55,26 +67,33 @@ def _train_prior(args):
     prior.to(args.device)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
                       warmup_epochs=args.warmup_epochs, ss_start=args.ss_start, ss_end=args.ss_end,
-                      ss_max=args.ss_max, patience=args.patience, seed=args.seed)
+                      ss_max=args.ss_max, patience=args.patience, seed=args.seed, gain_db=tuple(args.gain_db))
     if args.resume is None:
         prior.fit_normalisation(train.to(args.device))
     untrained = evaluate(prior, val.to(args.device))
     print(f"{args.model}: {len(train)} train / {len(val)} validation sequences of {train.shape[1]} steps, "
-          f"x_dim={train.shape[-1]}, {sum(p.numel() for p in prior.parameters())} parameters")
+          f"x_dim={train.shape[-1]}, {sum(p.numel() for p in prior.parameters())} parameters; {cfg.epochs} epochs, "
+          f"batch {cfg.batch_size}, lr {cfg.lr:g}, KL warm-up to epoch {cfg.warmup_epochs + 1}"
+          + (f", scheduled sampling epochs {cfg.ss_start}-{cfg.ss_end} up to {cfg.ss_max:g}" if prior.autoregressive
+             else ""))
+    t0 = time.perf_counter()
     extra = {} if emission == "gaussian" else {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP}
     res = train_prior(prior, train, val, cfg, out=args.out, log_json=args.log_json, resume=args.resume,
                       progress=not args.quiet, device=args.device, checkpoint_extra=extra)
+    seconds = time.perf_counter() - t0
+    per_epoch = [row["seconds"] for row in res.history]
     summary = {"prior": args.model, "untrained_val_loss": untrained, "best_val_loss": res.best_val,
                "best_epoch": res.best_epoch, "epochs_run": len(res.history), "stopped_early": res.stopped_early,
-               "skipped_steps": res.skipped_steps, "out": args.out}
+               "skipped_steps": res.skipped_steps, "out": args.out, "train_sequences": len(train),
+               "seconds": seconds, "seconds_per_epoch": sorted(per_epoch)[len(per_epoch) // 2] if per_epoch else None}
     print(f"validation loss (negative ELBO per step): untrained {untrained:.4f} -> best {res.best_val:.4f} "
-          f"at epoch {res.best_epoch}; saved {args.out}")
+          f"at epoch {res.best_epoch}; saved {args.out} ({seconds:.0f} s, median "
+          f"{summary['seconds_per_epoch'] or 0:.1f} s per epoch)")
     return summary
 
 
 def _track(args):
     import os
-    import time
 
     from . import pretrained, priors
     from .data.mot import WindowStats, build_windows, load_sequence
@@ -132,6 +151,50 @@ def _track(args):
     return results
 
 
+#: ``separate --method`` NMF baselines -> :func:`~pyro_dvae.models.separation.run_separation` methods.
+SEPARATE_NMF = {"is-nmf": "is_nmf", "temporal-nmf": "temporal_nmf"}
+
+
+def _nmf_train_files(folder):
+    """The audio files of one ``--nmf-train`` folder (recursive); a missing or empty folder is an error."""
+    import os
+
+    from .data.audio import AUDIO_EXTENSIONS, audio_files
+
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"--nmf-train: no such folder: {folder}")
+    files = audio_files(folder)
+    if not files:
+        raise ValueError(f"--nmf-train {folder}: no audio files ({', '.join(AUDIO_EXTENSIONS)})")
+    return files
+
+
+def _nmf_separator(names, folders, files, rank, iters):
+    """An :class:`~pyro_dvae.nmf.NMFSeparator` with one IS-NMF dictionary of ``rank`` components per source,
+    learnt in ``iters`` updates from the power spectrograms of its training files, each peak-normalised (as
+    the mixture is; as ``examples/scass_mixdvae.py`` does); silent files and files under one frame are skipped."""
+    import numpy as np
+
+    from .data.audio import N_FFT, load_audio, stft
+    from .nmf import NMFSeparator
+
+    sep = NMFSeparator(rank=rank, iters=iters)
+    for name, folder, paths in zip(names, folders, files):
+        powers = []
+        for path in paths:
+            x = load_audio(path)
+            peak = np.abs(x).max()
+            if peak > 0 and len(x) >= N_FFT:
+                powers.append(stft(torch.as_tensor(x / peak, dtype=torch.float32)).abs().pow(2).mT)
+        if not powers:
+            raise ValueError(f"--nmf-train {folder}: every audio file is silent or shorter than one STFT frame "
+                             f"({N_FFT} samples at 16 kHz)")
+        frames = sum(P.shape[-1] for P in powers)
+        print(f"NMF dictionary {name}: rank {rank}, {iters} iterations on {len(powers)} files ({frames} frames)")
+        sep.fit(name, powers)
+    return sep
+
+
 def _separate(args):
     import os
 
@@ -150,42 +213,90 @@ def _separate(args):
         raise ValueError(f"{args.mix}: {len(mix)} samples at {SAMPLE_RATE} Hz, shorter than one STFT frame ({N_FFT})")
     if not np.abs(mix).max() > 0:
         raise ValueError(f"{args.mix}: the mixture is silent")
-    names = [os.path.splitext(os.path.basename(p))[0] for p in args.priors]
+    methods = list(dict.fromkeys(args.method or ["mixdvae"]))  # repeated --method: once each, in order
+    nmf_methods = [m for m in methods if m in SEPARATE_NMF]
+    for option, value in (("--nmf-rank", args.nmf_rank), ("--nmf-iters", args.nmf_iters)):
+        if value < 1:
+            raise ValueError(f"{option} must be >= 1, got {value}")
+    if args.priors:
+        names = [os.path.splitext(os.path.basename(p))[0] for p in args.priors]
+        if args.names is not None and len(args.names) != len(names):
+            raise ValueError(f"give one --names entry per --priors file ({len(names)}), got {len(args.names)}")
+    elif "mixdvae" in methods:
+        raise ValueError("--method mixdvae needs --priors (one spectral prior checkpoint per source)")
+    elif args.names is None:
+        raise ValueError("give --priors (their file stems name the sources) or, for NMF methods only, --names")
+    names = args.names or names
     if len(set(names)) != len(names):
-        raise ValueError(f"prior file names must differ (they name the sources): {names}")
-    priors = [load_separation_prior(p) for p in args.priors]
+        option = "--names" if args.names else "--priors file stems"
+        raise ValueError(f"the source names ({option}) must differ: {names}")
+    if nmf_methods and args.nmf_train is None:
+        raise ValueError(f"--method {' / '.join(nmf_methods)} needs --nmf-train (one training audio folder per "
+                         f"source: {', '.join(names)})")
+    if args.nmf_train is not None:
+        if not nmf_methods:
+            raise ValueError("--nmf-train is for --method is-nmf / temporal-nmf")
+        if len(args.nmf_train) != len(names):
+            raise ValueError(f"give one --nmf-train folder per source ({len(names)}: {', '.join(names)}), got "
+                             f"{len(args.nmf_train)}")
+        train_files = [_nmf_train_files(folder) for folder in args.nmf_train]
     refs = None
     if args.refs is not None:
-        if len(args.refs) != len(priors):
-            raise ValueError(f"give one --refs file per prior ({len(priors)}), got {len(args.refs)}")
+        if len(args.refs) != len(names):
+            raise ValueError(f"give one --refs file per source ({len(names)}: {', '.join(names)}), got "
+                             f"{len(args.refs)}")
         refs = [load_audio(r) for r in args.refs]
         for r, path in zip(refs, args.refs):
             if len(r) != len(mix):
                 raise ValueError(f"{path}: {len(r)} samples at {SAMPLE_RATE} Hz, the mixture has {len(mix)}")
         refs = np.stack(refs)
-    out = run_separation(mix, priors, names=names, algo=args.algo, num_iters=args.iters, seed=args.seed,
-                         chunk=args.chunk or None)
+    priors = [load_separation_prior(p) for p in args.priors] if args.priors else None
+    nmf, fit_seconds = None, None
+    if nmf_methods:
+        t0 = time.perf_counter()
+        nmf = _nmf_separator(names, args.nmf_train, train_files, args.nmf_rank, args.nmf_iters)
+        fit_seconds = time.perf_counter() - t0
     os.makedirs(args.out_dir, exist_ok=True)
-    summary = {"outputs": {}, "algo": args.algo, "iters": args.iters, "chunk": args.chunk,
-               "seconds_per_iter": out.result.seconds_per_iter, "sample_rate": rate}
-    for name, wave in zip(names, out.waveforms):
-        path = os.path.join(args.out_dir, f"{name}.wav")
-        write_like(path, wave, rate, length)
-        summary["outputs"][name] = path
-        print(f"{name}: {path}")
+    summary = {"sample_rate": rate, "methods": {}}
+    outs = {}
+    for method in methods:
+        if method == "mixdvae":
+            out = run_separation(mix, priors, names=names, algo=args.algo, num_iters=args.iters, seed=args.seed,
+                                 chunk=args.chunk or None)
+            entry = {"outputs": {}, "algo": args.algo, "iters": args.iters, "chunk": args.chunk,
+                     "seconds_per_iter": out.result.seconds_per_iter}
+        else:
+            out = run_separation(mix, priors, names=names, method=SEPARATE_NMF[method], nmf=nmf,
+                                 nmf_iters=args.nmf_iters, seed=args.seed)
+            entry = {"outputs": {}, "nmf_rank": args.nmf_rank, "nmf_iters": args.nmf_iters,
+                     "nmf_train": list(args.nmf_train), "nmf_fit_seconds": fit_seconds}
+        entry["seconds"] = out.info["seconds"]
+        folder = args.out_dir if len(methods) == 1 else os.path.join(args.out_dir, method)
+        os.makedirs(folder, exist_ok=True)
+        for name, wave in zip(names, out.waveforms):
+            path = os.path.join(folder, f"{name}.wav")
+            write_like(path, wave, rate, length)
+            entry["outputs"][name] = path
+            print(f"{name}: {path}" if len(methods) == 1 else f"{method} {name}: {path}")
+        summary["methods"][method], outs[method] = entry, out
     if refs is not None:
-        summary["estimate"] = score_sources(out.waveforms, refs, names, SAMPLE_RATE)
+        for method in methods:
+            summary["methods"][method]["estimate"] = score_sources(outs[method].waveforms, refs, names, SAMPLE_RATE)
         summary["mixture"] = score_sources([mix] * len(names), refs, names, SAMPLE_RATE)
         fmt = lambda v: "   n/a" if v is None else f"{v:6.2f}"  # noqa: E731
-        print(f"{'source':12s} {'':9s} {'SI-SDR':>6s} {'RMSE':>6s} {'PESQwb':>6s} {'ESTOI':>6s}")
+        print(f"{'source':12s} {'':12s} {'SI-SDR':>6s} {'RMSE':>6s} {'PESQwb':>6s} {'ESTOI':>6s}")
         for name in names:
-            for kind in ("estimate", "mixture"):
-                m = summary[kind][name]
-                print(f"{name:12s} {kind:9s} {fmt(m['si_sdr'])} {fmt(m['rmse'])} {fmt(m['pesq_wb'])} {fmt(m['estoi'])}")
+            for kind in [*methods, "mixture"]:
+                m = summary["mixture"][name] if kind == "mixture" else summary["methods"][kind]["estimate"][name]
+                print(f"{name:12s} {kind:12s} {fmt(m['si_sdr'])} {fmt(m['rmse'])} {fmt(m['pesq_wb'])} "
+                      f"{fmt(m['estoi'])}")
         print("scores at 16 kHz against the references; n/a: undefined for this signal or the pesq package is absent")
-        for kind in ("estimate", "mixture"):  # JSON has no infinity (a silent estimate has SI-SDR -inf)
-            for scores in summary[kind].values():
+        tables = [summary["mixture"]] + [entry["estimate"] for entry in summary["methods"].values()]
+        for table in tables:  # JSON has no infinity (a silent estimate has SI-SDR -inf)
+            for scores in table.values():
                 scores.update({k: None for k, v in scores.items() if v is not None and not np.isfinite(v)})
+    if len(methods) == 1:  # the keys of a single-method run, as before --method existed: outputs, estimate, ...
+        summary.update(summary["methods"][methods[0]])
     return summary
 
 
@@ -252,7 +363,9 @@ def build_parser():
     p.add_argument("--model", required=True, choices=priors.available())
     p.add_argument("--data", required=True,
                    help="'synthetic-trajectories' or a folder of wav/flac/ogg files (power-spectrum prior)")
-    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"training epochs (default {TRAJ_TRAINING['epochs']} trajectories, "
+                        f"{AUDIO_TRAINING['epochs']} audio)")
     p.add_argument("--out", required=True, help="checkpoint path (.pt)")
     p.add_argument("--log-json", help="per-epoch train/validation log")
     p.add_argument("--seed", type=int, default=0)
@@ -265,18 +378,30 @@ def build_parser():
     p.add_argument("--speed-range", type=float, nargs=2, default=[1.0, 1.0], metavar=("LOW", "HIGH"),
                    help="synthetic tracks: per-track speed factor range (log-uniform)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="audio chunks held out for validation")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"default {TRAJ_TRAINING['batch_size']} trajectories, {AUDIO_TRAINING['batch_size']} audio")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
     p.add_argument("--beta", type=float, default=1.0, help="final KL weight")
-    p.add_argument("--warmup-epochs", type=int, default=20)
-    p.add_argument("--ss-start", type=int, default=20, help="epoch where scheduled sampling starts")
-    p.add_argument("--ss-end", type=int, default=100, help="epoch where it reaches --ss-max")
+    p.add_argument("--warmup-epochs", type=int, default=None,
+                   help="epochs of linear KL warm-up (default: the first 20 %% of --epochs)")
+    p.add_argument("--ss-start", type=int, default=None,
+                   help="epoch where scheduled sampling starts (default: the end of the warm-up)")
+    p.add_argument("--ss-end", type=int, default=None,
+                   help="epoch where it reaches --ss-max (default: 80 %% of --epochs)")
     p.add_argument("--ss-max", type=float, default=1.0)
     p.add_argument("--patience", type=int, default=50)
     p.add_argument("--z-dim", type=int)
     p.add_argument("--dense-dim", type=int)
     p.add_argument("--rnn-dim", type=int)
     p.add_argument("--z-dense", type=int, nargs="+")
+    p.add_argument("--gain-db", type=float, nargs=2, default=[0.0, 0.0], metavar=("LOW", "HIGH"),
+                   help="audio: random level change of each training chunk, uniform in dB, drawn at every step")
+    p.add_argument("--pitch-shift", type=float, nargs="+", default=[0.0], metavar="SEMITONES",
+                   help="audio: also train on every file shifted by these semitones (0 = the file itself), "
+                        "e.g. -2 -1 0 1 2 for instrument notes")
+    p.add_argument("--chunk-hop", type=int, default=None,
+                   help="audio: frames between the starts of training chunks (default --seq-len: no overlap)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-residual", action="store_true",
                    help="trajectory priors: predict boxes directly instead of the change from the previous box")
     p.add_argument("--device", default="cpu")
@@ -309,20 +434,38 @@ def build_parser():
     p.add_argument("--plot", help="folder for PNG figures of a few windows")
     p.set_defaults(func=_track)
 
-    p = sub.add_parser("separate", help="separate the sources of a single-channel mixture with spectral priors")
+    p = sub.add_parser("separate", help="separate the sources of a single-channel mixture with spectral priors "
+                                        "(MixDVAE) or NMF baselines")
     p.add_argument("mix", help="the mixture (wav / flac / ogg)")
-    p.add_argument("--priors", nargs="+", required=True,
-                   help="one spectral prior checkpoint per source; the file stems name the sources")
-    p.add_argument("--out-dir", required=True, help="folder for one <source>.wav per prior")
-    p.add_argument("--iters", type=int, default=30, help="VEM iterations (SVI steps with --algo svi)")
+    p.add_argument("--priors", nargs="+",
+                   help="one spectral prior checkpoint per source; the file stems name the sources (needed by "
+                        "--method mixdvae)")
+    p.add_argument("--names", nargs="+",
+                   help="source names, in the order of the sources (default: the --priors file stems, which "
+                        "these replace; needed without --priors, i.e. for NMF-only runs)")
+    p.add_argument("--method", action="append", choices=["mixdvae", *SEPARATE_NMF],
+                   help="default mixdvae; repeat to compare: each method then writes to <out-dir>/<method>/")
+    p.add_argument("--out-dir", required=True,
+                   help="folder for one <source>.wav per source (<out-dir>/<method>/<source>.wav with several "
+                        "--method)")
+    p.add_argument("--nmf-train", nargs="+", metavar="DIR",
+                   help="NMF methods: one folder of training audio per source, in the order of the sources; "
+                        "each source's IS-NMF dictionary is learnt from its files, each peak-normalised")
+    p.add_argument("--nmf-rank", type=int, default=64, help="NMF components per source (default 64)")
+    p.add_argument("--nmf-iters", type=int, default=100,
+                   help="NMF updates, for learning each dictionary and for separating (default 100)")
+    p.add_argument("--iters", type=int, default=30, help="MixDVAE VEM iterations (SVI steps with --algo svi)")
     p.add_argument("--algo", default="vem", choices=["vem", "svi", "enum-svi"])
     p.add_argument("--chunk", type=int, default=0,
                    help="separate in independent chunks of this many STFT frames run as one batch (faster on long "
                         "files, slightly worse); 0: the whole file at once")
-    p.add_argument("--refs", nargs="+", help="reference sources, in the order of --priors: print and store scores")
+    p.add_argument("--refs", nargs="+", help="reference sources, in the order of the sources: print and store scores")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--out-json", help="write outputs and {estimate,mixture: {source: scores}} as JSON")
+    p.add_argument("--out-json",
+                   help="write the run as JSON: methods: {method: {outputs, estimate: {source: scores}, ...}} and "
+                        "mixture: {source: scores}; a single --method also has its entry's keys at the top level "
+                        "(outputs, estimate, ...: the format before --method)")
     p.set_defaults(func=_separate)
 
     p = sub.add_parser("enhance", help="unsupervised speech enhancement with a speech prior and a noise model")

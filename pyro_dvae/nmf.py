@@ -93,8 +93,12 @@ def normalise_columns(W, H):
     return W / s.unsqueeze(-2), H * s.unsqueeze(-1)
 
 
-def is_nmf_step(V, V_fixed, W, H, update_W=True, update_H=True, power=0.5, eps=EPS, normalise=True):
+def is_nmf_step(V, V_fixed, W, H, update_W=True, update_H=True, power=0.5, eps=EPS, normalise=True, mask=None):
     """One multiplicative IS update of ``H`` then ``W`` for the model variance ``V_fixed + W H``.
+
+    ``mask`` (0 / 1, broadcasting against ``V``, e.g. ``(F, 1)`` for frequency bins): only the elements where it
+    is 1 count in the cost (the weighted IS cost; the updates stay majorise-minimise). Rows of ``W`` outside the
+    mask are left where they are.
 
     ``V_fixed`` (``None`` for plain NMF) broadcasts against ``V`` and may carry extra leading sample dims
     (e.g. ``(R, *batch, F, T)`` for R posterior samples of the speech variance, as in the VEM M-step of
@@ -103,31 +107,34 @@ def is_nmf_step(V, V_fixed, W, H, update_W=True, update_H=True, power=0.5, eps=E
     No input validation here (it is the inner loop): :func:`is_nmf` checks its inputs once.
     """
     V = V.clamp_min(eps)
+    m = 1.0 if mask is None else mask.to(V.dtype)
     if update_H:
         Vh = _model(W, H, V_fixed, eps)
-        num = _reduce_to(W.mT @ (V / Vh**2), H.shape)
-        den = _reduce_to(W.mT @ (1 / Vh), H.shape)
+        num = _reduce_to(W.mT @ (m * V / Vh**2), H.shape)
+        den = _reduce_to(W.mT @ (m / Vh), H.shape)
         H = H * _ratio(num, den, power)
     if update_W:
         Vh = _model(W, H, V_fixed, eps)
-        num = _reduce_to((V / Vh**2) @ H.mT, W.shape)
-        den = _reduce_to((1 / Vh) @ H.mT, W.shape)
-        W = W * _ratio(num, den, power)
+        num = _reduce_to((m * V / Vh**2) @ H.mT, W.shape)
+        den = _reduce_to((m / Vh) @ H.mT, W.shape)
+        W = torch.where(den > 0, W * _ratio(num, den, power), W) if mask is not None else W * _ratio(num, den, power)
         if normalise and update_H:
             W, H = normalise_columns(W, H)
     return W, H
 
 
-def gain_step(V, V_s, g, V_other, power=0.5, eps=EPS):
+def gain_step(V, V_s, g, V_other, power=0.5, eps=EPS, mask=None):
     """Multiplicative IS update of a per-frame gain ``g (*batch, T)`` in ``V_hat = g_t V_s + V_other``.
 
     ``g <- g [sum_f V V_s V_hat^-2 / sum_f V_s V_hat^-1]^(1/2)`` (Leglaive et al. 2018, 2020), monotone like
-    :func:`is_nmf_step`; ``V_s`` may carry extra leading sample dims (summed over).
+    :func:`is_nmf_step`; ``V_s`` may carry extra leading sample dims (summed over). ``mask``: as in
+    :func:`is_nmf_step` (bins outside it do not count).
     """
     V = V.clamp_min(eps)
     Vh = (g.unsqueeze(-2) * V_s + V_other).clamp_min(eps)
-    num = _reduce_to((V * V_s / Vh**2).sum(-2), g.shape)
-    den = _reduce_to((V_s / Vh).sum(-2), g.shape)
+    m = 1.0 if mask is None else mask.to(V.dtype)
+    num = _reduce_to((m * V * V_s / Vh**2).sum(-2), g.shape)
+    den = _reduce_to((m * V_s / Vh).sum(-2), g.shape)
     return g * _ratio(num, den, power)
 
 

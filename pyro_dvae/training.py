@@ -12,6 +12,13 @@ The loss is the negative ELBO of :meth:`DVAE.model` / :meth:`DVAE.guide` under
 - **Scheduled sampling** (autoregressive priors): the probability of feeding the decoder its own
   prediction instead of the true past rises linearly from 0 at ``ss_start`` to ``ss_max`` at
   ``ss_end`` (epochs), as in MixDVAE's pre-training.
+- **Schedules scale with the run**: left unset, warm-up lasts the first 20 % of ``epochs``, scheduled
+  sampling starts when it ends and reaches ``ss_max`` at 80 %, so a short run completes both (100 epochs:
+  20 / 20 / 80). Explicit values that cannot complete within ``epochs`` give a warning (a run meant to be
+  resumed with more epochs).
+- **Gain augmentation** (spectral priors): each training sequence's power is multiplied by
+  ``10 ** (g / 10)``, ``g ~ U(gain_db)``, drawn anew at every step, so the prior does not tie its latents
+  to the level of the training files.
 - **Early stopping** on the validation loss (full ELBO, teacher forcing, fixed noise seed), counted
   only once both schedules are complete; the best weights are what the checkpoint holds.
 - **Non-finite losses or gradients** skip the step and halve the learning rate; a checkpoint never
@@ -31,6 +38,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -48,14 +56,15 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 1e-3
     beta: float = 1.0
-    warmup_epochs: int = 20
-    ss_start: int = 20
-    ss_end: int = 100
+    warmup_epochs: int = None  # None: 20 % of epochs
+    ss_start: int = None  # None: the end of the warm-up
+    ss_end: int = None  # None: 80 % of epochs
     ss_max: float = 1.0
     patience: int = 50
     clip_norm: float = 10.0
     seed: int = 0
     max_lr_halvings: int = 10
+    gain_db: tuple = (0.0, 0.0)
 
     def __post_init__(self):
         for key in ("epochs", "batch_size", "patience"):
@@ -63,8 +72,24 @@ class TrainConfig:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if not self.lr > 0 or not self.beta >= 0 or not 0 <= self.ss_max <= 1:
             raise ValueError("need lr > 0, beta >= 0 and 0 <= ss_max <= 1")
+        if self.warmup_epochs is None:
+            self.warmup_epochs = min(math.ceil(0.2 * self.epochs), self.epochs - 1)
+        if self.ss_start is None:
+            self.ss_start = self.warmup_epochs
+        if self.ss_end is None:
+            self.ss_end = min(max(self.ss_start, math.ceil(0.8 * self.epochs)), self.epochs)
         if self.warmup_epochs < 0 or self.ss_end < self.ss_start:
             raise ValueError("need warmup_epochs >= 0 and ss_end >= ss_start")
+        if self.warmup_epochs >= self.epochs:
+            warnings.warn(f"the KL warm-up ({self.warmup_epochs} epochs) does not end within {self.epochs} epochs: "
+                          "the KL weight never reaches beta in this run (resume with more epochs to finish it)",
+                          stacklevel=3)
+        if self.ss_end > self.epochs:
+            warnings.warn(f"scheduled sampling ends at epoch {self.ss_end}, after the last epoch {self.epochs} "
+                          "(resume with more epochs to finish it)", stacklevel=3)
+        self.gain_db = tuple(float(g) for g in self.gain_db)
+        if len(self.gain_db) != 2 or not self.gain_db[0] <= self.gain_db[1]:
+            raise ValueError(f"gain_db must be (low, high) with low <= high, got {self.gain_db}")
 
     def kl_scale(self, epoch):
         if self.warmup_epochs == 0:
@@ -156,6 +181,9 @@ def train_prior(prior, train, val, config=None, *, train_mask=None, val_mask=Non
     val_mask = None if val_mask is None else val_mask.to(device).bool()
     if resume is None and not prior.is_normalised:
         prior.fit_normalisation(train, train_mask)
+    augment = cfg.gain_db != (0.0, 0.0)
+    if augment and prior.emission != "spectral":
+        raise ValueError("gain augmentation (gain_db) is for spectral priors (power spectra)")
     opt = torch.optim.Adam(prior.parameters(), lr=cfg.lr)
     res = TrainResult(prior=prior)
     best_state = {k: v.detach().clone() for k, v in prior.state_dict().items()}
@@ -191,6 +219,10 @@ def train_prior(prior, train, val, config=None, *, train_mask=None, val_mask=Non
         for i in range(0, train.shape[0], cfg.batch_size):
             idx = perm[i : i + cfg.batch_size]
             xb = train[idx]
+            if augment:
+                lo, hi = cfg.gain_db
+                g = torch.rand(xb.shape[0], 1, 1, generator=gen, dtype=torch.float64) * (hi - lo) + lo
+                xb = xb * (10.0 ** (g / 10)).to(device=device, dtype=xb.dtype)
             mb = None if train_mask is None else train_mask[idx]
             loss = elbo_loss(prior, xb, mb, kl_scale=kl, ss_prob=ss)
             opt.zero_grad()

@@ -137,6 +137,23 @@ def istft(spec, length, n_fft=N_FFT, hop=HOP):
     return out.reshape(*batch, length)
 
 
+def live_bins(power, floor_db=60.0):
+    """The frequency bins that hold signal: a boolean ``(F,)`` mask, ``False`` on the empty band above the
+    cut-off of a band-limited input (e.g. 8 kHz telephone audio played at 16 kHz has nothing above 4 kHz).
+
+    ``power`` ``(..., T, F)``. The cut-off is the lowest bin above which every bin's mean power (over time and
+    leading dims) is more than ``floor_db`` below the loudest bin's; every bin below it is live, so only an
+    empty *top* band is ever removed, never a quiet band inside the spectrum. A full-band input gives all
+    ``True``.
+    """
+    profile = power.reshape(-1, *power.shape[-2:]).mean((0, 1)) if power.dim() > 1 else power
+    loud = profile > profile.max() * 10 ** (-floor_db / 10)
+    top = int(torch.nonzero(loud).max()) + 1 if bool(loud.any()) else profile.shape[-1]
+    mask = torch.zeros(profile.shape[-1], dtype=torch.bool, device=power.device)
+    mask[:top] = True
+    return mask
+
+
 def audio_files(folder):
     """Sorted audio files under ``folder`` (recursive)."""
     if not os.path.isdir(folder):
@@ -147,13 +164,27 @@ def audio_files(folder):
     return sorted(found)
 
 
-def power_chunks(signals, seq_len=50, silence_db=30.0):
+def pitch_shift(x, semitones):
+    """``x`` resampled so that it plays ``semitones`` higher (and shorter) at the same sample rate (a tape-speed
+    shift: timbre moves with the pitch; for augmenting instrument notes). ``0`` returns ``x`` unchanged."""
+    if semitones == 0:
+        return x
+    from scipy.signal import resample_poly
+
+    return resample_poly(np.asarray(x, dtype=np.float64), 1000, int(round(1000 * 2 ** (semitones / 12))))
+
+
+def power_chunks(signals, seq_len=50, silence_db=30.0, hop=None):
     """Power-spectrogram sequences ``(N, seq_len, 513)`` from signals already at 16 kHz (1-D arrays).
 
-    Each signal is normalised by its peak absolute amplitude before the STFT and cut into non-overlapping
-    chunks of ``seq_len`` frames; chunks whose mean power is more than ``silence_db`` below the signal's
-    loudest chunk (silence) are dropped. Silent signals and signals shorter than one chunk give nothing.
+    Each signal is normalised by its peak absolute amplitude before the STFT and cut into chunks of ``seq_len``
+    frames starting every ``hop`` frames (default ``seq_len``: no overlap); chunks whose mean power is more than
+    ``silence_db`` below the signal's loudest chunk (silence) are dropped. Silent signals and signals shorter
+    than one chunk give nothing.
     """
+    hop = seq_len if hop is None else int(hop)
+    if int(seq_len) < 1 or hop < 1:
+        raise ValueError(f"need seq_len >= 1 and hop >= 1, got {seq_len} and {hop}")
     chunks = []
     for sig in signals:
         sig = np.asarray(sig, dtype=np.float64)
@@ -161,24 +192,27 @@ def power_chunks(signals, seq_len=50, silence_db=30.0):
         if peak == 0 or len(sig) < N_FFT // 2 + 1:
             continue
         pw = stft(torch.as_tensor(sig / peak, dtype=torch.float32)).abs() ** 2
-        n = pw.shape[0] // seq_len
-        if n:
-            c = pw[: n * seq_len].reshape(n, seq_len, -1)
-            level = c.mean((1, 2))
-            keep = level >= level.max() * 10 ** (-silence_db / 10)
-            chunks.append(c[keep])
+        if pw.shape[0] < seq_len:
+            continue
+        c = pw.unfold(0, seq_len, hop).movedim(-1, 1)  # (n, seq_len, F)
+        level = c.mean((1, 2))
+        keep = level >= level.max() * 10 ** (-silence_db / 10)
+        chunks.append(c[keep].contiguous())
     if not chunks or sum(len(c) for c in chunks) == 0:
         return torch.zeros(0, seq_len, N_FFT // 2 + 1)
     return torch.cat(chunks)
 
 
-def power_sequences(folder, seq_len=50, silence_db=30.0):
+def power_sequences(folder, seq_len=50, silence_db=30.0, hop=None, pitch_shifts=(0.0,)):
     """Power-spectrogram training sequences ``(N, seq_len, 513)`` from every audio file in a folder
-    (:func:`power_chunks` of the files read with :func:`load_audio`)."""
+    (:func:`power_chunks` of the files read with :func:`load_audio`); with ``pitch_shifts`` (semitones), every
+    file is also added shifted by each value (:func:`pitch_shift`; ``0`` is the file itself)."""
     files = audio_files(folder)
     if not files:
         raise ValueError(f"{folder}: no {'/'.join(AUDIO_EXTENSIONS)} files found")
-    seqs = power_chunks((load_audio(path) for path in files), seq_len, silence_db)
+    shifts = [float(k) for k in pitch_shifts] or [0.0]
+    signals = (pitch_shift(x, k) for x in (load_audio(path) for path in files) for k in shifts)
+    seqs = power_chunks(signals, seq_len, silence_db, hop)
     if len(seqs) == 0:
         raise ValueError(f"{folder}: no non-silent chunk of {seq_len} frames")
     return seqs

@@ -33,21 +33,27 @@ class NMFNoise(NoiseModel):
     :param int rank: NMF rank ``K``.
     :param int seed: seed of the uniform initialisation.
     :param float power: exponent of the multiplicative updates (0.5: the provably monotone MM updates).
+    :param int smooth: after each update, average the activations ``H`` over this many frames (odd; 1: off).
+        A stationarity constraint: the noise level may only vary slowly, so the noise model cannot follow the
+        syllable-rate energy changes of speech and take speech over (the update is then no longer monotone).
     """
 
     name = "nmf"
 
-    def __init__(self, num_bins, rank=8, seed=0, power=0.5):
+    def __init__(self, num_bins, rank=8, seed=0, power=0.5, smooth=1):
         super().__init__(num_bins)
         if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
             raise ValueError(f"rank must be a positive int, got {rank!r}")
-        self.rank, self.seed, self.exponent = rank, int(seed), float(power)
+        if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1 or smooth % 2 == 0:
+            raise ValueError(f"smooth must be a positive odd int (frames), got {smooth!r}")
+        self.rank, self.seed, self.exponent, self.smooth = rank, int(seed), float(power), smooth
         self.register_buffer("W", torch.zeros(0))
         self.register_buffer("H", torch.zeros(0))
 
     @property
     def config(self):
-        return {"num_bins": self.num_bins, "rank": self.rank, "seed": self.seed, "power": self.exponent}
+        return {"num_bins": self.num_bins, "rank": self.rank, "seed": self.seed, "power": self.exponent,
+                "smooth": self.smooth}
 
     @torch.no_grad()
     def initialise(self, power, init="uniform", quantile=0.2):
@@ -86,15 +92,22 @@ class NMFNoise(NoiseModel):
         return is_divergence(power, v.clamp_min(EPS)) / v_s.shape[0]
 
     @torch.no_grad()
-    def m_step(self, power, v_s, gain, update_gain=True):
+    def m_step(self, power, v_s, gain, update_gain=True, bins=None):
         """One multiplicative update of ``H``, ``W`` and (``update_gain``) ``gain``; returns the new gain.
 
         :param power: noisy power ``(B, T, F)``.
         :param v_s: posterior samples of the unscaled speech variance ``(R, B, T, F)``.
         :param gain: per-frame speech gain ``(B, T)``.
+        :param bins: optional ``(F,)`` boolean mask of the frequency bins that count (e.g. the band of a
+            narrowband input); the others are left out of the cost.
         """
         V, Vs = power.mT, v_s.mT  # NMF layout (..., F, T)
-        self.W, self.H = is_nmf_step(V, gain.unsqueeze(-2) * Vs, self.W, self.H, power=self.exponent)
+        mask = None if bins is None else bins.view(-1, 1)
+        self.W, self.H = is_nmf_step(V, gain.unsqueeze(-2) * Vs, self.W, self.H, power=self.exponent, mask=mask)
+        if self.smooth > 1:  # activations averaged over `smooth` frames: a slowly varying noise level
+            k = self.smooth
+            self.H = torch.nn.functional.avg_pool1d(torch.nn.functional.pad(self.H, (k // 2, k // 2), "replicate"),
+                                                    k, 1)
         if update_gain:
-            gain = gain_step(V, Vs, gain, self.W @ self.H, power=self.exponent)
+            gain = gain_step(V, Vs, gain, self.W @ self.H, power=self.exponent, mask=mask)
         return gain
