@@ -83,8 +83,9 @@ PLATES = 3
 #: mean SI-SDR gain +0.2 dB (worst -12.1) without, +2.2 dB (worst -5.7) with.
 DEFAULTS = {"nmf": {"num_iters": 15, "lr": 1e-3, "rank": 4, "init": "floor", "smooth": 31},
             "deep": {"num_iters": 100, "lr": 5e-4, "unda_lr": 1e-4}}
-#: Warn when the speech estimate holds less than this fraction of the input energy.
-LITTLE_SPEECH = 0.01
+#: A fit whose speech estimate keeps less than this fraction of the input energy has collapsed (the noise model
+#: took the speech over, or the speech gain went to zero): :func:`enhance` detects it and recovers.
+COLLAPSE = 0.05
 
 
 def check_power(power, num_bins):
@@ -623,6 +624,17 @@ def prepare_noisy(noisy, n_fft=N_FFT, hop=HOP):
     return X, peak
 
 
+def _fit(model, power, kind, mode, num_iters, lr, e_steps, vem_samples, num_samples, progress, nmf_init, gain):
+    """One fit of ``model`` to ``power`` for :func:`enhance`; returns the InferenceResult (``None`` for U-ND)."""
+    if kind == "nmf":
+        return fit_vem(model, power, num_iters, lr, e_steps, vem_samples, progress, nmf_init, gain)
+    if mode in ("una", "unda") and num_iters > 0:
+        return fit_svi(model, power, num_iters, lr, progress=progress, fit_gain=gain)
+    if gain:  # U-ND: one forward pass, with the closed-form gain
+        model.init_gain(power, num_samples)
+    return None
+
+
 def enhance(noisy, prior, noise="nmf", mode="una", *, noise_checkpoint=None, num_iters=None, lr=None,
             num_samples=8, e_steps=1, vem_samples=4, noise_options=None, seed=0, n_fft=N_FFT, hop=HOP,
             progress=False, model=None, gain=False, nmf_init=None):
@@ -646,8 +658,12 @@ def enhance(noisy, prior, noise="nmf", mode="una", *, noise_checkpoint=None, num
         speech gain per utterance (closed form for U-ND). Off by default (measured worse on real speech).
     :param str nmf_init: ``"uniform"`` (the reference's) or ``"floor"`` (:meth:`~pyro_dvae.noise.NMFNoise.initialise`);
         default :data:`DEFAULTS`.
-    :returns: :class:`EnhancementResult`; a warning when the estimate keeps under 1 % of the input energy (the
-        input may be noise only: the output is then the attenuated input, no error).
+    :returns: :class:`EnhancementResult`. **Collapse recovery**: a fit whose Wiener estimate keeps under
+        :data:`COLLAPSE` (5 %) of the input energy has failed (the noise model took the speech over, or the speech
+        gain went to zero, e.g. on a narrowband input); it is run again from the other speech-gain start (``gain``
+        flipped), with a warning. If that fails too the output is the input unchanged (never a near-silent file),
+        with a warning (the input may be noise only). ``info["attempts"]`` lists each fit's kept energy and
+        ``info["recovered"]`` is ``None``, ``"restart"`` or ``"input"``. With ``model`` given there is one attempt.
 
     Example::
 
@@ -658,35 +674,49 @@ def enhance(noisy, prior, noise="nmf", mode="una", *, noise_checkpoint=None, num
     start = time.perf_counter()
     X, peak = prepare_noisy(noisy, n_fft, hop)
     length = int(torch.as_tensor(noisy).shape[-1]) if torch.is_tensor(noisy) else len(noisy)
-    pyro.set_rng_seed(seed)
+    given = model
     if model is None:
         model = build_model(prior, noise, mode, noise_checkpoint, noise_options, seed, n_fft=n_fft, hop=hop)
     kind = "nmf" if model.noise.name == "nmf" else "deep"
     num_iters = DEFAULTS[kind]["num_iters"] if num_iters is None else int(num_iters)
     lr = DEFAULTS[kind]["unda_lr" if mode == "unda" else "lr"] if lr is None else float(lr)
-    dtype = model.prior.x_loc.dtype
-    power = (X.abs() ** 2).to(dtype)
-    model.set_band(power)
-    result = None
     if num_iters < 0 or (kind == "nmf" and num_iters < 1):
         raise ValueError(f"num_iters must be >= {1 if kind == 'nmf' else 0} for {model.noise.name}, got {num_iters}")
-    gain = bool(gain)
-    if kind == "nmf":
-        nmf_init = DEFAULTS["nmf"]["init"] if nmf_init is None else nmf_init
-        result = fit_vem(model, power, num_iters, lr, e_steps, vem_samples, progress, nmf_init, gain)
-    elif mode in ("una", "unda") and num_iters > 0:
-        result = fit_svi(model, power, num_iters, lr, progress=progress, fit_gain=gain)
-    elif gain:  # U-ND: one forward pass, with the closed-form gain
-        model.init_gain(power, num_samples)
-    mask = model.wiener_gain(power, num_samples)[0]
+    power = (X.abs() ** 2).to(model.prior.x_loc.dtype)
+    nmf_init = DEFAULTS["nmf"]["init"] if nmf_init is None else nmf_init
+    attempts, gain = [], bool(gain)
+    # the first start, then (after a collapse) the other gain start; a caller's model allows one attempt only
+    for g in ([gain, not gain] if given is None else [gain]):
+        if attempts:
+            model = build_model(prior, noise, mode, noise_checkpoint, noise_options, seed, n_fft=n_fft, hop=hop)
+        pyro.set_rng_seed(seed)
+        model.set_band(power)
+        result = _fit(model, power, kind, mode, num_iters, lr, e_steps, vem_samples, num_samples, progress, nmf_init,
+                      g)
+        mask = model.wiener_gain(power, num_samples)[0]
+        kept = float((mask**2 * power[0]).sum() / power[0].sum().clamp_min(torch.finfo(power.dtype).tiny))
+        attempts.append({"gain_start": "closed-form" if g else "one", "kept_energy": kept})
+        if kept >= COLLAPSE:
+            break
+    recovered = None
+    if attempts[-1]["kept_energy"] < COLLAPSE:
+        recovered = "input"  # no start gave a speech estimate: the input is returned as it is
+        mask = torch.ones_like(mask)
+        kept = ", ".join(f"{100 * a['kept_energy']:.2g} %" for a in attempts)
+        warnings.warn(f"no reliable speech estimate: every fit kept under {100 * COLLAPSE:g} % of the input energy "
+                      f"({kept}); the input may be noise "
+                      "only. The output is the input, unchanged", stacklevel=2)
+    elif len(attempts) > 1:
+        recovered = "restart"
+        warnings.warn(f"the first fit collapsed (its speech estimate kept {100 * attempts[0]['kept_energy']:.2g} % of "
+                      f"the input energy); restarted with the other speech-gain start, which kept "
+                      f"{100 * attempts[-1]['kept_energy']:.2g} %", stacklevel=2)
     S = mask.to(X.real.dtype) * X[0]
     wave = istft(S, length, n_fft, hop).double().numpy() * peak
     seconds = time.perf_counter() - start
-    energy = float((np.asarray(noisy, dtype=np.float64) ** 2).sum())
-    if energy > 0 and float((wave**2).sum()) < LITTLE_SPEECH * energy:
-        warnings.warn(f"the speech estimate holds {100 * float((wave**2).sum()) / energy:.2g} % of the input energy: "
-                      "the input may be noise only (the output is the attenuated input)", stacklevel=2)
     info = {"noise": model.noise.name, "mode": mode, "num_iters": num_iters if result is not None else 0, "lr": lr,
             "num_samples": num_samples, "seconds": seconds, "rtf": seconds / (length / SAMPLE_RATE),
-            "seconds_per_iter": result.seconds_per_iter if result is not None else None}
+            "seconds_per_iter": result.seconds_per_iter if result is not None else None,
+            "band_bins": int(model.bins.sum()) if model.bins is not None else int(power.shape[-1]),
+            "attempts": attempts, "recovered": recovered}
     return EnhancementResult(wave, S.detach(), mask.detach(), result, info)

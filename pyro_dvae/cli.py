@@ -318,7 +318,9 @@ def _enhance(args):
                   seed=args.seed)
     write_like(args.out, out.waveform, rate, length)
     summary = {"out": args.out, "noise": args.noise, "mode": args.mode, "iters": out.info["num_iters"],
-               "sample_rate": rate, "samples": length, "seconds": out.info["seconds"], "rtf": out.info["rtf"]}
+               "sample_rate": rate, "samples": length, "seconds": out.info["seconds"], "rtf": out.info["rtf"],
+               "band_bins": out.info["band_bins"], "attempts": out.info["attempts"],
+               "recovered": out.info["recovered"]}
     print(f"{args.noise}-{args.mode}: wrote {args.out} ({rate} Hz, {length} samples); {out.info['seconds']:.2f} s, "
           f"real-time factor {out.info['rtf']:.3f} (1 = as long as the audio)")
     if ref is not None:

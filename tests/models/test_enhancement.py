@@ -287,3 +287,53 @@ def test_real_speech_in_real_noise_runs_end_to_end(prior):
     for o in (out, und):
         assert o.waveform.shape == noisy.shape and np.isfinite(o.waveform).all()
         assert np.isfinite(si_sdr(o.waveform, clean))
+
+
+def test_collapse_is_detected_and_recovered(prior, monkeypatch):
+    """A fit whose speech estimate vanishes is detected; the other gain start is tried; if every start fails the
+    input is returned unchanged (never a near-silent file)."""
+    x = speech_like(1.0, seed=7) + 0.1 * synthetic_noise("pink", 1.0, seed=7)
+    fit, calls = E._fit, []
+
+    def collapse_first(model, *args):
+        calls.append(args[-1])
+        result = fit(model, *args)
+        if len(calls) == 1:  # a constructed failure: the noise model takes everything
+            model.gain = torch.full_like(model.gain, 1e-12)
+        return result
+
+    monkeypatch.setattr(E, "_fit", collapse_first)
+    with pytest.warns(UserWarning, match="collapsed"):
+        out = E.enhance(x, prior, "nmf", "una", num_iters=2)
+    assert calls == [False, True]  # the closed-form gain start was the recovery
+    assert out.info["recovered"] == "restart" and out.info["attempts"][0]["kept_energy"] < E.COLLAPSE
+    assert out.info["attempts"][1]["kept_energy"] >= E.COLLAPSE
+    assert (out.waveform**2).sum() > E.COLLAPSE * (x**2).sum()
+
+    def always(model, *args):
+        result = fit(model, *args)
+        model.gain = torch.full_like(model.gain, 1e-12)
+        return result
+
+    monkeypatch.setattr(E, "_fit", always)
+    with pytest.warns(UserWarning, match="unchanged"):
+        out = E.enhance(x, prior, "nmf", "una", num_iters=2)
+    assert out.info["recovered"] == "input"
+    np.testing.assert_allclose(out.waveform, x, atol=1e-4 * np.abs(x).max())
+
+
+def test_narrowband_input_leaves_the_empty_band_out(prior):
+    """An input with nothing above 4 kHz: the empty band is left out of the likelihood and the output keeps a
+    sane share of the input energy."""
+    from pyro_dvae.data.heldout import narrowband
+
+    x = narrowband(speech_like(1.5, seed=3) + 0.05 * synthetic_noise("pink", 1.5, seed=3))
+    X, _ = E.prepare_noisy(x)
+    model = E.build_model(prior, "nmf", "una")
+    bins = model.set_band(X.abs() ** 2)
+    assert bins is not None and 256 <= int(bins.sum()) < 330 and not bins[-1] and bins[0]
+    full = speech_like(1.5, seed=3) + 0.05 * synthetic_noise("pink", 1.5, seed=3)
+    assert model.set_band(E.prepare_noisy(full)[0].abs() ** 2) is None
+    out = E.enhance(x, prior, "nmf", "una", num_iters=3)
+    assert out.info["band_bins"] == int(bins.sum())
+    assert 0.05 < (out.waveform**2).sum() / (x**2).sum() <= 1.0
