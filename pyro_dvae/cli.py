@@ -195,6 +195,37 @@ def _nmf_separator(names, folders, files, rank, iters):
     return sep
 
 
+def _check_out_path(path, option):
+    """Fail before any work when ``path`` cannot be written (its folder is created when missing)."""
+    import os
+
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{option} {path}: cannot create its folder ({e.strerror})") from None
+    if os.path.isdir(path) or not os.access(folder, os.W_OK):
+        raise ValueError(f"{option} {path}: not a writable file path")
+
+
+def _load_nmf_dicts(path, names, rank):
+    """NMF dictionaries saved by an earlier ``separate --nmf-dicts`` run, checked against the sources and rank."""
+    from .nmf import NMFSeparator
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        raise ValueError(f"--nmf-dicts {path}: not a dictionaries file written by pyro-dvae separate") from None
+    if not isinstance(data, dict) or data.get("format") != "pyro-dvae-nmf-dicts":
+        raise ValueError(f"--nmf-dicts {path}: not a dictionaries file written by pyro-dvae separate")
+    if sorted(data["dictionaries"]) != sorted(names) or data["rank"] != rank:
+        raise ValueError(f"--nmf-dicts {path}: holds sources {sorted(data['dictionaries'])} at rank {data['rank']}, "
+                         f"this run separates {names} at --nmf-rank {rank}")
+    sep = NMFSeparator(rank=rank)
+    sep.dictionaries = {n: data["dictionaries"][n] for n in names}
+    return sep
+
+
 def _separate(args):
     import os
 
@@ -230,16 +261,19 @@ def _separate(args):
     if len(set(names)) != len(names):
         option = "--names" if args.names else "--priors file stems"
         raise ValueError(f"the source names ({option}) must differ: {names}")
-    if nmf_methods and args.nmf_train is None:
+    cached = args.nmf_dicts is not None and os.path.exists(args.nmf_dicts)
+    if args.nmf_dicts is not None and not nmf_methods:
+        raise ValueError("--nmf-dicts is for --method is-nmf / temporal-nmf")
+    if nmf_methods and args.nmf_train is None and not cached:
         raise ValueError(f"--method {' / '.join(nmf_methods)} needs --nmf-train (one training audio folder per "
-                         f"source: {', '.join(names)})")
+                         f"source: {', '.join(names)}) or an existing --nmf-dicts file")
     if args.nmf_train is not None:
         if not nmf_methods:
             raise ValueError("--nmf-train is for --method is-nmf / temporal-nmf")
         if len(args.nmf_train) != len(names):
             raise ValueError(f"give one --nmf-train folder per source ({len(names)}: {', '.join(names)}), got "
                              f"{len(args.nmf_train)}")
-        train_files = [_nmf_train_files(folder) for folder in args.nmf_train]
+        train_files = None if cached else [_nmf_train_files(folder) for folder in args.nmf_train]
     refs = None
     if args.refs is not None:
         if len(args.refs) != len(names):
@@ -252,10 +286,17 @@ def _separate(args):
         refs = np.stack(refs)
     priors = [load_separation_prior(p) for p in args.priors] if args.priors else None
     nmf, fit_seconds = None, None
-    if nmf_methods:
+    if cached:
+        nmf = _load_nmf_dicts(args.nmf_dicts, names, args.nmf_rank)
+    elif nmf_methods:
+        if args.nmf_dicts is not None:
+            _check_out_path(args.nmf_dicts, "--nmf-dicts")
         t0 = time.perf_counter()
         nmf = _nmf_separator(names, args.nmf_train, train_files, args.nmf_rank, args.nmf_iters)
         fit_seconds = time.perf_counter() - t0
+        if args.nmf_dicts is not None:
+            torch.save({"format": "pyro-dvae-nmf-dicts", "rank": args.nmf_rank, "dictionaries": nmf.dictionaries},
+                       args.nmf_dicts)
     os.makedirs(args.out_dir, exist_ok=True)
     summary = {"sample_rate": rate, "methods": {}}
     outs = {}
@@ -269,7 +310,8 @@ def _separate(args):
             out = run_separation(mix, priors, names=names, method=SEPARATE_NMF[method], nmf=nmf,
                                  nmf_iters=args.nmf_iters, seed=args.seed)
             entry = {"outputs": {}, "nmf_rank": args.nmf_rank, "nmf_iters": args.nmf_iters,
-                     "nmf_train": list(args.nmf_train), "nmf_fit_seconds": fit_seconds}
+                     "nmf_train": None if cached else list(args.nmf_train), "nmf_dicts": args.nmf_dicts,
+                     "nmf_fit_seconds": fit_seconds}
         entry["seconds"] = out.info["seconds"]
         folder = args.out_dir if len(methods) == 1 else os.path.join(args.out_dir, method)
         os.makedirs(folder, exist_ok=True)
@@ -453,6 +495,9 @@ def build_parser():
     p.add_argument("--nmf-train", nargs="+", metavar="DIR",
                    help="NMF methods: one folder of training audio per source, in the order of the sources; "
                         "each source's IS-NMF dictionary is learnt from its files, each peak-normalised")
+    p.add_argument("--nmf-dicts", metavar="PATH",
+                   help="NMF dictionaries file: used instead of --nmf-train when it exists, else learnt from "
+                        "--nmf-train and written there (so a series of mixtures learns them once)")
     p.add_argument("--nmf-rank", type=int, default=64, help="NMF components per source (default 64)")
     p.add_argument("--nmf-iters", type=int, default=100,
                    help="NMF updates, for learning each dictionary and for separating (default 100)")

@@ -113,6 +113,28 @@ def test_separate_is_nmf_without_priors(nmf_files, capsys):
     assert "is-nmf" in capsys.readouterr().out
 
 
+def test_separate_nmf_dicts_learnt_once_then_reused(nmf_files, capsys):
+    d = nmf_files
+    base = ["separate", str(d / "mix.wav"), "--method", "is-nmf", "--names", "low", "high",
+            "--refs", str(d / "ref_low.wav"), str(d / "ref_high.wav"), "--nmf-rank", "3", "--nmf-iters", "30"]
+    dicts = d / "cache" / "dicts.pt"
+    assert main([*base, *_nmf_args(d), "--nmf-dicts", str(dicts), "--out-dir", str(d / "a"),
+                 "--out-json", str(d / "a.json")]) == 0
+    assert dicts.exists()
+    # the second run reads the file: no training folder needed, same scores
+    assert main([*base, "--nmf-dicts", str(dicts), "--out-dir", str(d / "b"), "--out-json", str(d / "b.json")]) == 0
+    a, b = (json.loads((d / f"{k}.json").read_text()) for k in "ab")
+    assert a["estimate"] == b["estimate"] and b["nmf_fit_seconds"] is None
+    # another rank, another source set, or a file that is not a dictionaries file: clear errors
+    bad = base[:]
+    bad[bad.index("--nmf-rank") + 1] = "4"
+    assert main([*bad, "--nmf-dicts", str(dicts), "--out-dir", str(d / "c")]) == 2
+    assert "--nmf-rank 4" in capsys.readouterr().err
+    (d / "junk.pt").write_bytes(b"not a checkpoint")
+    assert main([*base, "--nmf-dicts", str(d / "junk.pt"), "--out-dir", str(d / "c")]) == 2
+    assert "--nmf-dicts" in capsys.readouterr().err
+
+
 def test_separate_compares_methods(nmf_files, capsys):
     d, out = nmf_files, nmf_files / "out"
     for name in BANDS:  # untrained spectral priors: only the plumbing is tested here
