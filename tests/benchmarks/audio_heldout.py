@@ -8,8 +8,8 @@ train / dev / test). Every number goes through the commands a user runs:
 1. ``pyro-dvae train-prior`` (defaults) on the training speakers (an SRNN for separation, a causal RVAE for
    enhancement) and on the training flute notes, pitch-shifted by -2..2 semitones (written as files, so that the
    NMF dictionaries learn from exactly the same audio);
-2. ``pyro-dvae separate`` (defaults) on speech + flute mixtures of the chosen part, the flute 5 dB above the
-   speech, T = 50 / 100 / 300 frames, with ``--method mixdvae --method is-nmf --method temporal-nmf`` (NMF rank 64,
+2. ``pyro-dvae separate`` (defaults) on speech + flute mixtures of the chosen part (melodies of 4 of the part's
+   notes), the flute 5 dB above the speech, T = 50 / 100 / 300 frames, with ``--method mixdvae --method is-nmf --method temporal-nmf`` (NMF rank 64,
    dictionaries from the same training folders);
 3. ``pyro-dvae enhance`` (defaults: ``--noise nmf --mode una``) on the part's speakers mixed with the part's
    noise segments at -5, 0, 5 and 10 dB, wideband (16 kHz) and narrowband (band-limited to 4 kHz).
@@ -89,8 +89,9 @@ def separation(work, sp, fl, part, frames, n, workers):
             "--method", "is-nmf", "--method", "temporal-nmf", "--nmf-train", os.path.join(work, "speech_train"),
             os.path.join(work, "flute_train"), "--nmf-dicts", dicts]
     cmds = []
+    melodies = [mx.concatenate_notes(fl[part], 4, seed=k) for k in range(8)]  # notes are 2.5 s: T = 300 needs more
     for T in frames:
-        for i, m in enumerate(mx.make_mixtures(sp[part], fl[part], n, num_frames=T, smr_db=-5.0, seed=T)):
+        for i, m in enumerate(mx.make_mixtures(sp[part], melodies, n, num_frames=T, smr_db=-5.0, seed=T)):
             stem = os.path.join(folder, f"T{T}_{i}")
             for name, x in (("mix", m.mix), ("speech", m.sources["speech"]), ("flute", m.sources["music"])):
                 sf.write(f"{stem}_{name}.wav", x, audio.SAMPLE_RATE, subtype="FLOAT")
