@@ -169,10 +169,13 @@ def _nmf_train_files(folder):
     return files
 
 
-def _nmf_separator(names, folders, files, rank, iters):
+def _nmf_separator(names, folders, files, rank, iters, max_frames=20000, seed=0):
     """An :class:`~pyro_dvae.nmf.NMFSeparator` with one IS-NMF dictionary of ``rank`` components per source,
     learnt in ``iters`` updates from the power spectrograms of its training files, each peak-normalised (as
-    the mixture is; as ``examples/scass_mixdvae.py`` does); silent files and files under one frame are skipped."""
+    the mixture is; as ``examples/scass_mixdvae.py`` does); silent files and files under one frame are skipped.
+    A source with more than ``max_frames`` frames learns from that many frames drawn at random (seeded): the
+    dictionary does not depend on frame order, and an hour of speech (225k frames) would otherwise take the
+    better part of an hour on one core."""
     import numpy as np
 
     from .data.audio import N_FFT, load_audio, stft
@@ -189,8 +192,12 @@ def _nmf_separator(names, folders, files, rank, iters):
         if not powers:
             raise ValueError(f"--nmf-train {folder}: every audio file is silent or shorter than one STFT frame "
                              f"({N_FFT} samples at 16 kHz)")
-        frames = sum(P.shape[-1] for P in powers)
-        print(f"NMF dictionary {name}: rank {rank}, {iters} iterations on {len(powers)} files ({frames} frames)")
+        frames, n_files = sum(P.shape[-1] for P in powers), len(powers)
+        if frames > max_frames:
+            keep = torch.randperm(frames, generator=torch.Generator().manual_seed(seed))[:max_frames]
+            powers = [torch.cat(powers, -1)[:, keep.sort().values]]
+        print(f"NMF dictionary {name}: rank {rank}, {iters} iterations on {n_files} files ({frames} frames"
+              + (f", {max_frames} drawn at random)" if frames > max_frames else ")"))
         sep.fit(name, powers)
     return sep
 
@@ -246,7 +253,8 @@ def _separate(args):
         raise ValueError(f"{args.mix}: the mixture is silent")
     methods = list(dict.fromkeys(args.method or ["mixdvae"]))  # repeated --method: once each, in order
     nmf_methods = [m for m in methods if m in SEPARATE_NMF]
-    for option, value in (("--nmf-rank", args.nmf_rank), ("--nmf-iters", args.nmf_iters)):
+    for option, value in (("--nmf-rank", args.nmf_rank), ("--nmf-iters", args.nmf_iters),
+                          ("--nmf-max-frames", args.nmf_max_frames)):
         if value < 1:
             raise ValueError(f"{option} must be >= 1, got {value}")
     if args.priors:
@@ -292,7 +300,8 @@ def _separate(args):
         if args.nmf_dicts is not None:
             _check_out_path(args.nmf_dicts, "--nmf-dicts")
         t0 = time.perf_counter()
-        nmf = _nmf_separator(names, args.nmf_train, train_files, args.nmf_rank, args.nmf_iters)
+        nmf = _nmf_separator(names, args.nmf_train, train_files, args.nmf_rank, args.nmf_iters, args.nmf_max_frames,
+                             args.seed)
         fit_seconds = time.perf_counter() - t0
         if args.nmf_dicts is not None:
             torch.save({"format": "pyro-dvae-nmf-dicts", "rank": args.nmf_rank, "dictionaries": nmf.dictionaries},
@@ -499,6 +508,8 @@ def build_parser():
                    help="NMF dictionaries file: used instead of --nmf-train when it exists, else learnt from "
                         "--nmf-train and written there (so a series of mixtures learns them once)")
     p.add_argument("--nmf-rank", type=int, default=64, help="NMF components per source (default 64)")
+    p.add_argument("--nmf-max-frames", type=int, default=20000,
+                   help="frames per source the dictionaries learn from, drawn at random beyond this (default 20000)")
     p.add_argument("--nmf-iters", type=int, default=100,
                    help="NMF updates, for learning each dictionary and for separating (default 100)")
     p.add_argument("--iters", type=int, default=30, help="MixDVAE VEM iterations (SVI steps with --algo svi)")

@@ -7,16 +7,17 @@ train / dev / test). Every number goes through the commands a user runs:
 
 1. ``pyro-dvae train-prior`` (defaults) on the training speakers (an SRNN for separation, a causal RVAE for
    enhancement) and on the training flute notes, pitch-shifted by -2..2 semitones (written as files, so that the
-   NMF dictionaries learn from exactly the same audio);
+   NMF dictionaries learn from exactly the same audio); ``pyro-dvae train-noise`` (defaults) for the U-ND noise
+   models, on noisy speech only (training speakers + training noise segments, SNR uniform in [-5, 10] dB);
 2. ``pyro-dvae separate`` (defaults) on speech + flute mixtures of the chosen part (melodies of 4 of the part's
-   notes), the flute 5 dB above the speech, T = 50 / 100 / 300 frames, with ``--method mixdvae --method is-nmf --method temporal-nmf`` (NMF rank 64,
-   dictionaries from the same training folders);
-3. ``pyro-dvae enhance`` (defaults: ``--noise nmf --mode una``) on the part's speakers mixed with the part's
+   notes), the flute 5 dB above the speech, T = 50 / 100 / 300 frames, with ``--method mixdvae --method is-nmf
+   --method temporal-nmf`` (NMF rank 64, dictionaries from the same training folders);
+3. ``pyro-dvae enhance`` (defaults) with every noise model and mode on the part's speakers mixed with the part's
    noise segments at -5, 0, 5 and 10 dB, wideband (16 kHz) and narrowband (band-limited to 4 kHz).
 
 Tables: mean, worst file and share of files that got worse (separation: than IS-NMF and than the mixture;
 enhancement: than the noisy input), written to ``WORK/report_<part>.json``. Choose settings with ``--part dev``;
-report ``--part test``. Usage (data not shipped; hours of CPU at full size)::
+report ``--part test``. Usage (data not shipped; about an hour on 2 cores)::
 
     python tests/benchmarks/audio_heldout.py --work heldout --part test --realdata ../shared/realdata
 """
@@ -34,6 +35,10 @@ import numpy as np
 from pyro_dvae.data import audio
 from pyro_dvae.data import heldout as H
 from pyro_dvae.data import mixtures as mx
+from pyro_dvae.data.noisy import mix_at_snr
+
+DEEP = ("lv", "no", "nolv")
+ENHANCE_METHODS = ("nmf-una",) + tuple(f"{n}-{m}" for n in DEEP for m in ("una", "und", "unda"))
 
 
 def run(cmd, log=None):
@@ -47,7 +52,7 @@ def run(cmd, log=None):
     return out
 
 
-def prepare(work, realdata):
+def prepare(work, realdata, noise_train_files=60, seed=0):
     import soundfile as sf
 
     sp = H.speech_split(os.path.join(realdata, "speech/librispeech/train-clean-100"))
@@ -61,10 +66,24 @@ def prepare(work, realdata):
             path = os.path.join(folder, f"{os.path.splitext(os.path.basename(f))[0]}.shift{k:+d}.wav")
             if not os.path.exists(path):
                 sf.write(path, audio.pitch_shift(x, k), audio.SAMPLE_RATE, subtype="FLOAT")
+    # U-ND training data: noisy speech only (training speakers + training noise segments, SNR in [-5, 10] dB)
+    folder = os.path.join(work, "noisy_train")
+    if not os.path.isdir(folder):
+        os.makedirs(folder)
+        noises = H.noise_split(os.path.join(realdata, "noise"))
+        rng = np.random.default_rng(seed)
+        names = sorted(noises)
+        for f in sp["train"][:noise_train_files]:
+            x = audio.load_audio(f)
+            n = noises[names[rng.integers(len(names))]]["train"]
+            n = np.tile(n, int(np.ceil(len(x) / len(n)))) if len(n) < len(x) else n
+            noisy, _ = mix_at_snr(x, n, rng.uniform(-5, 10), int(rng.integers(0, len(n) - len(x) + 1)))
+            sf.write(os.path.join(folder, os.path.basename(f)[:-5] + ".wav"), noisy / (2 * np.abs(noisy).max()),
+                     audio.SAMPLE_RATE, subtype="FLOAT")
     return sp, fl
 
 
-def train(work):
+def train(work, noise_models=DEEP):
     jobs = [("srnn", "speech_train", "speech.pt"), ("srnn", "flute_train", "flute.pt"),
             ("rvae", "speech_train", "rvae.pt")]
     cmds = []
@@ -73,6 +92,16 @@ def train(work):
         if not os.path.exists(path):
             cmds.append((["pyro-dvae", "train-prior", "--model", model, "--data", os.path.join(work, data), "--out",
                           path, "--quiet", "--out-json", path + ".json"], path + ".log"))
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda c: run(*c), cmds))
+    cmds = []
+    for noise in noise_models:  # U-ND noise models, trained on noisy speech only, for the trained RVAE
+        path = os.path.join(work, f"noise_{noise}.pt")
+        if not os.path.exists(path):
+            cmds.append((["pyro-dvae", "train-noise", "--noisy-dir", os.path.join(work, "noisy_train"), "--prior",
+                          os.path.join(work, "rvae.pt"), "--noise", noise, "--out", path, "--quiet", "--out-json",
+                          path + ".json"], path + ".log"))
+            jobs.append((None, None, f"noise_{noise}.pt"))
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(lambda c: run(*c), cmds))
     return {out: json.load(open(os.path.join(work, out + ".json"))) for _, _, out in jobs
@@ -110,7 +139,7 @@ def separation(work, sp, fl, part, frames, n, workers):
     return rows
 
 
-def enhancement(work, sp, noises, part, per_snr, workers):
+def enhancement(work, sp, noises, part, per_snr, workers, methods):
     import soundfile as sf
 
     folder = os.path.join(work, f"enh_{part}")
@@ -121,15 +150,21 @@ def enhancement(work, sp, noises, part, per_snr, workers):
             stem = os.path.join(folder, it["name"])
             sf.write(f"{stem}_noisy.wav", it["noisy"], audio.SAMPLE_RATE, subtype="FLOAT")
             sf.write(f"{stem}_clean.wav", it["clean"], audio.SAMPLE_RATE, subtype="FLOAT")
-            cmds.append((it, ["pyro-dvae", "enhance", f"{stem}_noisy.wav", "--prior", os.path.join(work, "rvae.pt"),
-                              "--noise", "nmf", "--ref", f"{stem}_clean.wav", "--out", f"{stem}_out.wav",
-                              "--out-json", f"{stem}.json"], f"{stem}.log"))
+            for method in methods:
+                noise, mode = method.split("-")
+                extra = ["--noise-model", os.path.join(work, f"noise_{noise}.pt")] if mode != "una" else []
+                out = f"{stem}_{method}"
+                cmds.append((dict(it, method=method), ["pyro-dvae", "enhance", f"{stem}_noisy.wav", "--prior",
+                                                       os.path.join(work, "rvae.pt"), "--noise", noise, "--mode", mode,
+                                                       *extra, "--ref", f"{stem}_clean.wav", "--out", f"{out}.wav",
+                                                       "--out-json", f"{out}.json"], f"{out}.log"))
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda c: run(c[1], c[2]), cmds))
     rows = []
     for it, cmd, _ in cmds:
         s = json.load(open(cmd[cmd.index("--out-json") + 1]))
-        rows.append({"name": it["name"], "snr": it["snr"], "band": "8k" if it["name"].endswith("_8k") else "16k",
+        rows.append({"name": it["name"], "method": it["method"], "snr": it["snr"],
+                     "band": "8k" if it["name"].endswith("_8k") else "16k",
                      "recovered": s["recovered"], **{f"in_{k}": v for k, v in s["input"].items() if k != "rtf"},
                      **{f"out_{k}": v for k, v in s["output"].items() if k != "rtf"}})
     return rows
@@ -164,18 +199,19 @@ def report(rows_sep, rows_enh):
                     cells.append(f"{src} {st['mean']:6.2f} / {st['worst']:6.2f} ({100 * st['share_below_is_nmf']:.0f} %"
                                  f", {100 * st['share_worse']:.0f} %)")
                 print(f"T={T:3d} {method:13s} " + "   ".join(cells) + f"   n={st['n']}")
-    if rows_enh:
-        print("\nENHANCEMENT nmf/una (mean in -> out; worst gain; share of files worse, worse by > 1 dB)")
+    for method in dict.fromkeys(r["method"] for r in rows_enh):
+        print(f"\nENHANCEMENT {method} (mean in -> out; worst gain; share of files worse, worse by > 1 dB)")
         for band in ("16k", "8k"):
             for snr in sorted({r["snr"] for r in rows_enh}) + ["all"]:
-                sel = [r for r in rows_enh if r["band"] == band and (snr == "all" or r["snr"] == snr)]
+                sel = [r for r in rows_enh if r["method"] == method and r["band"] == band
+                       and (snr == "all" or r["snr"] == snr)]
                 entry = {}
                 for k in ("si_sdr", "pesq_wb", "estoi"):
                     entry[k] = stats([r[f"out_{k}"] for r in sel], [r[f"in_{k}"] for r in sel])
                     entry[k]["input_mean"] = float(np.nanmean([np.nan if r[f"in_{k}"] is None else r[f"in_{k}"]
                                                                for r in sel]))
                 entry["recovered"] = sum(r["recovered"] is not None for r in sel)
-                rep["enhancement"][f"{band} {snr}"] = entry
+                rep["enhancement"][f"{method} {band} {snr}"] = entry
                 s, p, e = entry["si_sdr"], entry["pesq_wb"], entry["estoi"]
                 print(f"{band:3s} SNR {str(snr):>3s}: SI-SDR {s['input_mean']:6.2f} -> {s['mean']:6.2f} (worst gain "
                       f"{s['worst_gain']:6.2f}, worse {100 * s['share_worse']:3.0f} %, "
@@ -194,19 +230,25 @@ def main(argv=None):
     p.add_argument("--mixtures", type=int, default=10, help="separation mixtures per length")
     p.add_argument("--per-snr", type=int, default=8, help="noisy utterances per SNR and band")
     p.add_argument("--workers", type=int, default=2, help="commands run at once (each on one thread)")
+    p.add_argument("--enhance-methods", nargs="+", default=list(ENHANCE_METHODS), choices=ENHANCE_METHODS,
+                   help="noise model - mode pairs run by pyro-dvae enhance")
+    p.add_argument("--noise-train-files", type=int, default=60,
+                   help="training speakers mixed with training noise for the U-ND noise models")
     args = p.parse_args(argv)
     if not os.path.isdir(args.realdata):
         sys.exit(f"no real data at {args.realdata}")
     os.makedirs(args.work, exist_ok=True)
-    sp, fl = prepare(args.work, args.realdata)
-    trained = train(args.work)
+    sp, fl = prepare(args.work, args.realdata, args.noise_train_files)
+    deep = sorted({m.split("-")[0] for m in args.enhance_methods if not m.endswith("una")} & set(DEEP)) \
+        if "enhance" in args.tasks else []
+    trained = train(args.work, deep)
     for name, s in trained.items():
-        print(f"{name}: best validation loss {s['best_val_loss']:.1f} at epoch {s['best_epoch']}, "
-              f"{s['seconds']:.0f} s ({s['seconds_per_epoch']:.1f} s per epoch)")
+        print(f"{name}: best validation loss {s['best_val_loss']:.1f} at epoch {s['best_epoch']}"
+              + (f", {s['seconds']:.0f} s ({s['seconds_per_epoch']:.1f} s per epoch)" if "seconds" in s else ""))
     rows_sep = separation(args.work, sp, fl, args.part, args.frames, args.mixtures, args.workers) \
         if "separate" in args.tasks else []
     noises = H.noise_split(os.path.join(args.realdata, "noise"))
-    rows_enh = enhancement(args.work, sp, noises, args.part, args.per_snr, args.workers) \
+    rows_enh = enhancement(args.work, sp, noises, args.part, args.per_snr, args.workers, args.enhance_methods) \
         if "enhance" in args.tasks else []
     rep = report(rows_sep, rows_enh)
     rep["priors"] = trained
