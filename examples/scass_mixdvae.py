@@ -49,16 +49,11 @@ from pyro_dvae.training import TrainConfig, train_prior
 
 METHODS = ("mixdvae", "is_nmf", "temporal_nmf", "mixture", "oracle_ibm", "oracle_wiener")
 SOURCES = ("speech", "flute")
+SYNTHETIC_TRAIN = 40
 METRICS = ("si_sdr", "rmse", "pesq_wb", "estoi")
 
 
-def pitch_shift(x, semitones):
-    """Resample ``x`` so that it plays ``semitones`` higher (and shorter) at the same sample rate."""
-    if semitones == 0:
-        return x
-    from scipy.signal import resample_poly
-
-    return resample_poly(x, 1000, int(round(1000 * 2 ** (semitones / 12))))
+pitch_shift = audio.pitch_shift  # resampling by 2^(k/12): shifts pitch and timbre together
 
 
 def real_data(speech_dir, music_dir, seed, dev=False):
@@ -91,13 +86,18 @@ def real_data(speech_dir, music_dir, seed, dev=False):
     return {"speech": (load(sp_train), load(sp_test)), "flute": (load(fl_train), load(fl_test))}
 
 
-def synthetic_data(seed):
-    """SYNTHETIC stand-ins: speech-like "speakers" (disjoint between train and test) and flute-like melodies."""
-    speakers = np.random.default_rng(seed).permutation(10)
+def synthetic_data(seed, num_train=SYNTHETIC_TRAIN):
+    """SYNTHETIC stand-ins: speech-like "speakers" (disjoint between train and test) and flute-like melodies.
+
+    A prior needs many speakers to generalise to unseen ones (with 8 training speakers, 56 chunks, MixDVAE fell
+    7-9 dB behind IS-NMF on the test speakers): ``num_train`` of each, as a small stand-in for a real corpus."""
+    n = num_train + 2
+    speakers = np.random.default_rng(seed).permutation(n)
     sp = [speech_like(6.0, seed=1000 * seed + int(k)) for k in speakers]
-    fl = [flute_like(6.0, seed=1000 * seed + 100 + k, notes=chromatic()) for k in range(10)]
-    print("SYNTHETIC data: 8 train / 2 test speech-like speakers, 8 train / 2 test flute-like melodies (same scale)")
-    return {"speech": (sp[:8], sp[8:]), "flute": (fl[:8], fl[8:])}
+    fl = [flute_like(6.0, seed=1000 * seed + 500 + k, notes=chromatic()) for k in range(n)]
+    print(f"SYNTHETIC data: {num_train} train / 2 test speech-like speakers, {num_train} train / 2 test flute-like "
+          "melodies (same scale)")
+    return {"speech": (sp[:num_train], sp[num_train:]), "flute": (fl[:num_train], fl[num_train:])}
 
 
 def train_source_prior(name, signals, args):

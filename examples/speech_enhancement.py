@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from pyro_dvae import priors
-from pyro_dvae.data import audio
+from pyro_dvae.data import audio, heldout
 from pyro_dvae.data import mixtures as mx
 from pyro_dvae.data.noisy import mix_at_snr, split_noise, synthetic_noise
 from pyro_dvae.data.synthetic_audio import speech_like
@@ -106,17 +106,6 @@ def synthetic_data(seed, train_seconds, num_test, seconds):
     return train, test, noises
 
 
-def active_segment(x, seconds, sr=audio.SAMPLE_RATE):
-    """The ``seconds``-long segment of ``x`` with the most energy (the whole signal when shorter)."""
-    n = int(seconds * sr)
-    if len(x) <= n:
-        return x
-    cum = np.concatenate([[0.0], np.cumsum(x**2)])
-    starts = np.arange(0, len(x) - n + 1, sr // 4)
-    best = starts[np.argmax(cum[starts + n] - cum[starts])]
-    return x[best:best + n]
-
-
 def noisy_training_set(speech, noises, rng, pairings, snr_range):
     """Noisy training utterances: each training utterance mixed with ``pairings`` random training-noise
     segments at SNRs drawn uniformly in ``snr_range`` (the clean signals are not kept)."""
@@ -143,7 +132,7 @@ def test_set(speech, noises, snrs, seconds, seed):
     if not kinds:
         raise SystemExit(f"no noise recording has a held-out part of {seconds:g} s")
     for i, s in enumerate(speech):
-        clean = active_segment(s, seconds)
+        clean = heldout.active_segment(s, seconds)
         clean = clean / np.abs(clean).max() * 0.5
         for j, snr in enumerate(snrs):
             kind = kinds[(i + j) % len(kinds)]
