@@ -388,7 +388,7 @@ def _enhance(args):
 
 def _train_noise(args):
     from .models.enhancement import load_speech_prior
-    from .models.enhancement_training import train_noise
+    from .models.enhancement_training import KEPT_RATIO, train_noise
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -401,8 +401,13 @@ def _train_noise(args):
     first = res.history[0]["val_loss"] if res.history else float("nan")
     print(f"validation loss (negative ELBO per TF bin): epoch 1 {first:.4f} -> best {res.best_val:.4f} at epoch "
           f"{res.best_epoch}; saved {args.out}")
+    if res.stopped_on_speech:
+        print(f"stopped after epoch {len(res.history)}: the speech estimate on the validation chunks kept "
+              f"{res.history[-1]['kept_energy']:.2f} of their energy, under {KEPT_RATIO:g} x the "
+              f"{res.history[0]['kept_energy']:.2f} of epoch 1 (the noise model was starting to explain the speech)")
     return {"noise": args.noise, "prior": args.prior, "out": args.out, "best_val_loss": res.best_val,
-            "best_epoch": res.best_epoch, "epochs_run": len(res.history), "history": res.history}
+            "best_epoch": res.best_epoch, "epochs_run": len(res.history), "stopped_on_speech": res.stopped_on_speech,
+            "history": res.history}
 
 
 def build_parser():
