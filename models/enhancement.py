@@ -194,6 +194,7 @@ class EnhancementModel(nn.Module):
         self.log_gain = None  # deep noise models under svi: the per-utterance gain as a fitted parameter
         self.speech_hint = None
         self.bins = None  # (F,) bool: the bins that count in the likelihood (None: all); see set_band
+        self.selected_mask = self.selected_iter = None  # fit_vem's max-kept selection
         self.param_prefix = param_prefix
         self.register_params = False  # True while svi runs (see fit_svi)
         self.parallel = bool(parallel) and tuple(self.prior.latent_sites) == ("z",)
@@ -512,21 +513,40 @@ def load_speech_prior(path, sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop=HOP):
 
 # ------------------------------------------------------------------------------------------------ fitting
 def fit_vem(model, power, num_iters=30, lr=1e-3, e_steps=1, num_samples=4, progress=False, nmf_init="uniform",
-            gain_init=False):
+            gain_init=False, select="max-kept"):
     """RVAE-VEM for the NMF model through ``inference.run("vem", ...)``; returns the InferenceResult.
     ``nmf_init``: :meth:`~pyro_dvae.noise.NMFNoise.initialise`; ``gain_init``: start the gain at its
-    closed-form value (:meth:`EnhancementModel.init_gain`) instead of 1."""
+    closed-form value (:meth:`EnhancementModel.init_gain`) instead of 1.
+
+    ``select="max-kept"`` keeps, in ``model.selected_mask``, the Wiener mask (from the E-V block's posterior
+    draws) of the iteration whose speech estimate keeps the largest share of the input energy, and
+    ``model.selected_iter`` (0-based): a guard without clean reference against the noise model taking the
+    speech over as the iterations go on. Chosen on the dev part of :mod:`pyro_dvae.data.heldout` (16 dev
+    utterances, mean SI-SDR gain (worst file)): wideband +2.61 (-4.93) with the last iteration, +2.86 (-3.20)
+    with this; narrowband +1.23 (-5.45) and +0.94 (-0.28). ``select=None``: the last iteration's fit."""
     from pyro_dvae import inference
 
+    if select not in (None, "max-kept"):
+        raise ValueError(f"select must be None or 'max-kept', got {select!r}")
     model.noise.initialise(power, nmf_init)
     model.speech_hint = None
     model.log_gain = None
+    model.selected_mask, model.selected_iter = None, None
     model.gain = torch.ones(power.shape[:-1], dtype=power.dtype, device=power.device)
     if gain_init:
         model.init_gain(power, num_samples)
     guide = EnhancementGuide(model, e_steps, lr, num_samples)
+    best = [-1.0]
+
+    def track(i, _):
+        v_s = guide["v"].v_s * model._gain(power.shape[0], power)
+        mask = wiener(v_s, model.noise.variance().unsqueeze(0))
+        kept = float((mask**2 * power).sum() / power.sum().clamp_min(torch.finfo(power.dtype).tiny))
+        if kept > best[0]:
+            best[0], model.selected_mask, model.selected_iter = kept, mask.detach().clone(), i
+
     return inference.run("vem", model, guide, power, num_iters=num_iters, elbo=EnhancementGuide.elbo_estimate,
-                         progress=progress)
+                         progress=progress, callback=track if select else None)
 
 
 def adam(params, lr):
@@ -693,7 +713,7 @@ def enhance(noisy, prior, noise="nmf", mode="una", *, noise_checkpoint=None, num
         model.set_band(power)
         result = _fit(model, power, kind, mode, num_iters, lr, e_steps, vem_samples, num_samples, progress, nmf_init,
                       g)
-        mask = model.wiener_gain(power, num_samples)[0]
+        mask = model.selected_mask[0] if model.selected_mask is not None else model.wiener_gain(power, num_samples)[0]
         kept = float((mask**2 * power[0]).sum() / power[0].sum().clamp_min(torch.finfo(power.dtype).tiny))
         attempts.append({"gain_start": "closed-form" if g else "one", "kept_energy": kept})
         if kept >= COLLAPSE:
@@ -718,5 +738,5 @@ def enhance(noisy, prior, noise="nmf", mode="una", *, noise_checkpoint=None, num
             "num_samples": num_samples, "seconds": seconds, "rtf": seconds / (length / SAMPLE_RATE),
             "seconds_per_iter": result.seconds_per_iter if result is not None else None,
             "band_bins": int(model.bins.sum()) if model.bins is not None else int(power.shape[-1]),
-            "attempts": attempts, "recovered": recovered}
+            "attempts": attempts, "recovered": recovered, "selected_iter": model.selected_iter}
     return EnhancementResult(wave, S.detach(), mask.detach(), result, info)

@@ -300,6 +300,7 @@ def test_collapse_is_detected_and_recovered(prior, monkeypatch):
         result = fit(model, *args)
         if len(calls) == 1:  # a constructed failure: the noise model takes everything
             model.gain = torch.full_like(model.gain, 1e-12)
+            model.selected_mask = None  # the final mask is then the collapsed fit's
         return result
 
     monkeypatch.setattr(E, "_fit", collapse_first)
@@ -313,6 +314,7 @@ def test_collapse_is_detected_and_recovered(prior, monkeypatch):
     def always(model, *args):
         result = fit(model, *args)
         model.gain = torch.full_like(model.gain, 1e-12)
+        model.selected_mask = None
         return result
 
     monkeypatch.setattr(E, "_fit", always)
@@ -372,6 +374,26 @@ def test_real_unseen_speakers_improve_and_narrowband_does_not_collapse(real_prio
         assert (out.info["band_bins"] < 400) == narrow
         gains.append(si_sdr(out.waveform, item["clean"]) - si_sdr(item["noisy"], item["clean"]))
     assert np.mean(gains) > 0, gains
+
+
+def test_vem_keeps_the_iteration_that_keeps_the_most_speech(prior):
+    """fit_vem's max-kept selection: the kept mask is one of the iterations' and keeps at least the energy share
+    of the last iteration's."""
+    x = speech_like(1.0, seed=5) + 0.2 * synthetic_noise("pink", 1.0, seed=5)
+    X, _ = E.prepare_noisy(x)
+    power = (X.abs() ** 2).to(torch.float32)
+    model = E.build_model(prior, "nmf", "una")
+    shares = []
+    fit = E.fit_vem(model, power, num_iters=4, nmf_init="floor")
+    assert len(fit.losses) == 4 and 0 <= model.selected_iter < 4
+    kept = float((model.selected_mask**2 * power).sum() / power.sum())
+    v_s, v_n, _ = model.posterior(power, 4)
+    shares.append(float((E.wiener(v_s, v_n) ** 2 * power).sum() / power.sum()))
+    assert kept >= shares[0] - 0.05  # at least about what the last fit keeps (other posterior draws)
+    with pytest.raises(ValueError, match="select"):
+        E.fit_vem(model, power, num_iters=1, select="best")
+    E.fit_vem(model, power, num_iters=2, select=None)
+    assert model.selected_mask is None
 
 
 def test_train_noise_stops_when_the_noise_model_takes_the_speech(prior, noisy_power, monkeypatch):
