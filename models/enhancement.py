@@ -582,21 +582,33 @@ class JointAdam(pyro.optim.PyroOptim):
         self._opt.step()
 
 
-def fit_svi(model, power, num_steps=100, lr=5e-4, hint_every=20, progress=False, fit_gain=False):
+def fit_svi(model, power, num_steps=100, lr=5e-4, hint_every=20, progress=False, fit_gain=False, select="max-kept",
+            check_every=20):
     """U-NA (and U-NDA) fitting of the encoder and the deep noise model through ``inference.run("svi", ...)``
     with :class:`~pyro.infer.TraceMeanField_ELBO` and :class:`JointAdam` (gradient norm clipped at 10; the decoder
     stays frozen); returns the InferenceResult. ``fit_gain``: also fit one speech gain per utterance (started at
     its closed-form value, ten times the step size); off by default, as in the reference. The parameters are
-    registered in Pyro's global store under ``model.param_prefix`` for the run only."""
+    registered in Pyro's global store under ``model.param_prefix`` for the run only. ``select="max-kept"``: every
+    ``check_every`` steps (and at the last), the Wiener mask of 2 posterior draws; the one that keeps the largest
+    share of the input energy is kept in ``model.selected_mask`` (as :func:`fit_vem`)."""
     from pyro_dvae import inference
 
     if not model.noise.deep:
         raise ValueError("fit_svi fits deep noise models; the nmf model runs by VEM (fit_vem)")
     model.speech_hint = None
+    model.selected_mask, model.selected_iter = None, None
+    best = [-1.0]
 
     def refresh(step, result):
         if model.prior.autoregressive and (step + 1) % hint_every == 0:
             model.refresh_hint(power)
+        if select and ((step + 1) % check_every == 0 or step + 1 == num_steps):
+            with torch.no_grad():
+                v_s, v_n, _ = model.posterior(power, 2)
+                mask = wiener(v_s, v_n)
+                kept = float((mask**2 * power).sum() / power.sum().clamp_min(torch.finfo(power.dtype).tiny))
+            if kept > best[0]:
+                best[0], model.selected_mask, model.selected_iter = kept, mask.detach().clone(), step
 
     model.log_gain = None
     model.gain = torch.ones((), dtype=power.dtype, device=power.device)
