@@ -396,6 +396,18 @@ def test_vem_keeps_the_iteration_that_keeps_the_most_speech(prior):
     assert model.selected_mask is None
 
 
+def test_svi_keeps_the_checked_step_that_keeps_the_most_speech(prior):
+    x = speech_like(1.0, seed=6) + 0.2 * synthetic_noise("pink", 1.0, seed=6)
+    X, _ = E.prepare_noisy(x)
+    power = (X.abs() ** 2).to(torch.float32)
+    model = E.build_model(prior, "lv", "una", noise_options={"rnn_dim": 4, "dense_dim": 4})
+    E.fit_svi(model, power, num_steps=5, check_every=2)
+    assert model.selected_iter in (1, 3, 4) and model.selected_mask.shape == power.shape
+    assert ((model.selected_mask >= 0) & (model.selected_mask <= 1)).all()
+    E.fit_svi(model, power, num_steps=2, select=None)
+    assert model.selected_mask is None
+
+
 def test_train_noise_stops_when_the_noise_model_takes_the_speech(prior, noisy_power, monkeypatch):
     """The no-reference stopping rule: once the validation speech estimate keeps under KEPT_RATIO of its first
     epoch's energy share, training stops and the best epoch before that is kept."""
