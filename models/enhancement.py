@@ -108,6 +108,20 @@ def wiener(v_s, v_n):
     return (v_s / (v_s + v_n).clamp_min(torch.finfo(v_s.dtype).tiny)).mean(0)
 
 
+def kept_energy(mask, power):
+    """The share of the energy of ``power`` (noisy power, any shape) that the Wiener estimate ``mask * x`` keeps:
+    ``sum mask^2 |x|^2 / sum |x|^2``. A no-reference measure of how much the noise model left to the speech."""
+    return float((mask**2 * power).sum() / power.sum().clamp_min(torch.finfo(power.dtype).tiny))
+
+
+def _keep_if_more(model, best, mask, power, step):
+    """The max-kept selection of :func:`fit_vem` / :func:`fit_svi`: store ``mask`` on ``model`` when it keeps more
+    energy than ``best[0]``, the best so far."""
+    kept = kept_energy(mask, power)
+    if kept > best[0]:
+        best[0], model.selected_mask, model.selected_iter = kept, mask.detach().clone(), step
+
+
 def encoder_parameter_names(prior):
     """Names of the parameters of ``prior`` that only its encoder ``q(z | x)`` uses.
 
@@ -540,10 +554,7 @@ def fit_vem(model, power, num_iters=30, lr=1e-3, e_steps=1, num_samples=4, progr
 
     def track(i, _):
         v_s = guide["v"].v_s * model._gain(power.shape[0], power)
-        mask = wiener(v_s, model.noise.variance().unsqueeze(0))
-        kept = float((mask**2 * power).sum() / power.sum().clamp_min(torch.finfo(power.dtype).tiny))
-        if kept > best[0]:
-            best[0], model.selected_mask, model.selected_iter = kept, mask.detach().clone(), i
+        _keep_if_more(model, best, wiener(v_s, model.noise.variance().unsqueeze(0)), power, i)
 
     return inference.run("vem", model, guide, power, num_iters=num_iters, elbo=EnhancementGuide.elbo_estimate,
                          progress=progress, callback=track if select else None)
@@ -605,10 +616,7 @@ def fit_svi(model, power, num_steps=100, lr=5e-4, hint_every=20, progress=False,
         if select and ((step + 1) % check_every == 0 or step + 1 == num_steps):
             with torch.no_grad():
                 v_s, v_n, _ = model.posterior(power, 2)
-                mask = wiener(v_s, v_n)
-                kept = float((mask**2 * power).sum() / power.sum().clamp_min(torch.finfo(power.dtype).tiny))
-            if kept > best[0]:
-                best[0], model.selected_mask, model.selected_iter = kept, mask.detach().clone(), step
+            _keep_if_more(model, best, wiener(v_s, v_n), power, step)
 
     model.log_gain = None
     model.gain = torch.ones((), dtype=power.dtype, device=power.device)
@@ -726,7 +734,7 @@ def enhance(noisy, prior, noise="nmf", mode="una", *, noise_checkpoint=None, num
         result = _fit(model, power, kind, mode, num_iters, lr, e_steps, vem_samples, num_samples, progress, nmf_init,
                       g)
         mask = model.selected_mask[0] if model.selected_mask is not None else model.wiener_gain(power, num_samples)[0]
-        kept = float((mask**2 * power[0]).sum() / power[0].sum().clamp_min(torch.finfo(power.dtype).tiny))
+        kept = kept_energy(mask, power[0])
         attempts.append({"gain_start": "closed-form" if g else "one", "kept_energy": kept})
         if kept >= COLLAPSE:
             break

@@ -23,7 +23,7 @@ from pyro.infer import TraceMeanField_ELBO
 from pyro_dvae import noise as noise_models
 from pyro_dvae.data.audio import HOP, N_FFT, SAMPLE_RATE
 
-from .enhancement import NOISES, PLATES, EnhancementModel, adam, check_power
+from .enhancement import NOISES, PLATES, EnhancementModel, adam, check_power, kept_energy
 
 
 @dataclass
@@ -155,15 +155,11 @@ def _load_trainable_state(model, state):
 
 @torch.no_grad()
 def _kept_energy(model, data, batch_size, seed=1234):
-    """The share of the validation chunks' energy that the Wiener speech estimate keeps (no clean reference)."""
-    kept = total = 0.0
+    """:func:`~pyro_dvae.models.enhancement.kept_energy` of the validation chunks (fixed posterior draws)."""
     with torch.random.fork_rng(devices=[data.device] if data.device.type == "cuda" else []):
         torch.manual_seed(seed)
-        for i in range(0, len(data), batch_size):
-            xb = data[i:i + batch_size]
-            mask = model.wiener_gain(xb, 2)
-            kept, total = kept + float((mask**2 * xb).sum()), total + float(xb.sum())
-    return kept / max(total, torch.finfo(data.dtype).tiny)
+        mask = torch.cat([model.wiener_gain(data[i:i + batch_size], 2) for i in range(0, len(data), batch_size)])
+    return kept_energy(mask, data)
 
 
 @torch.no_grad()

@@ -40,24 +40,24 @@ def _identified(files, key):
     return keep
 
 
+def _three_way(files, group_split, what, dev_fraction, seed):
+    if len(files) < 3:
+        raise ValueError(f"need at least 3 {what} files with recognisable names, got {len(files)}")
+    train, test = group_split(files, test_fraction=0.2, seed=seed)
+    train, dev = group_split(train, test_fraction=dev_fraction, seed=seed + 1)
+    return {"train": train, "dev": dev, "test": test}
+
+
 def speech_split(speech_dir, seed=SEED):
     """``{"train", "dev", "test"}`` lists of speech files, disjoint by speaker (module docstring)."""
     files = _identified(audio.audio_files(speech_dir), mx.speaker_id)
-    if len(files) < 3:
-        raise ValueError(f"{speech_dir}: need speech files of at least 3 speakers with recognisable names")
-    train, test = mx.speaker_split(files, test_fraction=0.2, seed=seed)
-    train, dev = mx.speaker_split(train, test_fraction=0.15, seed=seed + 1)
-    return {"train": train, "dev": dev, "test": test}
+    return _three_way(files, mx.speaker_split, f"{speech_dir}: speech", 0.15, seed)
 
 
 def note_split(music_dir, seed=SEED):
     """``{"train", "dev", "test"}`` lists of instrument-note files, disjoint by note (module docstring)."""
     files = _identified(audio.audio_files(music_dir), mx.note_id)
-    if len(files) < 3:
-        raise ValueError(f"{music_dir}: need at least 3 note files with note names (e.g. Flute.vib.ff.A4.wav)")
-    train, test = mx.note_split(files, test_fraction=0.2, seed=seed)
-    train, dev = mx.note_split(train, test_fraction=0.2, seed=seed + 1)
-    return {"train": train, "dev": dev, "test": test}
+    return _three_way(files, mx.note_split, f"{music_dir}: note (e.g. Flute.vib.ff.A4.wav)", 0.2, seed)
 
 
 def noise_split(noise_dir):
