@@ -46,7 +46,7 @@ def tud_windows(seq_len, seed):
     return np.stack([w.gt for w in windows]), windows
 
 
-def evaluate(name, gt, models, iters, seed, plot_dir=None):
+def evaluate(name, gt, models, iters, seed, plot_dir=None, num_plots=3, windows=None, seq_len=None):
     obs, mask, _ = simulate_detections(gt, noise=0.05, drop=0.1, seed=seed, occlusions=1.0, max_occlusion=20)
     obs_t, mask_t = torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(mask)
     rows, estimates = {}, {}
@@ -64,12 +64,21 @@ def evaluate(name, gt, models, iters, seed, plot_dir=None):
         print(f"  {method:8s} {100 * m['mota']:6.1f} {100 * m['idf1']:6.1f} {100 * (1 - m['motp']):6.1f} "
               f"{m['num_switches']:6d} {m['num_false_positives']:6d} {m['num_misses']:6d} {m['seconds']:7.2f}")
     if plot_dir:
-        from pyro_dvae.plot import plot_tracks
+        from pyro_dvae.plot import pick_windows, plot_windows
 
-        path = os.path.join(plot_dir, f"{name.split()[0].lower()}_tracks.png")
-        plot_tracks(gt[0], {k: v[0] for k, v in estimates.items()}, path, title=name.split()[0], obs=obs[0],
-                    obs_mask=mask[0])
-        print(f"  figure: {path}")
+        # a few windows spread over the batch, all methods in one figure per window (with that window's metrics)
+        key, scene = name.split()[0].lower(), name.split("(")[0].strip()
+        if windows:  # real sequences: name the sequence, its frames and the MOT track ids
+            titles = [f"{w.seq} frames {w.start}-{w.start + seq_len - 1} (window {i}, simulated detections)"
+                      for i, w in enumerate(windows)]
+            extra = dict(frame0=[w.start for w in windows], gt_ids=[w.ids for w in windows])
+        else:
+            titles, extra = [f"{scene}: window {i}" for i in range(len(gt))], {}
+        paths = plot_windows(gt, estimates, plot_dir, indices=pick_windows(len(gt), num_plots), obs=obs,
+                             obs_mask=mask, titles=titles, names=[f"{key}_window{i:03d}" for i in range(len(gt))],
+                             **extra)
+        for path in paths:
+            print(f"  figure: {path}")
     return rows
 
 
@@ -80,6 +89,7 @@ def main(argv=None):
     parser.add_argument("--prior", help="prior checkpoint (default: the shipped SRNN trajectory prior)")
     parser.add_argument("--out-dir", default="mot_example", help="where the PNG figures go")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--num-plots", type=int, default=3, help="figures per scene (windows spread over the batch)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -94,12 +104,12 @@ def main(argv=None):
             os.makedirs(plot_dir, exist_ok=True)
         except ImportError:
             print("(matplotlib not installed: no figure; pip install 'pyro-dvae[plot]')")
-    gt_tud, _ = tud_windows(args.seq_len, args.seed)
+    gt_tud, windows = tud_windows(args.seq_len, args.seed)
     results = {"tud": evaluate("TUD real pedestrians (motmetrics gt, simulated detections)", gt_tud, models,
-                               args.iters, args.seed, plot_dir)}
+                               args.iters, args.seed, plot_dir, args.num_plots, windows, args.seq_len)}
     gt_cross = np.stack([crossing_scene(args.seq_len, 3, seed=s) for s in range(16)])
     results["crossing"] = evaluate("Crossing synthetic scene (clearly synthetic)", gt_cross, models, args.iters,
-                                   args.seed, plot_dir)
+                                   args.seed, plot_dir, args.num_plots)
     return results
 
 

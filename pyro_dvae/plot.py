@@ -1,15 +1,31 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Figures (needs the ``plot`` extra: matplotlib)."""
+"""Figures of tracking windows (needs the ``plot`` extra: matplotlib, imported lazily with the Agg backend).
+
+One figure per window, one row per method, three panels per row: the image-plane path of the box
+centres, the x centre against the frame and the y centre against the frame. Ground truth is dashed,
+each method's estimate solid, detections grey dots. Each estimated track is matched to a ground-truth
+identity (Hungarian assignment on the mean centre distance over the window, or on the mean IoU) and drawn
+in that identity's colour, so an estimate of another colour running along a ground-truth path is a real
+identity switch; frames where an estimated box misses its matched ground truth (IoU < 0.5, the metrics'
+threshold) are marked with an ``x``. The window's MOTA / IDF1 / ID switches of each method go in the titles.
+
+* :func:`plot_tracks` — one window, any number of methods, returns the PNG path;
+* :func:`plot_windows` — several windows of a batch, returns the PNG paths;
+* :func:`pick_windows` — ``k`` window indices spread evenly over a batch;
+* :func:`match_identities` — the estimate-to-ground-truth identity matching used for the colours.
+"""
+
+import os
+import warnings
 
 import numpy as np
 
+#: IoU under which an estimated box does not count as its matched identity (MOTChallenge convention,
+#: the same as :func:`pyro_dvae.metrics.tracking_metrics`).
+MIN_IOU = 0.5
 
-def plot_tracks(gt, estimates, path, title="", obs=None, obs_mask=None):
-    """Save a PNG of box-centre trajectories: ground truth (dashed) and each method's estimates.
 
-    :param gt: ``(T, N, 4)`` boxes; :param dict estimates: method name -> ``(T, N, 4)`` boxes.
-    :param obs: optional ``(T, K, 4)`` detections drawn as dots (``obs_mask (T, K)``).
-    """
+def _pyplot():
     try:
         import matplotlib
 
@@ -17,22 +33,227 @@ def plot_tracks(gt, estimates, path, title="", obs=None, obs_mask=None):
         import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover
         raise ImportError("plotting needs matplotlib: pip install 'pyro-dvae[plot]'") from None
-    centre = lambda b: (np.asarray(b)[..., :2] + np.asarray(b)[..., 2:]) / 2  # noqa: E731
-    fig, axes = plt.subplots(1, len(estimates), figsize=(5 * len(estimates), 4), squeeze=False)
-    colours = plt.cm.tab10.colors
-    for ax, (name, est) in zip(axes[0], estimates.items()):
-        if obs is not None:
-            c = centre(obs)[np.asarray(obs_mask, bool)]
-            ax.scatter(c[:, 0], c[:, 1], s=4, c="0.6", label="detections")
-        g, e = centre(gt), centre(est)
-        for n in range(g.shape[1]):
-            ax.plot(g[:, n, 0], g[:, n, 1], "--", color=colours[n % 10], lw=1)
-            ax.plot(e[:, n, 0], e[:, n, 1], "-", color=colours[n % 10], lw=1.5)
-        ax.set_title(f"{title} {name}".strip())
-        ax.invert_yaxis()
-        ax.set_xlabel("x (normalised)")
-        ax.set_ylabel("y (normalised)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    return plt
+
+
+def _centre(b):
+    b = np.asarray(b, float)
+    return (b[..., :2] + b[..., 2:4]) / 2
+
+
+def pick_windows(num_windows, k=3):
+    """``k`` window indices spread evenly over ``range(num_windows)`` (first and last included; the middle
+    one when ``k == 1``; all of them when ``k >= num_windows``), sorted and distinct.
+
+    >>> pick_windows(10, 3)
+    [0, 4, 9]
+    """
+    num_windows, k = int(num_windows), int(k)
+    if num_windows <= 0 or k <= 0:
+        return []
+    if k >= num_windows:
+        return list(range(num_windows))
+    if k == 1:
+        return [(num_windows - 1) // 2]
+    return sorted({int(i) for i in np.linspace(0, num_windows - 1, k).round()})
+
+
+def match_identities(gt, est, cost="centre"):
+    """Match estimated tracks to ground-truth identities over a window (Hungarian assignment).
+
+    :param gt: ``(T, N, 4)`` ground-truth boxes (x1, y1, x2, y2); NaN boxes (absent) are ignored.
+    :param est: ``(T, M, 4)`` estimated boxes.
+    :param str cost: ``"centre"`` (mean box-centre distance over the frames) or ``"iou"`` (``1 -`` mean IoU;
+        ties between tracks that never overlap are broken by the centre distance).
+    :returns: int array ``(M,)``: the ground-truth index of each estimated track, ``-1`` for an estimated
+        track left unmatched (only when ``M > N``).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    from pyro_dvae.data.mot import iou_xyxy
+
+    gt, est = np.asarray(gt, float), np.asarray(est, float)
+    if gt.ndim != 3 or est.ndim != 3 or gt.shape[0] != est.shape[0]:
+        raise ValueError(f"need gt (T, N, 4) and est (T, M, 4) with the same T, got {gt.shape} and {est.shape}")
+    with np.errstate(invalid="ignore"):
+        dist = np.linalg.norm(_centre(gt)[:, :, None] - _centre(est)[:, None], axis=-1)  # (T, N, M)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an identity absent from the whole window: all NaN
+        mean_dist = np.nanmean(dist, 0)
+    mean_dist = np.nan_to_num(mean_dist, nan=1e6)
+    if cost == "centre":
+        c = mean_dist
+    elif cost == "iou":
+        c = 1.0 - iou_xyxy(gt, est).mean(0) + 1e-3 * mean_dist / (1.0 + mean_dist.max())
+    else:
+        raise ValueError(f"cost must be 'centre' or 'iou', got {cost!r}")
+    rows, cols = linear_sum_assignment(c)
+    match = np.full(est.shape[1], -1, int)
+    match[cols] = rows
+    return match
+
+
+def window_metrics(gt, est):
+    """MOTA, IDF1, ID switches, ... of one window: :func:`pyro_dvae.metrics.tracking_metrics` on ``[gt], [est]``."""
+    from pyro_dvae.metrics import tracking_metrics
+
+    return tracking_metrics([np.asarray(gt, float)], [np.asarray(est, float)])
+
+
+def _metrics_text(m):
+    pct = lambda v: "n/a" if v is None or not np.isfinite(v) else f"{100 * v:.1f}"  # noqa: E731
+    return f"MOTA {pct(m.get('mota'))}  IDF1 {pct(m.get('idf1'))}  IDS {m.get('num_switches', 'n/a')}"
+
+
+def _colours(plt, n):
+    cmap = plt.cm.tab10 if n <= 10 else plt.cm.tab20
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def plot_tracks(gt, estimates, path, title="", obs=None, obs_mask=None, *, metrics=True, match="centre",
+                frame0=0, gt_ids=None, annotate=4, dpi=100):
+    """Save a PNG of one window: ground truth vs each method's estimate (see the module docstring).
+
+    :param gt: ``(T, N, 4)`` ground-truth boxes (x1, y1, x2, y2, normalised).
+    :param dict estimates: method name -> ``(T, M, 4)`` estimated boxes (numpy or torch); one row per method.
+    :param str path: the PNG written (its folder is created).
+    :param str title: figure title (e.g. the sequence and frames).
+    :param obs: optional ``(T, K, 4)`` detections drawn as grey dots; ``obs_mask (T, K)`` marks the real ones.
+    :param metrics: ``True``: compute each method's MOTA / IDF1 / ID switches on this window and show them;
+        a dict method -> :func:`~pyro_dvae.metrics.tracking_metrics` dict: show those; ``False``: none.
+    :param str match: identity-matching cost for the colours (:func:`match_identities`), or ``None`` to colour
+        estimate ``n`` like ground truth ``n`` (no matching).
+    :param int frame0: frame number of the window's first frame (the time axes show ``frame0 + t``).
+    :param gt_ids: optional ``N`` labels of the ground-truth identities in the legend (e.g. the MOT track ids,
+        ``MOTWindow.ids``); default ``0 .. N-1``.
+    :param int annotate: frame labels along each ground-truth path in the image-plane panel (0: none).
+    :returns: ``path``.
+    """
+    plt = _pyplot()
+    from matplotlib.lines import Line2D
+
+    gt = np.asarray(gt, float)
+    estimates = {k: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, float) for k, v in estimates.items()}
+    if not estimates:
+        raise ValueError("need at least one method's estimate")
+    T, N = gt.shape[:2]
+    frames = frame0 + np.arange(T)
+    if metrics is True:
+        metrics = {name: window_metrics(gt, est) for name, est in estimates.items()}
+    metrics = metrics or {}
+    M = max(e.shape[1] for e in estimates.values())
+    colours = _colours(plt, max(N, M))  # unmatched estimates (M > N) take the colours after the gt ones
+    g = _centre(gt)
+    det = None
+    if obs is not None:
+        obs = np.asarray(obs, float)
+        keep = np.ones(obs.shape[:2], bool) if obs_mask is None else np.asarray(obs_mask, bool)
+        det_t = np.broadcast_to(frames[:, None], keep.shape)[keep]
+        det = _centre(obs)[keep], det_t
+
+    from pyro_dvae.data.mot import iou_xyxy
+
+    rows = len(estimates)
+    fig, axes = plt.subplots(rows, 3, figsize=(15, 3.6 * rows + 1.2), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.1, 1, 1]})
+    marks = np.unique(np.linspace(0, T - 1, annotate).round().astype(int)) if annotate else []
+    for r, (name, est) in enumerate(estimates.items()):
+        e = _centre(est)
+        if match is None:
+            m_of = np.where(np.arange(est.shape[1]) < N, np.arange(est.shape[1]), -1)
+        else:
+            m_of = match_identities(gt, est, cost=match)
+        ax_xy, ax_x, ax_y = axes[r]
+        if det is not None:
+            ax_xy.scatter(det[0][:, 0], det[0][:, 1], s=5, c="0.7", zorder=1)
+            ax_x.scatter(det[1], det[0][:, 0], s=5, c="0.7", zorder=1)
+            ax_y.scatter(det[1], det[0][:, 1], s=5, c="0.7", zorder=1)
+        for n in range(N):
+            kw = dict(ls="--", color=colours[n], lw=1.2, alpha=0.9, zorder=2)
+            ax_xy.plot(g[:, n, 0], g[:, n, 1], **kw)
+            ax_xy.plot(g[0, n, 0], g[0, n, 1], "o", mfc="none", color=colours[n], ms=7, zorder=4)
+            ax_x.plot(frames, g[:, n, 0], **kw)
+            ax_y.plot(frames, g[:, n, 1], **kw)
+            for t in marks:
+                ax_xy.annotate(str(frames[t]), g[t, n], textcoords="offset points", xytext=(3, 3), fontsize=7,
+                               color=colours[n])
+        for m in range(est.shape[1]):
+            n = m_of[m]
+            c = colours[n] if n >= 0 else colours[N + (m % max(M - N, 1))]
+            kw = dict(ls="-", color=c, lw=1.8, zorder=3)
+            ax_xy.plot(e[:, m, 0], e[:, m, 1], **kw)
+            ax_x.plot(frames, e[:, m, 0], **kw)
+            ax_y.plot(frames, e[:, m, 1], **kw)
+            # frames where this estimate does not cover its matched identity (IoU < MIN_IOU): misses / switches
+            off = np.ones(T, bool) if n < 0 else iou_xyxy(gt[:, n:n + 1], est[:, m:m + 1])[:, 0, 0] < MIN_IOU
+            if off.any():
+                for ax, x, y in ((ax_xy, e[off, m, 0], e[off, m, 1]), (ax_x, frames[off], e[off, m, 0]),
+                                 (ax_y, frames[off], e[off, m, 1])):
+                    ax.plot(x, y, "x", color=c, ms=4, mew=1, zorder=5)
+        label = name + (f" — {_metrics_text(metrics[name])}" if name in metrics else "")
+        ax_xy.set_title(f"{label}\nimage plane (o: first frame, numbers: frame)", fontsize=9)
+        ax_xy.invert_yaxis()
+        ax_xy.set_xlabel("x centre (normalised)")
+        ax_xy.set_ylabel("y centre (normalised, down)")
+        ax_x.set_title(f"{name}: x centre vs frame", fontsize=9)
+        ax_x.set_xlabel("frame")
+        ax_x.set_ylabel("x centre")
+        ax_y.set_title(f"{name}: y centre vs frame", fontsize=9)
+        ax_y.set_xlabel("frame")
+        ax_y.set_ylabel("y centre (down)")
+        ax_y.invert_yaxis()
+        for ax in axes[r]:
+            ax.grid(alpha=0.3)
+    handles = [Line2D([], [], ls="--", color="0.2", lw=1.2, label="ground truth (dashed)"),
+               Line2D([], [], ls="-", color="0.2", lw=1.8, label="estimate (solid, colour of its matched gt id)"),
+               Line2D([], [], ls="", marker="x", color="0.2", label=f"estimate off its gt id (IoU < {MIN_IOU})")]
+    if det is not None:
+        handles.append(Line2D([], [], ls="", marker="o", ms=4, color="0.7", label="detections"))
+    handles += [Line2D([], [], ls="-", lw=4, color=colours[n], label=f"gt id {n if gt_ids is None else gt_ids[n]}")
+                for n in range(N)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4 + N), fontsize=8, frameon=False)
+    head = title.strip()
+    if metrics:
+        head += ("\n" if head else "") + "   |   ".join(f"{k}: {_metrics_text(v)}" for k, v in metrics.items())
+    if head:
+        fig.suptitle(head, fontsize=11)
+    fig.tight_layout(rect=(0, 0.45 / (3.6 * rows + 1.2), 1, 1))
+    folder = os.path.dirname(os.fspath(path))
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+def plot_windows(gts, estimates, out_dir, indices=None, k=3, obs=None, obs_mask=None, titles=None, names=None,
+                 frame0=None, gt_ids=None, prefix="tracks", **kwargs):
+    """One :func:`plot_tracks` figure per chosen window of a batch, all methods in each figure.
+
+    :param gts: ``(W, T, N, 4)`` array or list of ``W`` ``(T, N, 4)`` ground-truth windows.
+    :param dict estimates: method -> ``(W, T, M, 4)`` (numpy / torch) or list of ``W`` windows.
+    :param str out_dir: folder of the PNGs (created).
+    :param indices: windows to draw; default :func:`pick_windows` ``(W, k)``.
+    :param obs: optional list / array of ``W`` ``(T, K_w, 4)`` detections, ``obs_mask`` their ``(T, K_w)`` masks.
+    :param titles: optional list of ``W`` titles (default ``"window i"``).
+    :param names: optional list of ``W`` file-name stems (default ``f"{prefix}_{i:04d}"``).
+    :param frame0: optional list of ``W`` first-frame numbers for the time axes.
+    :param gt_ids: optional list of ``W`` tuples of ``N`` identity labels for the legends (``MOTWindow.ids``).
+    :param kwargs: passed to :func:`plot_tracks` (``metrics``, ``match``, ``annotate``, ``dpi``).
+    :returns: list of the PNG paths written, in the order of ``indices``.
+    """
+    W = len(gts)
+    indices = pick_windows(W, k) if indices is None else [int(i) for i in indices]
+    paths = []
+    for i in indices:
+        if not 0 <= i < W:
+            raise IndexError(f"window {i} out of range (0..{W - 1})")
+        stem = names[i] if names is not None else f"{prefix}_{i:04d}"
+        path = os.path.join(out_dir, f"{stem}.png")
+        paths.append(plot_tracks(gts[i], {m: e[i] for m, e in estimates.items()}, path,
+                                 title=titles[i] if titles is not None else f"window {i}",
+                                 obs=None if obs is None else obs[i],
+                                 obs_mask=None if obs_mask is None else obs_mask[i],
+                                 frame0=0 if frame0 is None else int(frame0[i]),
+                                 gt_ids=None if gt_ids is None else gt_ids[i], **kwargs))
+    return paths

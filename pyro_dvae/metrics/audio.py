@@ -160,13 +160,20 @@ def separation_scores(est, ref, sr, pesq=True):
     }
 
 
+def _silent(ref):
+    """True for a reference with no energy once its mean is removed (every score against it is undefined)."""
+    ref = np.asarray(ref, dtype=np.float64)
+    return bool(np.all(np.isfinite(ref))) and float(np.sum((ref - ref.mean()) ** 2)) <= np.finfo(np.float64).tiny
+
+
 def score_sources(estimates, refs, names, sr=16000, pesq=None):
     """``{name: {"si_sdr", "rmse", "pesq_wb", "estoi"}}`` of estimated signals ``(N, L)`` against references
     ``(N, L)`` (a table row per source, as in separation papers).
 
     ``pesq=None`` computes PESQ-wb when the ``pesq`` package is installed and gives ``None`` otherwise. PESQ
     and ESTOI are ``None`` where they are undefined (PESQ finding no utterance, e.g. on some music; ESTOI with
-    under 30 active frames); SI-SDR and RMSE errors (lengths, NaN) are raised.
+    under 30 active frames), and so is every score but RMSE against a silent reference; SI-SDR and RMSE errors
+    (lengths, NaN) are raised.
     """
     if pesq is None:
         pesq = importlib.util.find_spec("pesq") is not None
@@ -179,6 +186,9 @@ def score_sources(estimates, refs, names, sr=16000, pesq=None):
 
     out = {}
     for name, est, ref in zip(names, estimates, refs):
+        if _silent(ref):
+            out[name] = {"si_sdr": None, "rmse": rmse(est, ref), "pesq_wb": None, "estoi": None}
+            continue
         out[name] = {"si_sdr": si_sdr(est, ref), "rmse": rmse(est, ref),
                      "pesq_wb": defined(pesq_score, est, ref, sr, "wb") if pesq else None,
                      "estoi": defined(estoi, est, ref, sr)}
@@ -189,8 +199,12 @@ def speech_scores(est, ref, sr=16000):
     """``{"si_sdr", "pesq_wb", "pesq_nb", "estoi"}`` of an enhanced (or noisy) signal against the clean one.
 
     PESQ and ESTOI are ``None`` where they are undefined for the signal or their package is absent; any
-    non-finite score is ``None`` too; SI-SDR errors (lengths, NaN) are raised.
+    non-finite score is ``None`` too, and every score against a silent (zero-energy) reference; SI-SDR errors
+    (lengths, NaN) are raised.
     """
+    if _silent(ref):
+        _pair(est, ref)  # the length and NaN checks still apply
+        return {"si_sdr": None, "pesq_wb": None, "pesq_nb": None, "estoi": None}
     row = {"si_sdr": si_sdr(est, ref)}
     for key, fn in (("pesq_wb", lambda: pesq_score(est, ref, sr, "wb")),
                     ("pesq_nb", lambda: pesq_score(est, ref, sr, "nb")),

@@ -16,6 +16,8 @@ import torch
 
 from pyro_dvae.priors.base import save_checkpoint
 
+from ..checkpoint import read_torch_file
+
 FORMAT = "pyro_dvae.noise"
 FORMAT_VERSION = 1
 
@@ -52,10 +54,7 @@ def load_noise_checkpoint(path, prior=None, sample_rate=None, n_fft=None, hop=No
     trained for exactly that prior and front end. Returns the checkpoint dictionary."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"no noise checkpoint at {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, corrupt or not a torch file
-        raise ValueError(f"{path} is not a readable noise checkpoint ({type(e).__name__}: {e})") from None
+    ckpt = read_torch_file(path, "pyro_dvae noise checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         hint = " (it is a speech prior checkpoint)" if isinstance(ckpt, dict) and "prior" in ckpt else ""
         raise ValueError(f"{path} is not a pyro_dvae noise checkpoint{hint}")

@@ -78,12 +78,11 @@ def build(name, x_dim, z_dim=16, **sizes):
 
 def load_checkpoint(path):
     """Read and validate a checkpoint dictionary (``torch.load(weights_only=True)``)."""
+    from ..checkpoint import read_torch_file
+
     if not os.path.exists(path):
         raise FileNotFoundError(f"no prior checkpoint at {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, corrupt or not a torch file at all
-        raise ValueError(f"{path} is not a readable pyro_dvae prior checkpoint ({type(e).__name__}: {e})") from None
+    ckpt = read_torch_file(path, "pyro_dvae prior checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not a pyro_dvae prior checkpoint (missing format tag {FORMAT!r})")
     for key in ("prior", "config", "state_dict"):

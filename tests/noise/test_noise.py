@@ -108,7 +108,7 @@ def test_checkpoint_roundtrip_and_identity_checks(tmp_path):
     with pytest.raises(ValueError, match="speech prior checkpoint"):
         noise.load_noise_checkpoint(tmp_path / "prior.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable"):
+    with pytest.raises(ValueError, match="not a valid"):
         noise.load_noise_checkpoint(tmp_path / "junk.pt")
     with pytest.raises(FileNotFoundError):
         noise.load_noise_checkpoint(tmp_path / "missing.pt")

@@ -171,7 +171,7 @@ def test_load_errors(tmp_path):
         priors.load(tmp_path / "missing.pt")
     bad = tmp_path / "corrupt.pt"
     bad.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(ValueError, match="not a readable"):
+    with pytest.raises(ValueError, match="not a valid"):
         priors.load(bad)
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(2)}, other)

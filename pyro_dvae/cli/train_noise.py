@@ -1,0 +1,55 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``pyro-dvae train-noise``: train a deep noise model (U-ND) on a folder of noisy speech."""
+
+import torch
+
+from .common import FRACTION, POSITIVE, add_command, int_at_least, make_parent, set_threads
+from .train_prior import power_chunk_split
+
+EXAMPLE = "pyro-dvae train-noise --noisy-dir NOISY_DIR --prior speech.pt --noise nolv --out nolv.pt"
+
+
+def add_parser(sub, parents):
+    p = add_command(sub, "train-noise", __name__, "train a deep noise model (U-ND) on a folder of noisy speech",
+                    EXAMPLE, parents)
+    at1 = int_at_least(1)
+    p.add_argument("--noisy-dir", required=True, help="folder of noisy speech (wav / flac / ogg), no clean references")
+    p.add_argument("--prior", required=True, help="the spectral speech prior the noise model is trained for")
+    p.add_argument("--noise", required=True, choices=["lv", "no", "nolv"], help="the deep noise model")
+    p.add_argument("--out", required=True, help="noise checkpoint (.pt)")
+    p.add_argument("--epochs", type=at1, default=30, help="training epochs")
+    p.add_argument("--seq-len", type=int_at_least(2), default=100, help="frames per training chunk")
+    p.add_argument("--batch-size", type=at1, default=16, help="chunks per step")
+    p.add_argument("--lr", type=POSITIVE, default=1e-3, help="Adam learning rate")
+    p.add_argument("--patience", type=at1, default=10, help="stop after this many epochs without a better "
+                                                          "validation loss")
+    p.add_argument("--val-fraction", type=FRACTION, default=0.1, help="chunks held out for validation")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run, outputs=[("out", "--out", None)])
+    return p
+
+
+def run(args):
+    from ..models.enhancement import load_speech_prior
+    from ..models.enhancement_training import KEPT_RATIO, train_noise
+
+    set_threads(args.threads)
+    torch.manual_seed(args.seed)
+    prior = load_speech_prior(args.prior)
+    train, val = power_chunk_split(args.noisy_dir, args.seq_len, args.val_fraction, args.seed, option="--noisy-dir")
+    print(f"{args.noise} noise model for {args.prior}: {len(train)} train / {len(val)} validation noisy chunks of "
+          f"{args.seq_len} frames (noisy speech only, no clean reference)")
+    make_parent(args.out)
+    res = train_noise(prior, args.noise, train, val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      patience=args.patience, seed=args.seed, out=args.out, device=args.device, progress=not args.quiet)
+    first = res.history[0]["val_loss"] if res.history else float("nan")
+    print(f"validation loss (negative ELBO per TF bin): epoch 1 {first:.4f} -> best {res.best_val:.4f} at epoch "
+          f"{res.best_epoch}; saved {args.out}")
+    if res.stopped_on_speech:
+        print(f"stopped after epoch {len(res.history)}: the speech estimate on the validation chunks kept "
+              f"{res.history[-1]['kept_energy']:.2f} of their energy, under {KEPT_RATIO:g} x the "
+              f"{res.history[0]['kept_energy']:.2f} of epoch 1 (the noise model was starting to explain the speech)")
+    return {"noise": args.noise, "prior": args.prior, "out": args.out, "best_val_loss": res.best_val,
+            "best_epoch": res.best_epoch, "epochs_run": len(res.history), "stopped_on_speech": res.stopped_on_speech,
+            "history": res.history}
