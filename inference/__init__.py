@@ -23,6 +23,7 @@ from . import svi, vem
 from .blocks import Block, ClosedFormBlock, GradientBlock, StructuredGuide
 from .registry import (
     InferenceResult,
+    PosteriorSummaries,
     UnknownAlgorithmError,
     accepted_options,
     available,
@@ -37,6 +38,7 @@ __all__ = [
     "ClosedFormBlock",
     "GradientBlock",
     "InferenceResult",
+    "PosteriorSummaries",
     "StructuredGuide",
     "UnknownAlgorithmError",
     "accepted_options",

@@ -23,6 +23,7 @@ from torch.distributions import constraints
 __all__ = [
     "OPTION_CONSTRAINTS",
     "InferenceResult",
+    "PosteriorSummaries",
     "UnknownAlgorithmError",
     "accepted_options",
     "available",
@@ -67,6 +68,23 @@ class UnknownAlgorithmError(KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
+class PosteriorSummaries(dict):
+    """
+    The ``posterior`` of an :class:`InferenceResult`: a :class:`dict` of site
+    name -> dict of summary tensors, whose missing keys raise a
+    :class:`KeyError` that lists the summarised sites and, when given,
+    ``reason`` (why there are none, e.g. how to ask for them).
+    """
+
+    def __init__(self, *args, reason=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reason = reason
+
+    def __missing__(self, key):
+        message = f"no posterior summary for site {key!r} (summarised sites: {sorted(self)})"
+        raise KeyError(f"{message}; {self.reason}" if self.reason else message)
+
+
 @dataclass
 class InferenceResult:
     """
@@ -77,7 +95,8 @@ class InferenceResult:
     :param list losses: negative ELBO estimate per iteration, as floats.
     :param list iter_times: wall-clock seconds per iteration.
     :param dict posterior: site name -> dict of summary tensors (e.g. ``mean``,
-        ``std``); may be empty.
+        ``std``); may be empty (a :class:`PosteriorSummaries` says why in the
+        :class:`KeyError` of a missing site).
     :param dict info: free-form details (ELBO used, number of steps, ...).
     """
 

@@ -15,12 +15,15 @@ with exact enumeration of discrete sites, registered as ``"enum-svi"``.
    Fritz Obermeyer et al. (2019), ICML.
 """
 
+import contextlib
 import inspect
 import math
 import time
 
+import pyro.distributions as dist
 import pyro.optim
 import pyro.poutine as poutine
+import pyro.util
 import torch
 from pyro.infer import ELBO, Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from pyro.infer.autoguide import (
@@ -34,10 +37,10 @@ from pyro.infer.util import zero_grads
 from pyro.poutine.util import prune_subsample_sites
 from tqdm.auto import tqdm
 
-from .registry import InferenceResult, register
+from .registry import InferenceResult, PosteriorSummaries, register
 from .util import inspect_model, is_latent
 
-__all__ = ["AUTOGUIDES", "LOSSES", "build_elbo", "build_guide", "enum_svi", "svi"]
+__all__ = ["AUTOGUIDES", "LOSSES", "build_elbo", "build_guide", "enum_svi", "is_point_mass", "svi"]
 
 #: Guide names accepted by :func:`svi`, mapped to the autoguide class built from the model.
 AUTOGUIDES = {
@@ -126,21 +129,107 @@ def _step(elbo, optim, model, guide, args, kwargs, step):
     return loss
 
 
+#: Distribution wrappers that keep a point mass a point mass (a reshape, a mask, an expand or a
+#: deterministic transform of a :class:`~pyro.distributions.Delta`).
+_POINT_MASS_WRAPPERS = (
+    torch.distributions.Independent,
+    torch.distributions.TransformedDistribution,
+    dist.MaskedDistribution,
+    dist.ExpandedDistribution,
+)
+
+
+def is_point_mass(fn) -> bool:
+    """
+    :returns: whether a sample site's distribution is a point mass: a
+        :class:`~pyro.distributions.Delta`, possibly inside
+        :class:`~torch.distributions.Independent`, masked, expanded or
+        transformed distributions (e.g. the sites of
+        :class:`~pyro.infer.autoguide.AutoDelta`).
+    """
+    while isinstance(fn, _POINT_MASS_WRAPPERS):
+        fn = fn.base_dist
+    return isinstance(fn, dist.Delta)
+
+
+@contextlib.contextmanager
+def _rng_kept():
+    # torch (and CUDA, if already in use), numpy and random generators are restored on exit
+    state = pyro.util.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        pyro.util.set_rng_state(state)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def _guide_trace(guide, args, kwargs):
+    return prune_subsample_sites(poutine.trace(guide).get_trace(*args, **kwargs))
+
+
+def _latent_sites(trace):
+    return {
+        name: site
+        for name, site in trace.nodes.items()
+        if is_latent(site) and not site["infer"].get("enumerate")
+    }
+
+
+def _draws_at_random(trace):
+    # a point mass guide draws every unobserved site, auxiliary ones included, from a point mass
+    return any(
+        site["type"] == "sample" and not site["is_observed"] and not is_point_mass(site["fn"])
+        for site in trace.nodes.values()
+    )
+
+
+def _as_float(value):
+    value = value.detach()
+    return value if value.is_floating_point() else value.to(torch.get_default_dtype())
+
+
+def _exact(value):
+    value = _as_float(value)
+    return {"mean": value.clone(), "std": torch.zeros_like(value)}
+
+
 def _summarize(guide, num_samples, args, kwargs):
-    samples = {}
+    """
+    Summaries of the fitted guide: ``(posterior, reason)``, where ``reason``
+    says why ``posterior`` is empty (else ``None``). A guide that draws every
+    site from a point mass is summarised exactly from one run (``mean`` = the
+    value, ``std`` = 0); any other guide by the ``mean`` and ``std`` of
+    ``num_samples`` guide samples, a site whose samples are all equal again
+    exactly. ``num_samples=None``: the point-mass summaries, or none for other
+    guides (the check run leaves the random generators as they were).
+    """
+    if num_samples == 0:
+        return {}, "num_posterior_samples=0 turns posterior summaries off"
+    with torch.no_grad(), poutine.block(), _rng_kept() if num_samples is None else contextlib.nullcontext():
+        first = _guide_trace(guide, args, kwargs)
+    latent = _latent_sites(first)
+    if not _draws_at_random(first):
+        return {name: _exact(site["value"]) for name, site in latent.items()}, None
+    if num_samples is None:
+        return {}, (
+            f"the guide ({type(guide).__name__}) is not a point mass, so its summaries come from guide "
+            "samples: pass num_posterior_samples=N (e.g. 100)"
+        )
+    samples = {name: [site["value"]] for name, site in latent.items()}
     with torch.no_grad(), poutine.block():
-        for _ in range(num_samples):
-            trace = prune_subsample_sites(poutine.trace(guide).get_trace(*args, **kwargs))
-            for name, site in trace.nodes.items():
-                if is_latent(site) and not site["infer"].get("enumerate"):
-                    samples.setdefault(name, []).append(site["value"])
+        for _ in range(num_samples - 1):
+            for name, site in _latent_sites(_guide_trace(guide, args, kwargs)).items():
+                samples.setdefault(name, []).append(site["value"])  # a guide may change its sites
     posterior = {}
     for name, values in samples.items():
-        value = torch.stack(values)
-        if not value.is_floating_point():
-            value = value.to(torch.get_default_dtype())
+        if all(torch.equal(v, values[0]) for v in values[1:]):
+            posterior[name] = _exact(values[0])
+            continue
+        value = _as_float(torch.stack(values))
         posterior[name] = {"mean": value.mean(0), "std": value.std(0, correction=1 if num_samples > 1 else 0)}
-    return posterior
+    return posterior, None
 
 
 @register("svi")
@@ -155,7 +244,7 @@ def svi(
     num_particles=1,
     max_plate_nesting=None,
     clip_norm=None,
-    num_posterior_samples=0,
+    num_posterior_samples=None,
     callback=None,
     progress=False,
     model_kwargs=None,
@@ -182,6 +271,8 @@ def svi(
 
         result = svi(model, "auto-normal", x, num_steps=500, lr=0.05, num_posterior_samples=1000)
         result.posterior["mu"]["mean"], result.posterior["mu"]["std"]
+        result = svi(model, "auto-delta", x, num_steps=500, lr=0.05)
+        result.posterior["mu"]["mean"]  # the fitted point, std 0: no samples needed
 
     :param callable model: a Pyro model.
     :param guide: a callable guide (function, ``PyroModule``, autoguide
@@ -203,9 +294,17 @@ def svi(
     :param int max_plate_nesting: passed to the ELBO; guessed from the traces
         when ``None``.
     :param float clip_norm: gradient norm clipping for the default optimiser.
-    :param int num_posterior_samples: if positive, summarise every latent,
-        non-enumerated site sampled by the fitted guide by the ``mean`` and
-        ``std`` of this many guide samples.
+    :param int num_posterior_samples: summaries of every latent,
+        non-enumerated site of the fitted guide, as ``posterior[site]["mean"]``
+        and ``["std"]``. A guide that draws every site from a point mass (e.g.
+        ``"auto-delta"``) is summarised exactly from one guide run, whatever
+        this number: ``mean`` is the value, ``std`` zero. Any other guide, if
+        positive, by the ``mean`` and ``std`` of this many guide samples (a site
+        whose samples are all equal again exactly). ``None`` (default): other
+        guides get no summaries (``posterior`` is empty, and a missing site
+        raises a :class:`KeyError` that says to pass ``num_posterior_samples``);
+        the point-mass check does not touch the random generators. ``0``: no
+        summaries at all.
     :param callable callback: ``callback(step, result_so_far)`` called after
         each step; returning ``True`` stops the run.
     :param bool progress: show a tqdm progress bar.
@@ -258,8 +357,8 @@ def svi(
             if callback is not None and callback(step, result):
                 break
 
-    if num_posterior_samples > 0:
-        result.posterior = _summarize(guide, num_posterior_samples, args, model_kwargs)
+    posterior, reason = _summarize(guide, num_posterior_samples, args, model_kwargs)
+    result.posterior = PosteriorSummaries(posterior, reason=reason)
     return result
 
 

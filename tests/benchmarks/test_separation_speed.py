@@ -8,11 +8,15 @@ Run with::
 
     pytest tests/benchmarks/test_separation_speed.py --benchmark-only --benchmark-columns=median,rounds
 
-``extra_info``: ms per iteration per sequence, seconds per iteration per second of audio, and the ratio of
-one VEM iteration to one batched encoder + decoder pass of the priors over the same sequences: with the
-encoder's step-by-step draw of ``z`` (``ratio_to_encoder_decoder_pass``) and with its step conditionals
-teacher forced on a given path (``ratio_to_teacher_forced_pass``, what a Jacobi E-Z iteration must at least
-run: every network of both priors once over the batch).
+The table's times are per round (one ``vem`` run of five iterations over the batch, set-up included). The
+README's figures are printed after the table, one line per case, and kept in ``extra_info``: ms per iteration
+per sequence (mixture; ``ms_per_iter_per_seq``, the median of ``vem``'s own per-iteration times), seconds per
+iteration per second of audio, the speed-up over the reference, the round median / (5 B)
+(``round_ms_per_iter_per_seq``, to compare with the table) and the ratio of one VEM iteration to one batched
+encoder + decoder pass of the priors over the same sequences: with the encoder's step-by-step draw of ``z``
+(``ratio_to_encoder_decoder_pass``) and with its step conditionals teacher forced on a given path
+(``ratio_to_teacher_forced_pass``, what a Jacobi E-Z iteration must at least run: every network of both
+priors once over the batch).
 """
 
 import time
@@ -45,7 +49,7 @@ def mixtures(B, T, seed=0):
 
 @pytest.mark.parametrize("size", list(SIZES))
 @pytest.mark.parametrize("mode", ["sequential", "parallel"])
-def test_separation_vem_iteration_speed(benchmark, size, mode):
+def test_separation_vem_iteration_speed(benchmark, readme_units, size, mode):
     torch.set_num_threads(1)
     torch.manual_seed(0)
     B, T = 8, 50
@@ -78,8 +82,19 @@ def test_separation_vem_iteration_speed(benchmark, size, mode):
         tf_pass_s = (time.perf_counter() - t0) / 3
     iter_s = sorted(iter_times)[len(iter_times) // 2]  # one VEM iteration (vem's own per-iteration clock)
     seconds_of_audio = B * T * HOP / SAMPLE_RATE
-    benchmark.extra_info.update(ms_per_iter_per_seq=1000 * iter_s / B, s_per_iter_per_audio_s=iter_s / seconds_of_audio,
-                                ratio_to_encoder_decoder_pass=iter_s / pass_s,
-                                ratio_to_teacher_forced_pass=iter_s / tf_pass_s,
-                                speedup_vs_reference=REFERENCE_MS_PER_SEQ / (1000 * iter_s / B))
+    ms = 1000 * iter_s / B
+    figures = dict(ms_per_iter_per_seq=ms, s_per_iter_per_audio_s=iter_s / seconds_of_audio,
+                   ratio_to_encoder_decoder_pass=iter_s / pass_s, ratio_to_teacher_forced_pass=iter_s / tf_pass_s,
+                   speedup_vs_reference=REFERENCE_MS_PER_SEQ / ms,
+                   round_ms_per_iter_per_seq=1000 * readme_units.round_median_s / (ITERS * B))
+    readme_units(
+        f"{ms:.2f} ms / iteration / mixture (median of {len(iter_times)} vem iterations; {size} priors, E-S {mode}, "
+        f"batch {B}, T={T}, torch threads: {torch.get_num_threads()}), "
+        f"{figures['s_per_iter_per_audio_s']:.4f} s / iteration / s of audio, "
+        f"{figures['speedup_vs_reference']:.1f}x vs the reference ({REFERENCE_MS_PER_SEQ} ms), "
+        f"iteration / enc+dec pass {figures['ratio_to_encoder_decoder_pass']:.2f}, / teacher-forced pass "
+        f"{figures['ratio_to_teacher_forced_pass']:.2f}; the table's round median / ({ITERS} x {B}) = "
+        f"{figures['round_ms_per_iter_per_seq']:.2f} ms (with each run's set-up)",
+        **figures,
+    )
     assert len(result.losses) == ITERS

@@ -6,9 +6,12 @@ parameters vary one at a time. Run with::
 
     pytest tests/benchmarks/test_tracking_speed.py --benchmark-only --benchmark-columns=median,rounds
 
-``extra_info`` holds ms per iteration per sequence (the median of ``vem``'s own per-iteration times over five
-runs of ten iterations: the run's set-up, about 0.3 ms, is not an iteration) and the ratio of one VEM iteration
-to one batched encoder + decoder pass of the prior over the same B * N sequences.
+The table's times are per round (one ``vem`` run of ten iterations over B sequences, set-up included). The
+README's figures are printed after the table, one line per case, and kept in ``extra_info``: ms per iteration
+per sequence (``ms_per_iter_per_seq``: the median of ``vem``'s own per-iteration times over five runs of ten
+iterations; the run's set-up, about 0.3 ms, is not an iteration), the ratio of one VEM iteration to one batched
+encoder + decoder pass of the prior over the same B * N sequences, the speed-up over the reference (B = 8, 64)
+and, to compare with the table, its round median / (10 B) (``round_ms_per_iter_per_seq``).
 """
 
 import time
@@ -41,7 +44,7 @@ def scene(B, T=60, N=3, K=3):
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
-def test_vem_iteration_speed(benchmark, case):
+def test_vem_iteration_speed(benchmark, readme_units, case):
     torch.set_num_threads(1)
     B, T, N, K = case["B"], case.get("T", 60), case.get("N", 3), case.get("K", 3)
     obs, mask = scene(B, T, N, K)
@@ -64,7 +67,15 @@ def test_vem_iteration_speed(benchmark, case):
             prior.decode(prior.encode(s).rsample(), s)
         pass_s = (time.perf_counter() - t0) / 5
     iter_s = float(np.median(iter_times))  # one VEM iteration (vem's own per-iteration clock)
-    benchmark.extra_info.update(ms_per_iter_per_seq=1000 * iter_s / B, ratio_to_encoder_decoder_pass=iter_s / pass_s)
+    ms = 1000 * iter_s / B
+    ratio = iter_s / pass_s
+    table_ms = 1000 * readme_units.round_median_s / (ITERS * B)  # the table's round: one vem run of ITERS
+    summary = (f"{ms:.3f} ms per iteration per sequence (median of {len(iter_times)} vem iterations; B={B}, T={T}, "
+               f"N={N}, K={K}, torch threads: {torch.get_num_threads()}), iteration / encoder+decoder pass {ratio:.2f}")
+    figures = dict(ms_per_iter_per_seq=ms, ratio_to_encoder_decoder_pass=ratio, round_ms_per_iter_per_seq=table_ms)
     if B in REFERENCE_MS_PER_SEQ and T == 60 and N == 3 and K == 3:
-        benchmark.extra_info["speedup_vs_reference"] = REFERENCE_MS_PER_SEQ[B] / (1000 * iter_s / B)
+        figures["speedup_vs_reference"] = REFERENCE_MS_PER_SEQ[B] / ms
+        summary += f", {figures['speedup_vs_reference']:.0f}x vs the reference ({REFERENCE_MS_PER_SEQ[B]} ms)"
+    summary += f"; the table's round median / ({ITERS} x {B}) = {table_ms:.3f} ms (with each run's set-up)"
+    readme_units(summary, **figures)
     assert len(result.losses) == ITERS and np.isfinite(result.losses).all()

@@ -221,3 +221,89 @@ def test_model_kwargs():
 
     result = inference.run("svi", model, "auto-normal", num_steps=3, model_kwargs={"x": conjugate_data()})
     assert len(result.losses) == 3
+
+
+def point_guide(x):
+    pyro.sample("mu", dist.Delta(pyro.param("point", torch.tensor(0.5))))
+
+
+def mixed_guide(x):
+    pyro.sample("mu", dist.Delta(pyro.param("point", torch.tensor(0.5))))
+    pyro.sample("tau", dist.Normal(pyro.param("tau_loc", torch.tensor(0.0)), 1.0))
+
+
+def mixed_model(x):
+    pyro.sample("tau", dist.Normal(0.0, 1.0))
+    conjugate_model(x)
+
+
+def test_readme_posterior_pattern_for_auto_delta_and_auto_normal():
+    x = conjugate_data()
+    res = inference.run("svi", conjugate_model, "auto-normal", x, num_steps=300, lr=0.05, num_posterior_samples=100)
+    assert res.posterior["mu"]["mean"].shape == () and float(res.posterior["mu"]["std"]) > 0
+    res = inference.run("svi", conjugate_model, "auto-delta", x, num_steps=300, lr=0.05)
+    mean, std = res.posterior["mu"]["mean"], res.posterior["mu"]["std"]
+    assert set(res.posterior) == {"mu"} and set(res.posterior["mu"]) == {"mean", "std"}
+    assert mean.shape == std.shape == ()
+    assert torch.equal(mean, res.guide.median(x)["mu"])  # the fitted point itself
+    assert float(std) == 0.0
+    assert abs(float(mean) - exact_posterior(x)[0]) < 0.05  # MAP = posterior mean here
+    posterior = json.loads(json.dumps(res.to_dict(), allow_nan=False))["posterior"]
+    assert posterior == {"mu": {"mean": float(mean), "std": 0.0}}
+
+
+@pytest.mark.parametrize("num_posterior_samples", [None, 1, 7])
+def test_point_mass_summaries_are_exact(num_posterior_samples):
+    x = mixture_data()
+    result = inference.run(
+        "svi", mixture_model, "auto-delta", x, num_steps=5, num_posterior_samples=num_posterior_samples
+    )
+    assert set(result.posterior) == {"weights", "locs"}  # the enumerated z is left out
+    median = result.guide.median(x)
+    for name in ("weights", "locs"):
+        assert torch.equal(result.posterior[name]["mean"], median[name])
+        assert torch.equal(result.posterior[name]["std"], torch.zeros_like(median[name]))
+
+
+def test_callable_point_mass_guide_and_mixed_guide():
+    x = conjugate_data()
+    result = inference.run("svi", conjugate_model, point_guide, x, num_steps=3)
+    assert torch.equal(result.posterior["mu"]["mean"], pyro.param("point").detach())
+    assert float(result.posterior["mu"]["std"]) == 0.0
+    pyro.clear_param_store()
+    result = inference.run("svi", mixed_model, mixed_guide, x, num_steps=3)
+    assert result.posterior == {}  # tau needs samples
+    with pytest.raises(KeyError, match="not a point mass.*num_posterior_samples"):
+        result.posterior["mu"]
+    result = inference.run("svi", mixed_model, mixed_guide, x, num_steps=3, num_posterior_samples=400)
+    assert torch.equal(result.posterior["mu"]["mean"], pyro.param("point").detach())  # equal samples: exact
+    assert float(result.posterior["mu"]["std"]) == 0.0
+    assert float(result.posterior["tau"]["std"]) == pytest.approx(1.0, rel=0.15)
+
+
+def test_sampled_guide_without_num_posterior_samples():
+    x = conjugate_data()
+    result = inference.run("svi", conjugate_model, "auto-normal", x, num_steps=3)
+    assert result.posterior == {}
+    with pytest.raises(KeyError, match="AutoNormal.*pass num_posterior_samples"):
+        result.posterior["mu"]
+    json.dumps(result.to_dict(), allow_nan=False)
+    result = inference.run("svi", conjugate_model, "auto-delta", x, num_steps=3, num_posterior_samples=0)
+    with pytest.raises(KeyError, match="num_posterior_samples=0 turns posterior summaries off"):
+        result.posterior["mu"]
+    result = inference.run("svi", conjugate_model, "auto-delta", x, num_steps=3)
+    with pytest.raises(KeyError, match=r"no posterior summary for site 'x' \(summarised sites: \['mu'\]\)"):
+        result.posterior["x"]
+
+
+@pytest.mark.parametrize("guide", ["auto-normal", "auto-delta"])
+def test_default_summaries_leave_the_random_generators_alone(guide):
+    def fit_then_draw(num_posterior_samples):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(3)
+        inference.run(
+            "svi", conjugate_model, guide, conjugate_data(), num_steps=3, num_posterior_samples=num_posterior_samples
+        )
+        return torch.rand(3)
+
+    assert torch.equal(fit_then_draw(None), fit_then_draw(0))
