@@ -16,6 +16,23 @@ def test_readme_python_block_runs(index, tmp_path, monkeypatch):
     exec(compile(BLOCKS[index], f"README.md[python block {index}]", "exec"), {"__name__": "readme"})
 
 
+def test_readme_student_t_likelihood_tracks():
+    # the "Writing a new likelihood" snippet tracks well, and more SVI steps do not undo it
+    # (before the SVI dynamics calibration: MOTA 0.556 at 30 steps, -0.178 at 100)
+    import torch
+
+    from pyro_dvae.metrics import tracking_metrics
+
+    block = next(b for b in BLOCKS if "class StudentTBoxes" in b)
+    ns = {"__name__": "readme"}
+    exec(compile(block, "README.md[StudentTBoxes block]", "exec"), ns)
+    assert ns["mota"] >= 0.9
+    est, _ = ns["run_tracking"](torch.tensor(ns["obs"], dtype=torch.float32), torch.tensor(ns["mask"]), num_sources=3,
+                                prior=ns["pretrained"].load(), algo="enum-svi", num_iters=100,
+                                likelihood=ns["StudentTBoxes"]())
+    assert tracking_metrics(list(ns["gt"]), list(est.numpy()))["mota"] >= 0.9
+
+
 def test_readme_has_two_command_quickstart():
     quick = README.read_text().split("## Quickstart", 1)[1].split("\n## ", 1)[0]
     commands = re.findall(r"```bash\n(.*?)```", quick, flags=re.S)

@@ -32,6 +32,8 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
+from pyro_dvae.smoothing import scale_dynamics_var
+
 from .distributions import SequentialNormal
 from .nn import shift_right
 
@@ -367,7 +369,7 @@ class DVAE(PyroModule):
         return self._decode(z, x, None)
 
     # ---------------------------------------------------------------- the prior inside a larger model
-    def latent_sequence(self, name, like):
+    def latent_sequence(self, name, like, var_scale=None):
         """Sample this prior's latents and a *latent* sequence as sites of an enclosing model.
 
         Call inside the enclosing model's plates (one plate per leading dim of ``like``). The sites
@@ -379,6 +381,9 @@ class DVAE(PyroModule):
 
         :param str name: site name of the sequence (e.g. ``"s"``).
         :param torch.Tensor like: ``(*batch, T, x_dim)`` tensor giving shape, dtype and device.
+        :param torch.Tensor var_scale: optional ``(x_dim,)`` factor on the variance of
+            ``p(name_t | z, name_{<t})`` (autoregressive priors: from ``t = 1`` on, the first step being
+            the start position), e.g. a tracker's calibration of a prior trained on slower motion.
         :returns: dict of sampled values by site name.
         """
         if self.emission != "gaussian":
@@ -402,16 +407,23 @@ class DVAE(PyroModule):
             z_dist = SequentialNormal(z_params, z_like)
         out["z"] = pyro.sample("z", z_dist.to_event(1))
 
+        if var_scale is not None:
+            var_scale = torch.as_tensor(var_scale, dtype=like.dtype, device=like.device)
+        sd_scale = None if var_scale is None else var_scale.sqrt()
+        ar = self.autoregressive
+
         def x_params(x):
             loc, logvar = self._emission(out["z"], x, out)
-            return loc, torch.exp(0.5 * logvar)
+            return loc, scale_dynamics_var(torch.exp(0.5 * logvar), sd_scale, ar)
 
         def x_sample(eps):
             z = out["z"]
-            if self.autoregressive:
-                mean, var = self._decode_stepwise(z, lambda t, m, v: m + v.sqrt() * eps[..., t, :])
+            if ar:
+                step_sd = lambda t, v: v.sqrt() if sd_scale is None or t == 0 else v.sqrt() * sd_scale  # noqa: E731
+                mean, var = self._decode_stepwise(z, lambda t, m, v: m + step_sd(t, v) * eps[..., t, :])
             else:
                 mean, var = self.expected(*self._emission(z, None, out))
+            var = scale_dynamics_var(var, var_scale, ar)
             x = mean + var.sqrt() * eps
             return x, mean, var.sqrt()
 

@@ -201,6 +201,28 @@ def test_dynamics_noise_m_step_is_the_elbo_maximiser():
         assert torch.equal(model.dynamics_scale, best)
 
 
+def test_model_reads_the_calibrated_dynamics_scale():
+    # calibrate_dynamics maximises the model's log p(s | z) over the dynamics-variance factor
+    obs, mask = tiny_scene(B=2, T=6, K=3, N=2, seed=5)
+    model = TrackingModel(tiny_prior("srnn"), 2)
+    torch.manual_seed(2)
+    s = 0.5 + 0.1 * torch.randn(2, 2, 6, 4).cumsum(-2)
+    z = torch.randn(2, 2, 6, 2)
+
+    def log_p_s():
+        tr = poutine.trace(poutine.condition(model.model, data={"s": s, "z": z})).get_trace(obs, mask)
+        tr.compute_log_prob()
+        return tr.nodes["s"]["log_prob_sum"]
+
+    before = log_p_s()
+    alpha = model.calibrate_dynamics(s, z).clone()
+    best = log_p_s()
+    assert best > before and not torch.allclose(alpha, torch.ones(4))
+    for factor in (1.2, 1 / 1.2):
+        model.dynamics_scale = alpha * factor
+        assert log_p_s() < best
+
+
 def test_greedy_tracks_seeded_with_first_frame_boxes():
     from pyro_dvae.models.tracking import greedy_tracks
 

@@ -310,6 +310,50 @@ def test_latent_sequence_density_equals_observed_model(name):
     assert torch.allclose(got, want, atol=1e-4)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_latent_sequence_var_scale_multiplies_the_sequence_variance(name):
+    # p(s_t | z, s_{<t}) = N(mu_t, var_scale * v_t), from t = 1 on for autoregressive priors
+    prior = make(name)
+    s = data((2, 6, 5), "gaussian")
+    lat = fixed_latents(prior, (2,), 6)
+    factor = torch.tensor([1.0, 4.0, 0.25, 9.0, 2.0])
+
+    def site(var_scale):
+        def outer():
+            with pyro.plate("batch", 2, dim=-1):
+                prior.latent_sequence("s", s, var_scale=var_scale)
+
+        tr = poutine.trace(poutine.condition(outer, data={**lat, "s": s})).get_trace()
+        tr.compute_log_prob()
+        return tr.nodes["s"]
+
+    plain, scaled = site(None), site(factor)
+    loc, sd = plain["fn"].base_dist.bind(s)
+    want = sd * factor.sqrt()
+    if prior.autoregressive:
+        want[..., 0, :] = sd[..., 0, :]
+    got_loc, got_sd = scaled["fn"].base_dist.bind(s)
+    assert torch.allclose(got_loc, loc) and torch.allclose(got_sd, want)
+    log_p = torch.distributions.Normal(loc, want).log_prob(s).sum((-1, -2))
+    assert torch.allclose(scaled["log_prob"], log_p, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["vae", "storn"])
+def test_latent_sequence_var_scale_draws_match_the_density(name):
+    # the step-by-step draw uses the same scaled variances as the teacher-forced density
+    prior = make(name)
+
+    def outer():
+        with pyro.plate("batch", 3, dim=-1):
+            prior.latent_sequence("s", torch.zeros(3, 6, 5), var_scale=torch.tensor([1.0, 4.0, 0.25, 9.0, 2.0]))
+
+    torch.manual_seed(0)
+    site = poutine.trace(outer).get_trace().nodes["s"]
+    d = site["fn"].base_dist
+    loc, sd = d.params_fn(site["value"])
+    assert torch.allclose(d._loc, loc, atol=1e-5) and torch.allclose(d._scale, sd, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", ["vae", "dkf", "rvae", "dsae", "storn"])
 def test_latent_sequence_prior_predictive(name):
     prior = make(name)
