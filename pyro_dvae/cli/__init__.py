@@ -26,9 +26,9 @@ def build_parser():
 
 
 def check_outputs(args):
-    """Check every output path before any work (missing folders are created when written): ``--out-json`` and
-    the paths each command declares in ``args.outputs`` as ``(attribute, option, kind)`` with ``kind`` ``"dir"``, a tuple of
-    file suffixes, or ``None`` for any file."""
+    """Check every output path before any work (missing folders are created when written): ``--out-json``
+    and the paths each command declares in ``args.outputs`` as ``(attribute, option, kind)``, with ``kind``
+    ``"dir"``, a tuple of file suffixes, or ``None`` for any file."""
     outputs = [*args.outputs, ("out_json", "--out-json", None)]
     for attr, option, kind in outputs:
         value = getattr(args, attr, None)

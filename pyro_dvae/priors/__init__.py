@@ -11,8 +11,6 @@ Example::
 
 import os
 
-import torch
-
 from .base import DVAE, FORMAT, NORM_BUFFERS
 from .deepar import DeepAR
 from .distributions import SequentialNormal
