@@ -1,0 +1,75 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``pyro-dvae track-mot``: result files in the MOTChallenge format, TrackEval scores, bad detection files."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from pyro_dvae.cli import main
+
+MOTMETRICS_TUD = os.path.join(os.path.dirname(__import__("motmetrics").__file__), "data", "TUD-Stadtmitte", "gt.txt")
+
+
+@pytest.fixture
+def mot_dir(tmp_path):
+    """TUD-Stadtmitte (the gt shipped in motmetrics, 179 frames) with detections simulated from the gt: box
+    noise, 10 % misses, one low-score false positive per frame."""
+    rng = np.random.default_rng(0)
+    seq = tmp_path / "mot" / "TUD"
+    (seq / "gt").mkdir(parents=True)
+    (seq / "det").mkdir()
+    gt = np.loadtxt(MOTMETRICS_TUD, delimiter=",")
+    np.savetxt(seq / "gt" / "gt.txt", gt[:, :6], fmt="%g", delimiter=",")
+    keep = rng.random(len(gt)) > 0.1
+    boxes = gt[keep, 2:6] + 0.03 * gt[keep][:, [4, 5, 4, 5]] * rng.normal(size=(keep.sum(), 4))
+    det = np.column_stack([gt[keep, 0], -np.ones(keep.sum()), boxes, rng.uniform(0.7, 0.95, keep.sum())])
+    n = int(gt[:, 0].max())
+    fp = np.column_stack([np.arange(1, n + 1), -np.ones(n), rng.uniform(0, 500, (n, 2)), np.full((n, 2), 50),
+                          rng.uniform(0.1, 0.3, n)])
+    np.savetxt(seq / "det" / "det.txt", np.vstack([det, fp]), fmt="%g", delimiter=",")
+    (seq / "seqinfo.ini").write_text(f"[Sequence]\nname=TUD\nimDir=img1\nframeRate=25\nseqLength={n}\n"
+                                     "imWidth=640\nimHeight=480\nimExt=.jpg\n")
+    return tmp_path / "mot"
+
+
+def test_track_mot_writes_motchallenge_results_and_scores_them(mot_dir, tmp_path, capsys):
+    pytest.importorskip("trackeval")
+    out, js = tmp_path / "res", tmp_path / "t.json"
+    assert main(["track-mot", "--mot-dir", str(mot_dir), "--out-dir", str(out), "--eval", "--iters", "3",
+                 "--out-json", str(js)]) == 0
+    rows = np.loadtxt(out / "TUD.txt", delimiter=",")
+    assert rows.shape[1] == 10 and (rows[:, 7:] == -1).all() and (rows[:, 4:6] > 0).all()
+    assert np.all(np.diff(rows[:, 0]) >= 0) and rows[:, 0].min() >= 1
+    res = json.loads(js.read_text())
+    combined = res["eval"]["combined"]
+    assert combined["HOTA"] > 60 and combined["IDF1"] > 70 and combined["MOTA"] > 70
+    assert res["sequences"]["TUD"]["fps"] > 0 and "HOTA" in capsys.readouterr().out
+
+
+def test_track_mot_val_half_tracks_only_those_frames(mot_dir, tmp_path):
+    out = tmp_path / "res"
+    assert main(["track-mot", "--mot-dir", str(mot_dir), "--out-dir", str(out), "--val-half", "--no-refine"]) == 0
+    rows = np.loadtxt(out / "TUD.txt", delimiter=",")
+    n = 179
+    assert rows[:, 0].min() >= n // 2 + 2 and rows[:, 0].max() <= n
+
+
+def test_track_mot_bad_detection_files(mot_dir, tmp_path, capsys):
+    base = ["track-mot", "--mot-dir", str(mot_dir), "--out-dir", str(tmp_path / "o")]
+    det = mot_dir / "TUD" / "det"
+    assert main([*base, "--det-file", "det/nope.txt"]) == 2
+    assert "--det-file det/nope.txt: no such file in TUD" in capsys.readouterr().err
+    (det / "empty.txt").write_text("")
+    assert main([*base, "--det-file", "det/empty.txt"]) == 2
+    assert "no detections" in capsys.readouterr().err
+    (det / "raw.txt").write_text("1,-1,10,10,20,40,35.2,-1,-1,-1\n")
+    assert main([*base, "--det-file", "det/raw.txt"]) == 2
+    assert "outside [0, 1]" in capsys.readouterr().err
+    (det / "late.txt").write_text("1,-1,10,10,20,40,0.9,-1,-1,-1\n500,-1,10,10,20,40,0.9,-1,-1,-1\n")
+    assert main([*base, "--det-file", "det/late.txt"]) == 2
+    assert "beyond seqLength" in capsys.readouterr().err
+    assert main([*base, "--seqs", "NOPE"]) == 2
+    assert "no such sequence folder" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

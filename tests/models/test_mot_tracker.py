@@ -1,0 +1,110 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Whole-sequence tracking with births and deaths (``models/mot_tracker.py``)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pyro_dvae.models.mot_tracker import Associator, TrackerConfig, track_sequence
+
+REALDATA = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
+W, H = 1000, 600
+
+
+def scene(seed=0, drop=0.1, clutter=2):
+    """Three pedestrians: A walks right over frames 1-80, B walks left over 20-100 and crosses A, C appears
+    at 50 and stays to 120 (still); detections with box noise of 5 % of the box size, ``drop`` misses, ``clutter`` low-score
+    false positives per frame. Returns ``(frames, boxes xywh, scores, truth {name: (first, last, boxes)})``."""
+    rng = np.random.default_rng(seed)
+    truth = {"A": (1, 80, lambda t: (100 + 8 * t, 300)), "B": (20, 100, lambda t: (800 - 8 * (t - 20), 310)),
+             "C": (50, 120, lambda t: (500, 100))}
+    rows = []
+    for name, (first, last, pos) in truth.items():
+        for t in range(first, last + 1):
+            if rng.random() < drop:
+                continue
+            x, y = pos(t)
+            box = np.array([x, y, 40, 100]) + 0.05 * np.array([40, 100, 40, 100]) * rng.normal(size=4)
+            rows.append((t, *box, rng.uniform(0.75, 0.95)))
+    for t in range(1, 121):
+        for _ in range(clutter):
+            rows.append((t, rng.uniform(0, W - 50), rng.uniform(0, H - 120), 40, 100, rng.uniform(0.1, 0.4)))
+    rows = np.array(rows)
+    return rows[:, 0].astype(int), rows[:, 1:5], rows[:, 5], truth
+
+
+def _tracks(frames, ids, boxes):
+    return {i: (frames[ids == i], boxes[ids == i]) for i in np.unique(ids)}
+
+
+@pytest.mark.parametrize("refine", [False, True])
+def test_births_deaths_and_crossing_are_recovered(refine):
+    frames, boxes, scores, truth = scene()
+    f, i, b, s = track_sequence(frames, boxes, scores, W, H, config=TrackerConfig(refine=refine, iters=5))
+    tracks = _tracks(f, i, b)
+    assert len(tracks) == 3  # no clutter track, no identity switch at the crossing
+    for tid, (tf, tb) in tracks.items():
+        # each track is one true object over (nearly) its whole life
+        name = min(truth, key=lambda n: abs(truth[n][0] - tf[0]))
+        first, last, pos = truth[name]
+        assert abs(tf[0] - first) <= 2 and abs(tf[-1] - last) <= 2, (name, tf[0], tf[-1])
+        centre = np.array([pos(t) for t in tf])
+        assert np.abs(tb[:, :2] - centre).max() < 25, name  # never jumps to the other pedestrian
+    if refine:  # the refinement fills the missed frames of each track's life
+        assert all(np.all(np.diff(tf) == 1) for tf, _ in tracks.values())
+
+
+def test_online_equals_offline_when_the_latency_covers_the_sequence():
+    frames, boxes, scores, _ = scene(seed=1)
+    cfg = TrackerConfig(window=130, iters=3)
+    off = track_sequence(frames, boxes, scores, W, H, config=cfg)
+    on = track_sequence(frames, boxes, scores, W, H, config=cfg, latency=130)
+    for a, b in zip(off, on):
+        np.testing.assert_allclose(a, b)
+    short = track_sequence(frames, boxes, scores, W, H, config=cfg, latency=5)
+    assert len(short[0]) <= len(off[0])  # a short latency cannot fill gaps it has not seen closed
+
+
+def test_low_score_detections_carry_a_track_through_an_occlusion():
+    # one pedestrian whose detections score 0.3 during frames 20-40 (partly occluded)
+    rows = [(t, 100 + 5 * t, 200, 40, 100, 0.3 if 20 <= t <= 40 else 0.9) for t in range(1, 61)]
+    rows = np.array(rows, float)
+    f, i, _, _ = track_sequence(rows[:, 0], rows[:, 1:5], rows[:, 5], W, H, config=TrackerConfig(refine=False))
+    assert len(np.unique(i)) == 1 and len(f) == 60
+
+
+def test_a_track_dies_after_max_age_frames_without_detections():
+    cfg = TrackerConfig(max_age=5, refine=False)
+    assoc = Associator(cfg)
+    for t in range(1, 11):
+        assoc.step(t, np.array([[100.0 + t, 100, 140 + t, 200]]), np.array([0.9]))
+    for t in range(11, 20):
+        assoc.step(t, np.zeros((0, 4)), np.zeros(0))
+    assert not assoc.tracks and len(assoc.finish()) == 1
+    assoc.step(20, np.array([[110.0, 100, 150, 200]]), np.array([0.9]))
+    assoc.step(21, np.array([[111.0, 100, 151, 200]]), np.array([0.9]))
+    assert [t.id for t in assoc.finish()] == [1, 2]  # a new identity: the first track had ended
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (REALDATA / "mot17").is_dir(), reason="../shared/realdata/mot17 absent")
+def test_refinement_beats_the_constant_velocity_tracker_on_mot17():
+    pytest.importorskip("trackeval")
+    from pyro_dvae.data.mot import read_det, read_seqinfo
+    from pyro_dvae.data.mot_results import val_half, write_results
+    from pyro_dvae.metrics.mot_eval import evaluate
+
+    seq = REALDATA / "mot17" / "MOT17-09"
+    info, det = read_seqinfo(seq), read_det(seq / "det" / "det.txt")
+    first, last = val_half(info.length)
+    keep = (det.frame >= first) & (det.frame <= last)
+    scores = {}
+    for refine in (False, True):
+        out = track_sequence(det.frame[keep], det.boxes[keep], det.score[keep], info.width, info.height,
+                             config=TrackerConfig(refine=refine))
+        path = Path(pytest.importorskip("tempfile").mkdtemp()) / "MOT17-09.txt"
+        write_results(path, *out)
+        scores[refine] = evaluate({"MOT17-09": seq / "gt" / "gt.txt"}, {"MOT17-09": path},
+                                  frames={"MOT17-09": (first, last)})["combined"]
+    assert scores[True]["IDF1"] > scores[False]["IDF1"] + 1 and scores[True]["HOTA"] > scores[False]["HOTA"] + 1
