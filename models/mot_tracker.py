@@ -10,7 +10,7 @@ Two stages (``README.md``, "Whole-sequence tracking"):
    starts a tentative track (a *birth*), confirmed by a second match; a track unmatched for ``max_age`` frames
    ends (a *death*).
 2. **MixDVAE refinement** (:func:`refine_tracks`): each track's matched detections, over windows of
-   ``window`` frames, are the observations of the MixDVAE tracking model with one source and a clutter class
+   ``window`` frames overlapping by half (each frame is taken from the window it is most central in), are the observations of the MixDVAE tracking model with one source and a clutter class
    (:class:`~pyro_dvae.models.tracking.TrackingModel`), run through the registry's ``vem``: E-W decides which
    detections the track produced, E-S smooths the track with the DVAE prior's dynamics and fills the frames where
    it was not detected, E-Z and the two M-steps calibrate the prior to the sequence. Frames after a track's last
@@ -44,6 +44,8 @@ class TrackerConfig:
     :ivar confirm_iou: a tentative track is confirmed by a detection with ``IoU * score >= confirm_iou``.
     :ivar max_age: frames a track survives without a detection (at 30 fps; scaled by the frame rate).
     :ivar refine: run the MixDVAE refinement (stage 2).
+    :ivar dynamics: the refinement's dynamics: ``"dvae"`` (the DVAE prior, MixDVAE) or ``"cv"`` (constant
+        velocity, the VKF baseline of the same model).
     :ivar window: frames per refinement window; ``iters``: VEM iterations; ``clutter_prob``: prior weight of
         the clutter class in E-W.
     """
@@ -56,6 +58,7 @@ class TrackerConfig:
     confirm_iou: float = 0.3
     max_age: int = 30
     refine: bool = True
+    dynamics: str = "dvae"
     window: int = 60
     iters: int = 10
     clutter_prob: float = 0.0
@@ -211,29 +214,46 @@ def refine_tracks(tracks, prior, width, height, config=None, seed=0, latency=Non
     for track in tracks:
         first, last = track.frames[0], track.frames[-1]
         boxes = dict(zip(track.frames, track.boxes))
-        for start in range(first, last + 1, T):
+        start = first
+        while True:  # windows overlapping by half, so that every frame is estimated away from a window's edge
             o = np.zeros((T, 1, 4))
             m = np.zeros((T, 1), bool)
             for k in range(T):
                 if start + k in boxes:
                     o[k, 0], m[k, 0] = boxes[start + k] / scale, True
-            if m.sum() == 0:
-                continue
-            obs.append(o)
-            mask.append(m)
-            end = last + 1 - start if latency is None else int(np.flatnonzero(m[:, 0])[-1]) + 1
-            index.append((track.id, start, min(T, end)))
+            if m.any():
+                obs.append(o)
+                mask.append(m)
+                end = last + 1 - start if latency is None else int(np.flatnonzero(m[:, 0])[-1]) + 1
+                index.append((track.id, start, min(T, end)))
+            if start + T - 1 >= last:
+                break
+            start += max(1, T // 2)
     out = {t.id: ([], []) for t in tracks}
     if not obs:
         return out
     obs_t = torch.as_tensor(np.stack(obs), dtype=torch.float32)
     mask_t = torch.as_tensor(np.stack(mask))
-    est, _ = run_tracking(obs_t, mask_t, 1, method="mixdvae", prior=prior, num_iters=cfg.iters,
+    if cfg.dynamics not in ("dvae", "cv"):
+        raise ValueError(f"dynamics must be 'dvae' or 'cv', got {cfg.dynamics!r}")
+    method = "mixdvae" if cfg.dynamics == "dvae" else "vkf"
+    est, _ = run_tracking(obs_t, mask_t, 1, method=method, prior=prior if method == "mixdvae" else None,
+                          num_iters=cfg.iters,
                           clutter_prob=cfg.clutter_prob, seed=seed)
     est = est[:, :, 0].numpy().astype(float) * scale
+    # a smoother extrapolating across a long gap can shrink a box through zero size: keep 1 px at least
+    est[..., 2:] = np.maximum(est[..., 2:], est[..., :2] + 1.0)
+    # each frame from the window (among those reporting it) whose centre is nearest
+    best = {}
     for (tid, start, n), boxes in zip(index, est):
-        out[tid][0].extend(range(start, start + n))
-        out[tid][1].extend(boxes[:n])
+        centre = start + (T - 1) / 2
+        for k in range(n):
+            key, dist = (tid, start + k), abs(start + k - centre)
+            if key not in best or dist < best[key][0]:
+                best[key] = (dist, boxes[k])
+    for (tid, frame), (_, box) in sorted(best.items()):
+        out[tid][0].append(frame)
+        out[tid][1].append(box)
     return out
 
 
@@ -261,7 +281,7 @@ def track_sequence(frames, boxes, scores, width, height, frame_rate=30.0, prior=
     tracks = assoc.finish()
     rows = []
     if cfg.refine and tracks:
-        if prior is None:
+        if prior is None and cfg.dynamics == "dvae":
             from pyro_dvae import pretrained
 
             prior = pretrained.load()

@@ -13,6 +13,13 @@ threshold) are marked with an ``x``. The window's MOTA / IDF1 / ID switches of e
 * :func:`plot_windows` — several windows of a batch, returns the PNG paths;
 * :func:`pick_windows` — ``k`` window indices spread evenly over a batch;
 * :func:`match_identities` — the estimate-to-ground-truth identity matching used for the colours.
+
+Whole sequences (tracks that are born and die, MOTChallenge rows ``frame, id, box``):
+
+* :func:`match_sequence_identities` — each estimated id to the ground-truth id it covers in the most frames
+  (Hungarian assignment on the number of frames with IoU >= 0.5, the count behind IDF1);
+* :func:`plot_sequence` — box centres against the frame, ground truth dashed and estimates solid, one colour
+  per ground-truth identity shared by its matched estimate, unmatched estimates grey; one row per method.
 """
 
 import os
@@ -257,3 +264,173 @@ def plot_windows(gts, estimates, out_dir, indices=None, k=3, obs=None, obs_mask=
                                  frame0=0 if frame0 is None else int(frame0[i]),
                                  gt_ids=None if gt_ids is None else gt_ids[i], **kwargs))
     return paths
+
+
+# ------------------------------------------------------------------------------------------ whole sequences
+def _rows(frames, ids, boxes, what):
+    frames = np.asarray(frames).astype(int).reshape(-1)
+    ids = np.asarray(ids).astype(int).reshape(-1)
+    boxes = np.asarray(boxes, float).reshape(-1, 4)
+    if not len(frames) == len(ids) == len(boxes):
+        raise ValueError(f"{what}: frames, ids and boxes need the same length, got {len(frames)}, {len(ids)} and "
+                         f"{len(boxes)}")
+    return frames, ids, boxes
+
+
+def match_sequence_identities(gt_frames, gt_ids, gt_boxes, est_frames, est_ids, est_boxes, min_iou=MIN_IOU):
+    """Match the estimated identities of a whole sequence to its ground-truth identities.
+
+    The cost is the number of frames where the two boxes overlap with ``IoU >= min_iou`` (the true-positive
+    count of IDF1), maximised by the Hungarian assignment, one estimated id per gt id; an estimated id left
+    over, or assigned a gt id it never overlaps, is unmatched.
+
+    :param gt_frames: ``(n,)`` frame numbers, ``gt_ids (n,)`` identities, ``gt_boxes (n, 4)`` ``x, y, w, h``
+        (MOTChallenge rows); ``est_*`` the same for the tracker output.
+    :returns: dict ``{estimated id: gt id}``, ``-1`` for an unmatched estimated id (every estimated id is a key).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    from pyro_dvae.data.mot import iou_xyxy, xywh_to_xyxy
+
+    gf, gi, gb = _rows(gt_frames, gt_ids, gt_boxes, "ground truth")
+    ef, ei, eb = _rows(est_frames, est_ids, est_boxes, "estimate")
+    g_ids, g_idx = np.unique(gi, return_inverse=True)
+    e_ids, e_idx = np.unique(ei, return_inverse=True)
+    counts = np.zeros((len(g_ids), len(e_ids)), int)
+    gb, eb = xywh_to_xyxy(gb), xywh_to_xyxy(eb)
+    for f in np.intersect1d(gf, ef):
+        a, b = np.flatnonzero(gf == f), np.flatnonzero(ef == f)
+        hit = iou_xyxy(gb[a], eb[b]) >= min_iou
+        ga, eb_ = np.nonzero(hit)
+        np.add.at(counts, (g_idx[a][ga], e_idx[b][eb_]), 1)
+    match = {int(e): -1 for e in e_ids}
+    if counts.size:
+        rows, cols = linear_sum_assignment(-counts)
+        for r, c in zip(rows, cols):
+            if counts[r, c] > 0:
+                match[int(e_ids[c])] = int(g_ids[r])
+    return match
+
+
+def _identity_colours(plt, n):
+    """``n`` colours with no grey in them (grey is for unmatched tracks): tab10 without its grey, black, then
+    tab20's light shades without grey, repeated if needed."""
+    dark = [plt.cm.tab10(i) for i in range(10) if i != 7] + [(0.0, 0.0, 0.0, 1.0)]
+    light = [plt.cm.tab20(i) for i in range(1, 20, 2) if i != 15]
+    palette = dark + light
+    return [palette[i % len(palette)] for i in range(n)]
+
+
+def _broken(frames, values):
+    """Frames and values with a NaN inserted at each gap in the frames (so that a line is not drawn across)."""
+    order = np.argsort(frames, kind="stable")
+    frames, values = frames[order].astype(float), values[order]
+    gaps = np.flatnonzero(np.diff(frames) > 1) + 1
+    return np.insert(frames, gaps, np.nan), np.insert(values, gaps, np.nan)
+
+
+def plot_sequence(gt_frames, gt_ids, gt_boxes, estimates, path, title="", metrics=None, detections=None,
+                  width=None, height=None, min_iou=MIN_IOU, dpi=100):
+    """Save a PNG of a whole sequence: the box centres of the ground truth and of each method's tracks against
+    the frame (left: x centre, right: y centre), one row per method.
+
+    Ground truth is dashed, estimates solid; every ground-truth identity has its own colour, and the estimated
+    track matched to it (:func:`match_sequence_identities`) is drawn in the same colour, so a track that changes
+    colour along a path is an identity switch; estimated tracks matched to no identity are grey. Frames where an
+    estimate is off its matched identity (IoU < ``min_iou``, or unmatched) are marked with an ``x``.
+
+    :param gt_frames: ``(n,)`` frames, ``gt_ids (n,)`` identities, ``gt_boxes (n, 4)`` ``x, y, w, h`` in pixels.
+    :param estimates: ``{method: (frames, ids, boxes x y w h)}`` (one row each), or one such tuple.
+    :param str path: the PNG written (its folder is created).
+    :param str title: figure title (e.g. the sequence).
+    :param dict metrics: optional ``{method: {"HOTA": .., "IDF1": .., "IDSW": ..}}`` (percentages) shown in the
+        row titles.
+    :param detections: optional ``(frames, boxes x y w h)`` drawn as light grey dots (the tracker's input).
+    :param width: optional image width (pixels): the x panel shows ``0 .. width``; ``height`` bounds the y
+        panel, which shows the ground truth's range of y centres, padded.
+    :returns: ``path``.
+    """
+    plt = _pyplot()
+    from matplotlib.lines import Line2D
+
+    gf, gi, gb = _rows(gt_frames, gt_ids, gt_boxes, "ground truth")
+    if isinstance(estimates, (tuple, list)):
+        estimates = {"estimate": estimates}
+    if not estimates:
+        raise ValueError("need at least one method's estimate")
+    estimates = {k: _rows(*v, f"estimate {k!r}") for k, v in estimates.items()}
+    metrics = metrics or {}
+    g_ids = np.unique(gi)
+    colours = dict(zip(g_ids.tolist(), _identity_colours(plt, len(g_ids))))
+    grey = "0.6"
+    centre = lambda b: b[:, :2] + b[:, 2:] / 2  # noqa: E731
+    gc = centre(gb)
+    from pyro_dvae.data.mot import iou_xyxy, xywh_to_xyxy
+
+    rows = len(estimates)
+    fig, axes = plt.subplots(rows, 2, figsize=(15, 3.4 * rows + 1.3), squeeze=False, gridspec_kw={"width_ratios":
+                                                                                                  [1.6, 1]})
+    for r, (name, (ef, ei, eb)) in enumerate(estimates.items()):
+        match = match_sequence_identities(gf, gi, gb, ef, ei, eb, min_iou=min_iou)
+        ec = centre(eb)
+        for k, ax in enumerate(axes[r]):
+            if detections is not None:
+                df, db = np.asarray(detections[0]), np.asarray(detections[1], float).reshape(-1, 4)
+                ax.scatter(df, centre(db)[:, k], s=3, c="0.8", zorder=1, lw=0)
+            for g in g_ids:
+                sel = gi == g
+                ax.plot(*_broken(gf[sel], gc[sel, k]), ls="--", color=colours[g], lw=1.3, zorder=2)
+            for e, g in match.items():
+                sel = np.flatnonzero(ei == e)
+                c = colours[g] if g >= 0 else grey
+                ax.plot(*_broken(ef[sel], ec[sel, k]), ls="-", color=c, lw=1.9 if g >= 0 else 1.4,
+                        alpha=1.0 if g >= 0 else 0.8, zorder=3)
+                # frames where this track is not on its gt identity (missing there, or IoU < min_iou)
+                off = np.ones(len(sel), bool)
+                if g >= 0:
+                    gsel = np.flatnonzero(gi == g)
+                    pos = dict(zip(gf[gsel].tolist(), gsel.tolist()))
+                    both = np.array([int(f) in pos for f in ef[sel]], bool)
+                    if both.any():
+                        gj = np.array([pos[int(f)] for f in ef[sel][both]])
+                        iou = iou_xyxy(xywh_to_xyxy(gb[gj])[:, None], xywh_to_xyxy(eb[sel][both])[:, None])[:, 0, 0]
+                        off[both] = iou < min_iou
+                if off.any():
+                    ax.plot(ef[sel][off], ec[sel, k][off], "x", color=c, ms=5, mew=1.1, zorder=4)
+            ax.set_xlabel("frame")
+            ax.grid(alpha=0.3)
+        m = metrics.get(name, {})
+        pct = lambda v: "n/a" if v is None or not np.isfinite(v) else f"{v:.1f}"  # noqa: E731
+        text = "   ".join(f"{k} {pct(m[k]) if k != 'IDSW' else int(m[k])}" for k in ("HOTA", "MOTA", "IDF1", "IDSW")
+                           if m.get(k) is not None)
+        matched = sum(g >= 0 for g in match.values())
+        ax_x, ax_y = axes[r]
+        ax_x.set_title(f"{name}" + (f":  {text}" if text else "") + f"\n{len(match)} tracks, {matched} matched "
+                       f"to a gt identity — x centre vs frame", fontsize=9.5)
+        ax_x.set_ylabel("x centre of the box (pixels)")
+        ax_y.set_title(f"{name}: y centre vs frame", fontsize=9.5)
+        ax_y.set_ylabel("y centre (pixels, down)")
+        # y range: the ground truth's, padded (pedestrians walk across: their y centres span a narrow band)
+        lo, hi = np.nanmin(gc[:, 1]), np.nanmax(gc[:, 1])
+        pad = max(0.25 * (hi - lo), 10.0)
+        ax_y.set_ylim(min(hi + pad, height) if height else hi + pad, max(lo - pad, 0) if height else lo - pad)
+        if width:
+            ax_x.set_ylim(0, width)
+    handles = [Line2D([], [], ls="--", color="0.2", lw=1.3, label="ground truth (dashed)"),
+               Line2D([], [], ls="-", color="0.2", lw=1.9, label="estimate (solid, colour of its matched gt id)"),
+               Line2D([], [], ls="-", color=grey, lw=1.4, label="estimate matched to no gt id"),
+               Line2D([], [], ls="", marker="x", color="0.2", label=f"estimate off its gt id (IoU < {min_iou})")]
+    if detections is not None:
+        handles.append(Line2D([], [], ls="", marker="o", ms=3, color="0.8", label="detections (input)"))
+    handles += [Line2D([], [], ls="-", lw=4, color=colours[g], label=f"gt id {g}") for g in g_ids]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
+    if title.strip():
+        fig.suptitle(title.strip(), fontsize=11)
+    n_leg = int(np.ceil(len(handles) / 8))
+    fig.tight_layout(rect=(0, (0.25 + 0.22 * n_leg) / (3.4 * rows + 1.3), 1, 1))
+    folder = os.path.dirname(os.fspath(path))
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

@@ -115,3 +115,58 @@ def test_plot_windows_writes_spread_windows(tmp_path, captured_figures):
     assert "gt id 11" in legend and "gt id 21" in legend and captured_figures[-1]._suptitle.get_text() == "t1"
     with pytest.raises(IndexError):
         plot_windows(gts, {"x": gts}, tmp_path, indices=[5])
+
+
+def _sequence_rows(gt):
+    """``(T, N, 4)`` x1 y1 x2 y2 (normalised) -> MOTChallenge rows (frames from 1, ids from 1, x y w h pixels)."""
+    T, N = gt.shape[:2]
+    frames = np.repeat(np.arange(1, T + 1), N)
+    ids = np.tile(np.arange(1, N + 1), T)
+    b = gt.reshape(-1, 4) * 100.0
+    return frames, ids, np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], 1)
+
+
+def test_match_sequence_identities_by_frames_with_iou():
+    from pyro_dvae.plot import match_sequence_identities
+
+    gf, gi, gb = _sequence_rows(crossing_scene(30, 3, seed=0))
+    est_ids = np.array([70, 50, 60])[gi - 1]  # gt 1 -> 70, 2 -> 50, 3 -> 60
+    stray = (np.arange(1, 31), np.full(30, 99), np.tile([[900.0, 900, 10, 10]], (30, 1)))  # never overlaps
+    match = match_sequence_identities(gf, gi, gb, np.r_[gf, stray[0]], np.r_[est_ids, stray[1]], np.r_[gb, stray[2]])
+    assert match == {50: 2, 60: 3, 70: 1, 99: -1}
+    # a track split in two: the longer piece keeps the identity, the shorter one is left unmatched
+    split = np.where((gi == 1) & (gf > 20), 80, est_ids)
+    assert match_sequence_identities(gf, gi, gb, gf, split, gb) == {50: 2, 60: 3, 70: 1, 80: -1}
+
+
+def test_plot_sequence_shares_colours_and_greys_unmatched(tmp_path, captured_figures):
+    from pyro_dvae.plot import plot_sequence
+
+    gf, gi, gb = _sequence_rows(crossing_scene(30, 3, seed=0))
+    est_ids = np.array([70, 50, 60])[gi - 1]
+    keep = gf != 12  # a frame without estimates: the solid lines break there
+    stray = (np.arange(1, 31), np.full(30, 99), np.tile([[5.0, 5, 10, 10]], (30, 1)))
+    est = (np.r_[gf[keep], stray[0]], np.r_[est_ids[keep], stray[1]], np.r_[gb[keep], stray[2]])
+    path = plot_sequence(gf, gi, gb, {"dvae": est, "cv": est}, tmp_path / "seq" / "s.png", title="TUD",
+                         metrics={"dvae": {"HOTA": 71.25, "IDF1": 80.0, "IDSW": 3}}, detections=(gf, gb),
+                         width=100, height=100, dpi=40)
+    assert path == tmp_path / "seq" / "s.png" and path.read_bytes()[:8] == PNG_MAGIC
+    (fig,) = captured_figures
+    assert len(fig.axes) == 4 and fig._suptitle.get_text() == "TUD"  # 2 methods x (x centre, y centre)
+    ax_x = fig.axes[0]
+    assert ax_x.get_xlabel() == "frame" and "HOTA 71.2" in ax_x.get_title() and "IDSW 3" in ax_x.get_title()
+    dashed = {float(line.get_ydata()[0]): line.get_color() for line in ax_x.get_lines() if line.get_linestyle() == "--"}
+    solid = [line for line in ax_x.get_lines() if line.get_linestyle() == "-"]
+    assert len(dashed) == 3 and len(solid) == 4
+    gt_colours = set(dashed.values())
+    for line in solid:
+        y = np.asarray(line.get_ydata(), float)
+        assert np.isnan(y).sum() == (1 if y[0] != 10 else 0)  # the gap at frame 12 (not for the stray)
+        if y[0] == 10:  # the stray track: grey, not a gt colour
+            assert line.get_color() == "0.6"
+        else:  # each estimate drawn in the colour of the gt curve it lies on
+            (colour,) = [c for y0, c in dashed.items() if np.isclose(y0, y[0])]
+            assert line.get_color() == colour and colour in gt_colours
+    assert "0.6" not in gt_colours and len(gt_colours) == 3
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert {"gt id 1", "gt id 2", "gt id 3", "estimate matched to no gt id"} <= set(legend)

@@ -31,6 +31,8 @@ def add_parser(sub, parents):
     p.add_argument("--online", action="store_true", help="online mode: a box for frame t is final at t + --latency")
     p.add_argument("--latency", type=int_at_least(1), default=30, help="frames of latency with --online")
     p.add_argument("--no-refine", action="store_true", help="association only (no MixDVAE refinement)")
+    p.add_argument("--dynamics", choices=["dvae", "cv"], default="dvae",
+                   help="refinement dynamics: the DVAE prior (MixDVAE) or constant velocity (the VKF baseline)")
     p.add_argument("--window", type=int_at_least(2), default=60, help="frames per refinement window")
     p.add_argument("--iters", type=int_at_least(1), default=10, help="VEM iterations per refinement window")
     p.add_argument("--eval", action="store_true",
@@ -97,9 +99,9 @@ def run(args):
             raise FileNotFoundError(f"--eval: {seq} has no gt/gt.txt")
         inputs[seq] = (info, (first, last), frames[keep], boxes[keep], scores[keep])
     prior = priors.load(args.prior) if args.prior else None
-    cfg = TrackerConfig(refine=not args.no_refine, window=args.window, iters=args.iters)
+    cfg = TrackerConfig(refine=not args.no_refine, dynamics=args.dynamics, window=args.window, iters=args.iters)
     summary = {"mode": "online" if args.online else "offline", "latency": args.latency if args.online else None,
-               "refine": cfg.refine, "sequences": {}}
+               "refine": cfg.refine, "dynamics": cfg.dynamics, "sequences": {}}
     print(f"{'sequence':16s} {'frames':>7s} {'dets':>7s} {'tracks':>7s} {'seconds':>8s} {'fps':>7s}")
     for seq, (info, (first, last), frames, boxes, scores) in inputs.items():
         t0 = time.perf_counter()

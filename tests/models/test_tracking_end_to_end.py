@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+import importlib.util
 import json
 import pathlib
 import subprocess
@@ -106,8 +107,56 @@ def test_example_runs(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "mot_mixdvae.py"), "--iters", "3", "--out-dir",
                            str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert "mixdvae" in proc.stdout and "vkf" in proc.stdout and "clearly synthetic" in proc.stdout
-    assert any(p.suffix == ".png" for p in tmp_path.iterdir()) or "matplotlib not installed" in proc.stdout
+    out = proc.stdout
+    assert "mixdvae" in out and "vkf" in out and "clearly synthetic" in out
+    assert any(p.suffix == ".png" for p in tmp_path.iterdir()) or "matplotlib not installed" in out
+    # the whole-sequence part: a table of three methods x (two sequences + COMBINED), with HOTA when
+    # TrackEval is installed
+    part = out[out.index("Whole sequences"):]
+    header = next(line for line in part.splitlines() if line.split()[:2] == ["method", "sequence"])
+    assert all(c in header for c in ("MOTA", "IDF1", "IDSW")) and "HOTA" in header
+    rows = {}
+    method = None
+    for line in part.splitlines():
+        cells = line.split()
+        if cells and cells[0] in ("dvae", "cv", "assoc-only"):
+            method, cells = cells[0], cells[1:]
+        if method and cells and cells[0] in ("TUD-Stadtmitte", "TUD-Campus", "COMBINED"):
+            rows[method, cells[0]] = cells[1:]
+    assert set(rows) == {(m, s) for m in ("dvae", "cv", "assoc-only")
+                         for s in ("TUD-Stadtmitte", "TUD-Campus", "COMBINED")}, part
+    for (m, _), cells in rows.items():
+        mota, idf1 = float(cells[1]), float(cells[2])
+        assert 30 < mota <= 100 and 30 < idf1 <= 100, (m, cells)  # a working tracker, not noise
+    for m in ("dvae", "cv"):  # refinement fills the occlusion gaps the association alone leaves as misses
+        assert float(rows[m, "COMBINED"][1]) > float(rows["assoc-only", "COMBINED"][1])
+    if importlib.util.find_spec("trackeval") is not None:
+        assert "scored by TrackEval" in part and rows["dvae", "COMBINED"][0] != "n/a"
+    if "matplotlib not installed" not in out:
+        assert (tmp_path / "tud-stadtmitte_whole_sequence.png").is_file()
+        assert f"figure: {tmp_path / 'tud-stadtmitte_whole_sequence.png'}" in out
+
+
+def test_example_whole_sequence_motmetrics_fallback():
+    # the scoring used without TrackEval: motmetrics with our IoU, same table layout, no HOTA
+    spec = importlib.util.spec_from_file_location("mot_mixdvae_example", ROOT / "examples" / "mot_mixdvae.py")
+    ex = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ex)
+    from pyro_dvae.data.mot import read_gt
+
+    name = "TUD-Campus"
+    gt = read_gt(ex.tud_gt_path(name))
+    perfect = {name: (gt.frame, gt.ids + 100, gt.boxes, np.ones(len(gt.frame)))}
+    res = ex.score_motmetrics({name: ex.tud_gt_path(name)}, perfect, {name: ex.TUD[name]})
+    row = res["per_sequence"][name]
+    assert row["HOTA"] is None and row["MOTA"] == pytest.approx(100) and row["IDF1"] == pytest.approx(100)
+    assert row["IDSW"] == row["FP"] == row["FN"] == 0 and res["combined"]["MOTA"] == pytest.approx(100)
+    f, b, s = ex.simulate_sequence_detections(gt, seed=[0, 1])
+    f2, b2, s2 = ex.simulate_sequence_detections(gt, seed=[0, 1])
+    np.testing.assert_array_equal(b, b2)  # seeded
+    fp = s < 0.5  # only false positives score under 0.5
+    assert ((s >= 0.1) & (s <= 1)).all() and 1 <= np.bincount(f[fp]).max() <= 2
+    assert 0.7 * len(gt.frame) < (~fp).sum() < 0.9 * len(gt.frame)  # 10 % dropped plus the occlusion gaps
 
 
 @pytest.mark.realdata
