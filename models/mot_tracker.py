@@ -10,8 +10,9 @@ Two stages (``README.md``, "Whole-sequence tracking"):
    starts a tentative track (a *birth*), confirmed by a second match; a track unmatched for ``max_age`` frames
    ends (a *death*).
 2. **MixDVAE refinement** (:func:`refine_tracks`): each track's matched detections, over windows of
-   ``window`` frames overlapping by half (each frame is taken from the window it is most central in), are the observations of the MixDVAE tracking model with one source and a clutter class
-   (:class:`~pyro_dvae.models.tracking.TrackingModel`), run through the registry's ``vem``: E-W decides which
+   ``window`` frames overlapping by half (each frame is taken from the window it is most central in), are the
+   observations of the MixDVAE tracking model with one source (:class:`~pyro_dvae.models.tracking.TrackingModel`;
+   a clutter class is available, off by default), run through the registry's ``vem``: E-W decides which
    detections the track produced, E-S smooths the track with the DVAE prior's dynamics and fills the frames where
    it was not detected, E-Z and the two M-steps calibrate the prior to the sequence. Frames after a track's last
    detection are not reported (the track had ended).
