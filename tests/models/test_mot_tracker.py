@@ -15,7 +15,8 @@ W, H = 1000, 600
 def scene(seed=0, drop=0.1, clutter=2):
     """Three pedestrians: A walks right over frames 1-80, B walks left over 20-100 and crosses A, C appears
     at 50 and stays to 120 (still); detections with box noise of 5 % of the box size, ``drop`` misses,
-    ``clutter`` low-score false positives per frame. Returns ``(frames, boxes xywh, scores, truth {name: (first, last, boxes)})``."""
+    ``clutter`` low-score false positives per frame. Returns ``(frames, boxes xywh, scores, truth)`` with
+    ``truth = {name: (first, last, position function)}``."""
     rng = np.random.default_rng(seed)
     truth = {"A": (1, 80, lambda t: (100 + 8 * t, 300)), "B": (20, 100, lambda t: (800 - 8 * (t - 20), 310)),
              "C": (50, 120, lambda t: (500, 100))}
