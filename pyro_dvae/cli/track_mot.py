@@ -80,9 +80,10 @@ def run(args):
     if not seqs:
         raise ValueError(f"--mot-dir {args.mot_dir}: holds no sequence folders")
     if args.eval:
-        from ..metrics.mot_eval import _import_trackeval
+        import importlib.util
 
-        _import_trackeval()  # fail now, not after the tracking, when the extra is missing
+        if importlib.util.find_spec("trackeval") is None:  # fail now, not after the tracking
+            raise ValueError("--eval needs TrackEval: pip install -e \".[eval]\" (trackeval==1.3.0)")
     inputs = {}
     for seq in seqs:
         seq_dir = os.path.join(args.mot_dir, seq)

@@ -73,3 +73,13 @@ def test_track_mot_bad_detection_files(mot_dir, tmp_path, capsys):
     assert main([*base, "--seqs", "NOPE"]) == 2
     assert "no such sequence folder" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_eval_without_trackeval_fails_before_tracking(mot_dir, tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trackeval" else real(name, *a))
+    assert main(["track-mot", "--mot-dir", str(mot_dir), "--out-dir", str(tmp_path / "o"), "--eval"]) == 2
+    captured = capsys.readouterr()
+    assert "--eval needs TrackEval" in captured.err and captured.out == ""
