@@ -139,8 +139,11 @@ def train_noise(prior, noise, train, val, *, epochs=30, batch_size=32, lr=1e-3, 
 #: from 0.77 to 0.13 in 30 epochs while the ELBO kept improving (it learns to predict the speech from the past
 #: noisy frames; U-ND / U-NDA then collapsed on the test files); LV's fell from 0.80 to 0.53. Chosen on the 16 dev
 #: utterances (mean SI-SDR gain of U-ND): NO +1.26 dB with 0.8 (stops after epoch 5), -3.69 with 0.5 (epoch 12),
-#: -0.55 without (14 of 16 files collapsed); LV +2.01 with 0.8 (epoch 14), +1.83 without (epoch 27).
-KEPT_RATIO = 0.8
+#: -0.55 without (14 of 16 files collapsed); LV +2.01 with 0.8 (epoch 14), +1.83 without (epoch 27). A second dev
+#: comparison, 16 utterances in each band (mean gain / worst file): 0.95 vs 0.8, U-ND NO 8 kHz +1.10 / -2.35 vs
+#: -0.16 / -5.15, 16 kHz +1.91 / -1.94 vs +1.26 / -6.06; LV +1.72 / -1.69 vs +1.59 / -2.44 and +2.46 / +0.50 vs
+#: +2.01 / -6.60; NOLV like NO; U-NDA 8 kHz LV +2.18 / +0.26 vs +1.93 / -0.75, NO +2.00 / -1.08 vs +1.03 / -3.80.
+KEPT_RATIO = 0.95
 
 
 def _trainable_state(model):
