@@ -96,6 +96,9 @@ def run(args):
             raise ValueError(f"--det-file {seq}: detections up to frame {frames.max()}, beyond seqLength "
                              f"{info.length} in {seq}/seqinfo.ini")
         keep = (frames >= first) & (frames <= last)
+        if not keep.any():
+            warnings.warn(f"{seq}: no detections in frames {first}-{last}"
+                          + (" (--val-half)" if args.val_half else "") + ": every object is missed", stacklevel=2)
         if args.eval and not os.path.isfile(os.path.join(seq_dir, "gt", "gt.txt")):
             raise FileNotFoundError(f"--eval: {seq} has no gt/gt.txt")
         inputs[seq] = (info, (first, last), frames[keep], boxes[keep], scores[keep])

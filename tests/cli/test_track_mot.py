@@ -75,6 +75,17 @@ def test_track_mot_bad_detection_files(mot_dir, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_no_detection_in_the_val_half_warns_and_writes_an_empty_result(tmp_path):
+    seq = tmp_path / "mot" / "S"
+    (seq / "det").mkdir(parents=True)
+    (seq / "seqinfo.ini").write_text("[Sequence]\nname=S\nframeRate=30\nseqLength=20\nimWidth=640\nimHeight=480\n")
+    (seq / "det" / "det.txt").write_text("1,-1,10,10,20,40,0.9,-1,-1,-1\n2,-1,11,10,20,40,0.9,-1,-1,-1\n")
+    with pytest.warns(UserWarning, match="no detections in frames 12-20"):
+        assert main(["track-mot", "--mot-dir", str(tmp_path / "mot"), "--val-half", "--out-dir",
+                     str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "S.txt").read_text() == ""
+
+
 def test_eval_without_trackeval_fails_before_tracking(mot_dir, tmp_path, capsys, monkeypatch):
     import importlib.util
 
