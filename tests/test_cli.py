@@ -190,3 +190,14 @@ def test_separate_nmf_bad_inputs(nmf_files, capsys):
         err = capsys.readouterr().err
         assert rc == 2 and option in err and len(err.strip().splitlines()) == 1, (extra, err)
     assert not (d / "o").exists()  # every error before any output
+
+
+def test_train_prior_transformer_dvae_uses_teacher_forcing(tmp_path, capsys):
+    out, summary = tmp_path / "light.pt", tmp_path / "s.json"
+    assert main(["train-prior", "--model", "light-dvae", "--data", "synthetic-trajectories", "--out", str(out),
+                 "--out-json", str(summary), "--epochs", "2", "--num-train", "64", "--num-val", "16", "--seq-len",
+                 "12", "--batch-size", "32", "--quiet"]) == 0
+    assert "teacher forcing" in capsys.readouterr().out
+    s = json.loads(summary.read_text())
+    assert s["best_val_loss"] < s["untrained_val_loss"]
+    assert priors.load(out, expect="light-dvae").x_dim == 4

@@ -12,6 +12,8 @@ SPEC_SIZES = {"z_dim": 16, "dense_dim": 256, "rnn_dim": 128, "z_dense": [64, 32]
 #: defaults per kind of data (an option left unset takes these).
 TRAJ_TRAINING = {"epochs": 100, "batch_size": 256, "lr": 1e-3, "seq_len": 60}
 AUDIO_TRAINING = {"epochs": 50, "batch_size": 64, "lr": 1e-3, "seq_len": 50}
+#: priors trained with teacher forcing by default (no scheduled sampling).
+TEACHER_FORCED = ("light-dvae", "hit-dvae")
 EXAMPLE = "pyro-dvae train-prior --model rvae --data ../shared/realdata/speech --out speech.pt --gain-db -6 6"
 
 
@@ -48,8 +50,9 @@ def add_parser(sub, parents):
                    help="epoch where scheduled sampling starts (default: the end of the warm-up)")
     p.add_argument("--ss-end", type=int_at_least(0),
                    help="epoch where it reaches --ss-max (default: 80 %% of --epochs)")
-    p.add_argument("--ss-max", type=float_in(0.0, 1.0), default=1.0,
-                   help="final probability of feeding the model its own prediction (scheduled sampling)")
+    p.add_argument("--ss-max", type=float_in(0.0, 1.0),
+                   help="final probability of feeding the model its own prediction (scheduled sampling; default 1, "
+                        "0 for the Transformer DVAEs, which are trained with teacher forcing)")
     p.add_argument("--patience", type=at1, default=50, help="stop after this many epochs without a better "
                                                           "validation loss")
     p.add_argument("--z-dim", type=at1, help="latent size (default 4 trajectories, 16 audio)")
@@ -99,6 +102,8 @@ def run(args):
     for key, value in AUDIO_TRAINING.items():  # defaults that depend on the kind of data
         if getattr(args, key) is None:
             setattr(args, key, value if audio_data else TRAJ_TRAINING[key])
+    if args.ss_max is None:  # LigHT / HiT-DVAE: teacher forcing, as in their paper
+        args.ss_max = 0.0 if args.model in TEACHER_FORCED else 1.0
     if not audio_data and (args.gain_db != [0.0, 0.0] or args.pitch_shift != [0.0] or args.chunk_hop):
         raise ValueError("--gain-db, --pitch-shift and --chunk-hop are for audio folders (--data DIR)")
     if args.gain_db[0] > args.gain_db[1]:
@@ -133,11 +138,14 @@ def run(args):
     if args.resume is None:
         prior.fit_normalisation(train.to(args.device))
     untrained = evaluate(prior, val.to(args.device))
+    feeding = ""
+    if prior.autoregressive:
+        feeding = (f", scheduled sampling epochs {cfg.ss_start}-{cfg.ss_end} up to {cfg.ss_max:g}" if cfg.ss_max > 0
+                   else ", teacher forcing")
     print(f"{args.model}: {len(train)} train / {len(val)} validation sequences of {train.shape[1]} steps, "
           f"x_dim={train.shape[-1]}, {sum(p.numel() for p in prior.parameters())} parameters; {cfg.epochs} epochs, "
-          f"batch {cfg.batch_size}, lr {cfg.lr:g}, KL warm-up to epoch {cfg.warmup_epochs + 1}"
-          + (f", scheduled sampling epochs {cfg.ss_start}-{cfg.ss_end} up to {cfg.ss_max:g}" if prior.autoregressive
-             else "") + f"; {args.threads} thread(s)")
+          f"batch {cfg.batch_size}, lr {cfg.lr:g}, KL warm-up to epoch {cfg.warmup_epochs + 1}{feeding}; "
+          f"{args.threads} thread(s)")
     t0 = time.perf_counter()
     extra = {} if emission == "gaussian" else {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP}
     for path in (args.out, args.log_json):

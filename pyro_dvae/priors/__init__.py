@@ -16,6 +16,7 @@ from .deepar import DeepAR
 from .distributions import SequentialNormal
 from .dkf import DKF
 from .dsae import DSAE
+from .light import HiTDVAE, LigHTDVAE
 from .rvae import RVAE
 from .srnn import SRNN
 from .storn import STORN
@@ -32,10 +33,13 @@ _PRIORS = {
     "rvae-noncausal": (RVAE, {"causal": False}),
     "dsae": (DSAE, {}),
     "deepar": (DeepAR, {}),
+    "light-dvae": (LigHTDVAE, {}),
+    "hit-dvae": (HiTDVAE, {}),
 }
 
 __all__ = ["DVAE", "SequentialNormal", "available", "build", "prior_class", "load", "load_checkpoint", "load_spectral",
-           "VAE", "DKF", "STORN", "VRNN", "SRNN", "RVAE", "DSAE", "DeepAR"]
+           "VAE", "DKF", "STORN", "VRNN", "SRNN", "RVAE", "DSAE", "DeepAR",
+           "LigHTDVAE", "HiTDVAE"]
 
 
 def available():
@@ -57,7 +61,8 @@ def build(name, x_dim, z_dim=16, **sizes):
     :param int x_dim: observation size.
     :param int z_dim: latent size.
     :param sizes: ``emission``, ``dense_dim``, ``rnn_dim``, ``z_dense`` and model-specific options
-        (``v_dim`` for DSAE).
+        (``v_dim`` for DSAE; ``v_dim``, ``n_heads``, ``n_layers``, ``ff_dim`` for
+        LigHT-/HiT-DVAE).
     """
     if name not in _PRIORS:
         raise ValueError(f"unknown prior {name!r}; available: {', '.join(_PRIORS)}")

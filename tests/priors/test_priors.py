@@ -38,7 +38,8 @@ def loss_at(prior, x, mask=None, seed=0, elbo=TraceMeanField_ELBO, ss_prob=0.0):
 
 
 def test_available_names():
-    assert NAMES == ["vae", "dkf", "storn", "vrnn", "srnn", "rvae", "rvae-noncausal", "dsae", "deepar"]
+    assert NAMES == ["vae", "dkf", "storn", "vrnn", "srnn", "rvae", "rvae-noncausal", "dsae", "deepar", "light-dvae",
+                     "hit-dvae"]
 
 
 @pytest.mark.parametrize("name", NAMES)
