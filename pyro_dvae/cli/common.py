@@ -84,7 +84,7 @@ def common_options(out_json_help="write the run summary as JSON (strict: undefin
     return p
 
 
-def add_command(sub, name, module, help, example, parents=()):
+def add_command(sub, name, help, example, parents=()):
     """A sub-parser whose help ends with an example command."""
     return sub.add_parser(name, help=help, description=f"{help[0].upper()}{help[1:]}.",
                           epilog=f"example:\n  {example}", formatter_class=Formatter, parents=list(parents))

@@ -18,7 +18,7 @@ EXAMPLE = ("pyro-dvae separate mix.wav --priors speech.pt flute.pt --out-dir sep
 def add_parser(sub, parents):
     from .. import inference
 
-    p = add_command(sub, "separate", __name__, "separate the sources of a single-channel mixture with spectral "
+    p = add_command(sub, "separate", "separate the sources of a single-channel mixture with spectral "
                                                 "priors (MixDVAE) or NMF baselines", EXAMPLE, parents)
     at1 = int_at_least(1)
     p.add_argument("mix", help="the mixture (wav / flac / ogg)")

@@ -16,7 +16,7 @@ EXAMPLE = "pyro-dvae track --mot-dir ../shared/realdata/mot --seqs TUD-Stadtmitt
 def add_parser(sub, parents):
     from .. import inference
 
-    p = add_command(sub, "track", __name__, "multi-object tracking on MOTChallenge sequences (MOT-3T windows)",
+    p = add_command(sub, "track", "multi-object tracking on MOTChallenge sequences (MOT-3T windows)",
                     EXAMPLE, parents)
     at1 = int_at_least(1)
     p.add_argument("--mot-dir", required=True, help="folder of MOTChallenge sequences (<SEQ>/gt/gt.txt, det/)")

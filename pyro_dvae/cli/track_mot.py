@@ -16,7 +16,7 @@ EXAMPLE = ("pyro-dvae track-mot --mot-dir ../shared/realdata/mot17 --val-half --
 
 
 def add_parser(sub, parents):
-    p = add_command(sub, "track-mot", __name__, "track whole MOTChallenge sequences from their detection files "
+    p = add_command(sub, "track-mot", "track whole MOTChallenge sequences from their detection files "
                                                 "(births, deaths, MixDVAE refinement)", EXAMPLE, parents)
     p.add_argument("--mot-dir", required=True, help="folder of MOTChallenge sequences (<SEQ>/seqinfo.ini, det/)")
     p.add_argument("--seqs", nargs="+", help="sequence names (default: all in --mot-dir)")

@@ -10,7 +10,7 @@ EXAMPLE = "pyro-dvae train-noise --noisy-dir NOISY_DIR --prior speech.pt --noise
 
 
 def add_parser(sub, parents):
-    p = add_command(sub, "train-noise", __name__, "train a deep noise model (U-ND) on a folder of noisy speech",
+    p = add_command(sub, "train-noise", "train a deep noise model (U-ND) on a folder of noisy speech",
                     EXAMPLE, parents)
     at1 = int_at_least(1)
     p.add_argument("--noisy-dir", required=True, help="folder of noisy speech (wav / flac / ogg), no clean references")

@@ -20,7 +20,7 @@ EXAMPLE = "pyro-dvae train-prior --model rvae --data ../shared/realdata/speech -
 def add_parser(sub, parents):
     from .. import priors
 
-    p = add_command(sub, "train-prior", __name__, "pre-train a DVAE prior by SVI", EXAMPLE, parents)
+    p = add_command(sub, "train-prior", "pre-train a DVAE prior by SVI", EXAMPLE, parents)
     at1 = int_at_least(1)
     p.add_argument("--model", required=True, choices=priors.available(), help="the prior family")
     p.add_argument("--data", required=True,
