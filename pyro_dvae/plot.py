@@ -225,6 +225,13 @@ def plot_tracks(gt, estimates, path, title="", obs=None, obs_mask=None, *, metri
     if head:
         fig.suptitle(head, fontsize=11)
     fig.tight_layout(rect=(0, 0.45 / (3.6 * rows + 1.2), 1, 1))
+    return _save(fig, path, dpi)
+
+
+def _save(fig, path, dpi):
+    """Write ``fig`` to ``path`` (its folder created when missing), close it and return ``path``."""
+    import matplotlib.pyplot as plt
+
     folder = os.path.dirname(os.fspath(path))
     if folder:
         os.makedirs(folder, exist_ok=True)
@@ -428,9 +435,4 @@ def plot_sequence(gt_frames, gt_ids, gt_boxes, estimates, path, title="", metric
         fig.suptitle(title.strip(), fontsize=11)
     n_leg = int(np.ceil(len(handles) / 8))
     fig.tight_layout(rect=(0, (0.25 + 0.22 * n_leg) / (3.4 * rows + 1.3), 1, 1))
-    folder = os.path.dirname(os.fspath(path))
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi)

@@ -131,6 +131,35 @@ def make_parent(path):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
 
+def sequence_folders(mot_dir, seqs=None):
+    """``{name: folder}`` of the ``--seqs`` (default: every sub-folder) of ``--mot-dir``, checked."""
+    if not os.path.isdir(mot_dir):
+        raise FileNotFoundError(f"--mot-dir {mot_dir}: no such folder")
+    seqs = seqs or sorted(d for d in os.listdir(mot_dir) if os.path.isdir(os.path.join(mot_dir, d)))
+    if not seqs:
+        raise ValueError(f"--mot-dir {mot_dir}: holds no sequence folders")
+    folders = {seq: os.path.join(mot_dir, seq) for seq in seqs}
+    for seq, folder in folders.items():
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"--seqs {seq}: no such sequence folder {folder}")
+    return folders
+
+
+def read_detection_file(seq_dir, det_file):
+    """The ``--det-file`` of one sequence folder as a :class:`~pyro_dvae.data.mot.MOTTable`; a missing or empty
+    file is an error naming the option (NaN or non-positive boxes are dropped with a warning by ``read_det``)."""
+    from ..data.mot import read_det
+
+    seq = os.path.basename(os.path.normpath(seq_dir))
+    path = os.path.join(seq_dir, det_file)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--det-file {det_file}: no such file in {seq} ({path})")
+    det = read_det(path)
+    if len(det.frame) == 0:
+        raise ValueError(f"--det-file {det_file}: {path} holds no detections")
+    return det
+
+
 def strict(obj):
     """``obj`` with every non-finite float replaced by ``None`` and numpy / torch scalars made Python numbers,
     so that it serialises as strict JSON."""

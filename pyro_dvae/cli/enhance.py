@@ -15,7 +15,7 @@ EXAMPLE = ("pyro-dvae enhance noisy.wav --prior speech.pt --noise nmf --out enha
 
 def add_parser(sub, parents):
     p = add_command(sub, "enhance", "unsupervised speech enhancement with a speech prior and a noise "
-                                              "model", EXAMPLE, parents)
+                                "model", EXAMPLE, parents)
     p.add_argument("noisy", help="the noisy speech (wav / flac / ogg); the output has its sample rate and length")
     p.add_argument("--prior", required=True, help="spectral speech prior checkpoint (e.g. a causal rvae)")
     p.add_argument("--noise", required=True, choices=["nmf", "lv", "no", "nolv"], help="noise model")

@@ -19,7 +19,7 @@ def add_parser(sub, parents):
     from .. import inference
 
     p = add_command(sub, "separate", "separate the sources of a single-channel mixture with spectral "
-                                                "priors (MixDVAE) or NMF baselines", EXAMPLE, parents)
+                                 "priors (MixDVAE) or NMF baselines", EXAMPLE, parents)
     at1 = int_at_least(1)
     p.add_argument("mix", help="the mixture (wav / flac / ogg)")
     p.add_argument("--priors", nargs="+",

@@ -7,7 +7,7 @@ import os
 import time
 import warnings
 
-from .common import add_command, float_in, int_at_least, set_threads
+from .common import add_command, float_in, int_at_least, read_detection_file, sequence_folders, set_threads
 
 METHODS = ("mixdvae", "vkf", "deepar")
 EXAMPLE = "pyro-dvae track --mot-dir ../shared/realdata/mot --seqs TUD-Stadtmitte --method mixdvae --method vkf"
@@ -47,18 +47,11 @@ def add_parser(sub, parents):
 def load_detections(seq_dir, det_file, min_score):
     """``(info, gt, det, counts)`` of one sequence; a missing or empty ``--det-file`` is an error, detections
     all removed by ``--min-score`` a warning."""
-    from ..data.mot import load_sequence, read_det
+    from ..data.mot import load_sequence
 
     seq = os.path.basename(os.path.normpath(seq_dir))
-    if not os.path.isdir(seq_dir):
-        raise FileNotFoundError(f"--seqs {seq}: no such sequence folder {seq_dir}")
-    det_path = os.path.join(seq_dir, det_file)
-    if not os.path.isfile(det_path):
-        raise FileNotFoundError(f"--det-file {det_file}: no such file in {seq} ({det_path})")
+    det = read_detection_file(seq_dir, det_file)
     info, gt, _ = load_sequence(seq_dir, det_file="")
-    det = read_det(det_path)
-    if len(det.frame) == 0:
-        raise ValueError(f"--det-file {det_file}: {det_path} holds no detections")
     kept = len(det.frame) if min_score is None else int((det.score >= min_score).sum())
     if kept == 0:
         warnings.warn(f"--min-score {min_score:g} removes every detection of {seq} (scores {det.score.min():g} to "
@@ -77,14 +70,11 @@ def run(args):
     from ..models.tracking import run_tracking, windows_to_tensors
 
     set_threads(args.threads)
-    if not os.path.isdir(args.mot_dir):
-        raise FileNotFoundError(f"--mot-dir {args.mot_dir}: no such folder")
-    seqs = args.seqs or sorted(d for d in os.listdir(args.mot_dir) if os.path.isdir(os.path.join(args.mot_dir, d)))
-    if not seqs:
-        raise ValueError(f"--mot-dir {args.mot_dir}: holds no sequence folders")
+    folders = sequence_folders(args.mot_dir, args.seqs)
+    seqs = list(folders)
     stats, windows, counts = WindowStats(), [], {}
-    for seq in seqs:
-        info, gt, det, counts[seq] = load_detections(os.path.join(args.mot_dir, seq), args.det_file, args.min_score)
+    for seq, folder in folders.items():
+        info, gt, det, counts[seq] = load_detections(folder, args.det_file, args.min_score)
         windows += build_windows(gt, det, info, seq_len=args.seq_len, num_sources=args.num_sources,
                                  stride=args.stride, combos_per_window=args.combos, min_score=args.min_score,
                                  second_half=args.second_half, clutter=args.clutter, seed=args.seed, stats=stats)

@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from .common import add_command, int_at_least, set_threads
+from .common import add_command, int_at_least, read_detection_file, sequence_folders, set_threads
 
 EXAMPLE = ("pyro-dvae track-mot --mot-dir ../shared/realdata/mot17 --val-half --out-dir results --eval "
            "--out-json track.json")
@@ -17,7 +17,7 @@ EXAMPLE = ("pyro-dvae track-mot --mot-dir ../shared/realdata/mot17 --val-half --
 
 def add_parser(sub, parents):
     p = add_command(sub, "track-mot", "track whole MOTChallenge sequences from their detection files "
-                                                "(births, deaths, MixDVAE refinement)", EXAMPLE, parents)
+                                  "(births, deaths, MixDVAE refinement)", EXAMPLE, parents)
     p.add_argument("--mot-dir", required=True, help="folder of MOTChallenge sequences (<SEQ>/seqinfo.ini, det/)")
     p.add_argument("--seqs", nargs="+", help="sequence names (default: all in --mot-dir)")
     p.add_argument("--det-file", default="det/det.txt",
@@ -45,15 +45,8 @@ def load_detections(seq_dir, det_file):
     """``(frames, boxes xywh, scores)`` of one sequence's detections, checked: a missing or empty file, scores
     outside [0, 1] or frame numbers under 1 are errors; rows come out sorted by frame; exact duplicate rows are
     dropped with a warning; NaN or non-positive boxes are dropped with a warning (``read_det``)."""
-    from ..data.mot import read_det
-
-    seq = os.path.basename(os.path.normpath(seq_dir))
     path = os.path.join(seq_dir, det_file)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--det-file {det_file}: no such file in {seq} ({path})")
-    det = read_det(path)  # NaN / non-positive boxes are dropped with a warning
-    if len(det.frame) == 0:
-        raise ValueError(f"--det-file {det_file}: {path} holds no detections")
+    det = read_detection_file(seq_dir, det_file)
     if det.score.min() < 0 or det.score.max() > 1:
         raise ValueError(f"--det-file {path}: scores from {det.score.min():g} to {det.score.max():g}, outside "
                          "[0, 1]; the tracker's thresholds are probabilities (MOT15: use det/det_frcnn.txt, whose "
@@ -74,21 +67,15 @@ def run(args):
     from ..models.mot_tracker import TrackerConfig, track_sequence
 
     set_threads(args.threads)
-    if not os.path.isdir(args.mot_dir):
-        raise FileNotFoundError(f"--mot-dir {args.mot_dir}: no such folder")
-    seqs = args.seqs or sorted(d for d in os.listdir(args.mot_dir) if os.path.isdir(os.path.join(args.mot_dir, d)))
-    if not seqs:
-        raise ValueError(f"--mot-dir {args.mot_dir}: holds no sequence folders")
+    folders = sequence_folders(args.mot_dir, args.seqs)
+    seqs = list(folders)
     if args.eval:
         import importlib.util
 
         if importlib.util.find_spec("trackeval") is None:  # fail now, not after the tracking
             raise ValueError("--eval needs TrackEval: pip install -e \".[eval]\" (trackeval==1.3.0)")
     inputs = {}
-    for seq in seqs:
-        seq_dir = os.path.join(args.mot_dir, seq)
-        if not os.path.isdir(seq_dir):
-            raise FileNotFoundError(f"--seqs {seq}: no such sequence folder {seq_dir}")
+    for seq, seq_dir in folders.items():
         info = read_seqinfo(seq_dir)
         first, last = val_half(info.length) if args.val_half else (1, info.length)
         frames, boxes, scores = load_detections(seq_dir, args.det_file)

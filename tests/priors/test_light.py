@@ -2,7 +2,6 @@
 import pyro
 import pytest
 import torch
-from pyro import poutine
 from pyro.infer import TraceMeanField_ELBO
 
 from pyro_dvae import priors
@@ -102,37 +101,19 @@ def test_stepwise_equals_teacher_forcing(name, residual):
     assert not torch.allclose(mean_own[:, 1:], tf_own[:, 1:])
 
 
-def log_weight(prior, x, mask, lat):
-    g = poutine.trace(poutine.condition(prior.guide, data=lat)).get_trace(x, mask)
-    m = poutine.trace(poutine.condition(prior.model, data=lat)).get_trace(x, mask)
-    g.compute_log_prob(), m.compute_log_prob()
-    return sum(m.nodes[s]["log_prob"] for s in ("x", "v", "z")) - sum(g.nodes[s]["log_prob"] for s in ("v", "z"))
-
-
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("emission", ["gaussian", "spectral"])
-def test_padding_does_not_change_the_loss(name, emission):
-    prior = make(name, emission)
-    x = data((3, 9, 5), emission)
-    lengths = torch.tensor([4, 9, 2])
-    mask = torch.arange(9) < lengths[:, None]
-    torch.manual_seed(3)
-    lat = {"z": torch.randn(3, 9, 3), "v": torch.randn(3, 3)}
+def test_the_encoder_ignores_padding(name):
+    # the loss with padding is checked for every registered prior in test_priors.py; here the posteriors of
+    # z and w (site v) of a short sequence padded to a longer one equal those of the sequence alone
+    prior = make(name, "spectral")
+    x = data((3, 9, 5), "spectral")
+    mask = torch.arange(9) < torch.tensor([4, 9, 2])[:, None]
     padded_x = x.clone()
     padded_x[~mask] = 123.0  # arbitrary padding
     with torch.no_grad():
-        batch = log_weight(prior, padded_x, mask, lat)
-        for i, n in enumerate(lengths.tolist()):
-            alone = log_weight(prior, x[i : i + 1, :n], None, {"z": lat["z"][i : i + 1, :n], "v": lat["v"][i : i + 1]})
-            assert torch.allclose(batch[i], alone[0], rtol=1e-5, atol=1e-3), (i, batch[i], alone)
-        # the encoder's posterior of z and w ignores the padding
         q, st = prior.encode(padded_x, mask, with_statics=True)
         q1, st1 = prior.encode(x[2:, :2], with_statics=True)
     assert torch.allclose(q.mean[2, :2], q1.mean[0], atol=1e-5) and torch.allclose(st["v"][2], st1["v"][0], atol=1e-5)
-    pyro.set_rng_seed(0)
-    loss = TraceMeanField_ELBO().differentiable_loss(prior.model, prior.guide, padded_x, mask)
-    loss.backward()
-    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in prior.parameters() if p.grad is not None)
 
 
 @pytest.mark.parametrize("name", NAMES)
