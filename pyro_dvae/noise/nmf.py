@@ -36,34 +36,44 @@ class NMFNoise(NoiseModel):
     :param int smooth: after each update, average the activations ``H`` over this many frames (odd; 1: off).
         A stationarity constraint: the noise level may only vary slowly, so the noise model cannot follow the
         syllable-rate energy changes of speech and take speech over (the update is then no longer monotone).
+    :param bool learn_dictionary: update ``W`` in the M-step (the reference's). ``False`` keeps the dictionary
+        of :meth:`initialise` and updates ``H`` (and the gain) only: with the ``"floor"`` start the noise
+        spectra stay those of the noisy input's quiet frames, so the noise model cannot turn into a speech
+        spectrum, however long the fit runs.
+    :param float quantile: the per-bin quantile over time of the noisy power that the ``"floor"`` start takes
+        as the noise spectrum.
     """
 
     name = "nmf"
 
-    def __init__(self, num_bins, rank=8, seed=0, power=0.5, smooth=1):
+    def __init__(self, num_bins, rank=8, seed=0, power=0.5, smooth=1, learn_dictionary=True, quantile=0.2):
         super().__init__(num_bins)
         if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
             raise ValueError(f"rank must be a positive int, got {rank!r}")
         if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1 or smooth % 2 == 0:
             raise ValueError(f"smooth must be a positive odd int (frames), got {smooth!r}")
+        if not 0.0 < float(quantile) < 1.0:
+            raise ValueError(f"quantile must be in (0, 1), got {quantile!r}")
         self.rank, self.seed, self.exponent, self.smooth = rank, int(seed), float(power), smooth
+        self.learn_dictionary, self.quantile = bool(learn_dictionary), float(quantile)
         self.register_buffer("W", torch.zeros(0))
         self.register_buffer("H", torch.zeros(0))
 
     @property
     def config(self):
         return {"num_bins": self.num_bins, "rank": self.rank, "seed": self.seed, "power": self.exponent,
-                "smooth": self.smooth}
+                "smooth": self.smooth, "learn_dictionary": self.learn_dictionary, "quantile": self.quantile}
 
     @torch.no_grad()
-    def initialise(self, power, init="uniform", quantile=0.2):
+    def initialise(self, power, init="uniform", quantile=None):
         """Random positive ``W``, ``H`` (seeded; ``W`` columns summing to 1).
 
         ``init="uniform"`` (the reference's): entries uniform in ``[0.5, 1.5]`` times a scale giving ``W H``
-        half the mean noisy power; ``"floor"``: each column of ``W`` is the per-bin ``quantile`` over time of the
-        noisy power (:func:`~pyro_dvae.noise.noise_anchor`, a minimum-statistics-like noise estimate) times
-        uniform noise in ``[0.5, 1.5]``, and ``W H`` starts at that floor's level.
+        half the mean noisy power; ``"floor"``: each column of ``W`` is the per-bin ``quantile`` (default: the
+        model's) over time of the noisy power (:func:`~pyro_dvae.noise.noise_anchor`, a minimum-statistics-like
+        noise estimate) times uniform noise in ``[0.5, 1.5]``, and ``W H`` starts at that floor's level.
         """
+        quantile = self.quantile if quantile is None else quantile
         B, T, F = power.shape
         if F != self.num_bins:
             raise ValueError(f"the NMF noise model has {self.num_bins} bins, power has {F}")
@@ -93,7 +103,8 @@ class NMFNoise(NoiseModel):
 
     @torch.no_grad()
     def m_step(self, power, v_s, gain, update_gain=True, bins=None):
-        """One multiplicative update of ``H``, ``W`` and (``update_gain``) ``gain``; returns the new gain.
+        """One multiplicative update of ``H``, ``W`` (if ``learn_dictionary``) and (``update_gain``) ``gain``;
+        returns the new gain.
 
         :param power: noisy power ``(B, T, F)``.
         :param v_s: posterior samples of the unscaled speech variance ``(R, B, T, F)``.
@@ -103,7 +114,8 @@ class NMFNoise(NoiseModel):
         """
         V, Vs = power.mT, v_s.mT  # NMF layout (..., F, T)
         mask = None if bins is None else bins.view(-1, 1)
-        self.W, self.H = is_nmf_step(V, gain.unsqueeze(-2) * Vs, self.W, self.H, power=self.exponent, mask=mask)
+        self.W, self.H = is_nmf_step(V, gain.unsqueeze(-2) * Vs, self.W, self.H, update_W=self.learn_dictionary,
+                                     power=self.exponent, mask=mask)
         if self.smooth > 1:  # activations averaged over `smooth` frames: a slowly varying noise level
             k = self.smooth
             self.H = torch.nn.functional.avg_pool1d(torch.nn.functional.pad(self.H, (k // 2, k // 2), "replicate"),

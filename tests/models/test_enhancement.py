@@ -383,7 +383,7 @@ def test_vem_keeps_the_iteration_that_keeps_the_most_speech(prior):
     X, _ = E.prepare_noisy(x)
     power = (X.abs() ** 2).to(torch.float32)
     model = E.build_model(prior, "nmf", "una")
-    fit = E.fit_vem(model, power, num_iters=4, nmf_init="floor")
+    fit = E.fit_vem(model, power, num_iters=4, nmf_init="floor", select="max-kept")
     assert len(fit.losses) == 4 and 0 <= model.selected_iter < 4
     v_s, v_n, _ = model.posterior(power, 4)
     last = E.kept_energy(E.wiener(v_s, v_n), power)
@@ -392,6 +392,24 @@ def test_vem_keeps_the_iteration_that_keeps_the_most_speech(prior):
         E.fit_vem(model, power, num_iters=1, select="best")
     E.fit_vem(model, power, num_iters=2, select=None)
     assert model.selected_mask is None
+
+
+def test_default_nmf_keeps_its_floor_dictionary(prior):
+    """The enhancement default: W stays the input's median-power spectrum (the "floor" start), only H and the
+    gain move; the reference's learnt dictionary does move W."""
+    x = speech_like(1.0, seed=7) + 0.2 * synthetic_noise("pink", 1.0, seed=7)
+    X, _ = E.prepare_noisy(x)
+    power = (X.abs() ** 2).to(torch.float32)
+    model = E.build_model(prior, "nmf", "una")
+    assert not model.noise.learn_dictionary and model.noise.quantile == E.DEFAULTS["nmf"]["quantile"]
+    model.noise.initialise(power, "floor")
+    W0, H0 = model.noise.W.clone(), model.noise.H.clone()
+    E.fit_vem(model, power, num_iters=3, nmf_init="floor")
+    assert torch.equal(model.noise.W, W0) and not torch.equal(model.noise.H, H0)
+    assert model.selected_mask is None  # the last iteration's fit
+    learnt = E.build_model(prior, "nmf", "una", noise_options={"learn_dictionary": True})
+    E.fit_vem(learnt, power, num_iters=3, nmf_init="floor")
+    assert not torch.allclose(learnt.noise.W, W0)
 
 
 def test_svi_keeps_the_checked_step_that_keeps_the_most_speech(prior):

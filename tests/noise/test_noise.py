@@ -21,6 +21,8 @@ def test_registry_and_bad_names():
         noise.build("no", F, rank=3)
     with pytest.raises(ValueError, match="num_bins"):
         noise.build("nmf", 0)
+    with pytest.raises(ValueError, match="quantile"):
+        noise.build("nmf", F, quantile=1.0)
 
 
 @pytest.mark.parametrize("name", ["lv", "no", "nolv"])
@@ -57,9 +59,11 @@ def test_particles_repeat_the_utterances():
         model.variance(P, z[:, :5])
 
 
-def test_nmf_m_step_never_raises_the_is_divergence():
+@pytest.mark.parametrize("learn_dictionary", [True, False])
+def test_nmf_m_step_never_raises_the_is_divergence(learn_dictionary):
     P = _power()
-    model = noise.build("nmf", F, rank=3).initialise(P)
+    model = noise.build("nmf", F, rank=3, learn_dictionary=learn_dictionary).initialise(P, "floor")
+    W0 = model.W.clone()
     g = torch.Generator().manual_seed(1)
     v_s = torch.rand(4, 2, T, F, generator=g, dtype=torch.float64) + 0.05
     gain = torch.ones(2, T, dtype=torch.float64)
@@ -76,6 +80,7 @@ def test_nmf_m_step_never_raises_the_is_divergence():
         c = model.cost(P, v_s, gain)
         assert c <= c_wh * (1 + 1e-12)
         cost = c
+    assert torch.equal(model.W, W0) != learn_dictionary  # a fixed dictionary stays the floor start
     # the cost is the sample average of D_IS(|x|^2 | g v_s + W H)
     manual = sum(is_divergence(P, gain.unsqueeze(-1) * v + model.variance()) for v in v_s) / 4
     torch.testing.assert_close(cost, manual)
