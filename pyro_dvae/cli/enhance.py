@@ -9,15 +9,16 @@ import torch
 from ..data.audio import AUDIO_EXTENSIONS
 from .common import add_command, int_at_least, make_parent, set_threads
 
-EXAMPLE = ("pyro-dvae enhance noisy.wav --prior speech.pt --noise nmf --out enhanced.wav --ref clean.wav "
-           "--out-json scores.json")
+EXAMPLE = "pyro-dvae enhance noisy.wav --noise nmf --out enhanced.wav --ref clean.wav --out-json scores.json"
 
 
 def add_parser(sub, parents):
     p = add_command(sub, "enhance", "unsupervised speech enhancement with a speech prior and a noise "
                                 "model", EXAMPLE, parents)
     p.add_argument("noisy", help="the noisy speech (wav / flac / ogg); the output has its sample rate and length")
-    p.add_argument("--prior", required=True, help="spectral speech prior checkpoint (e.g. a causal rvae)")
+    p.add_argument("--prior", default="speech_rvae",
+                   help="spectral speech prior checkpoint (e.g. a causal rvae); default: the shipped causal RVAE "
+                        "(16 kHz speech)")
     p.add_argument("--noise", required=True, choices=["nmf", "lv", "no", "nolv"], help="noise model")
     p.add_argument("--mode", default="una", choices=["una", "und", "unda"],
                    help="una: fit per utterance; und: trained noise model, one pass; unda: und then una "
@@ -48,6 +49,7 @@ def _check_options(args):
 def run(args):
     import numpy as np
 
+    from .. import pretrained
     from ..data.audio import SAMPLE_RATE, load_audio
     from ..data.noisy import read_noisy, write_like
     from ..metrics import speech_scores
@@ -65,7 +67,7 @@ def run(args):
         if not np.ptp(ref) > 0:
             warnings.warn(f"--ref {args.ref} is silent: every score against it is undefined (null in --out-json)",
                           stacklevel=2)
-    prior = load_speech_prior(args.prior)
+    prior = load_speech_prior(pretrained.resolve(args.prior))
     out = enhance(noisy, prior, args.noise, args.mode, noise_checkpoint=args.noise_model, num_iters=args.iters,
                   seed=args.seed)
     make_parent(args.out)

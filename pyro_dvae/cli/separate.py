@@ -11,8 +11,8 @@ from .common import add_command, check_out_path, chunk_frames, int_at_least, mak
 
 #: ``--method`` NMF baselines -> :func:`~pyro_dvae.models.separation.run_separation` methods.
 SEPARATE_NMF = {"is-nmf": "is_nmf", "temporal-nmf": "temporal_nmf"}
-EXAMPLE = ("pyro-dvae separate mix.wav --priors speech.pt flute.pt --out-dir sep --method mixdvae --method is-nmf "
-           "--nmf-train SPEECH_DIR FLUTE_DIR --refs speech.wav flute.wav")
+EXAMPLE = ("pyro-dvae separate mix.wav --priors speech flute --out-dir sep --method mixdvae --method is-nmf "
+           "--nmf-dicts nmf_speech_flute --refs speech.wav flute.wav")
 
 
 def add_parser(sub, parents):
@@ -24,7 +24,8 @@ def add_parser(sub, parents):
     p.add_argument("mix", help="the mixture (wav / flac / ogg)")
     p.add_argument("--priors", nargs="+",
                    help="one spectral prior checkpoint per source (at least two); the file stems name the sources "
-                        "(needed by --method mixdvae)")
+                        "(needed by --method mixdvae). Shipped: speech, flute (SRNN priors of 16 kHz speech and "
+                        "flute)")
     p.add_argument("--names", nargs="+",
                    help="source names, in the order of the sources (default: the --priors file stems, which "
                         "these replace; needed without --priors, i.e. for NMF-only runs)")
@@ -38,7 +39,8 @@ def add_parser(sub, parents):
                         "each source's IS-NMF dictionary is learnt from its files, each peak-normalised")
     p.add_argument("--nmf-dicts", metavar="PATH",
                    help="NMF dictionaries file: used instead of --nmf-train when it exists, else learnt from "
-                        "--nmf-train and written there (so a series of mixtures learns them once)")
+                        "--nmf-train and written there (so a series of mixtures learns them once). Shipped: "
+                        "nmf_speech_flute (sources speech, flute; rank 64)")
     p.add_argument("--nmf-rank", type=at1, default=64, help="NMF components per source")
     p.add_argument("--nmf-max-frames", type=at1, default=20000,
                    help="frames per source the dictionaries learn from, drawn at random beyond this")
@@ -111,7 +113,7 @@ def load_nmf_dicts(path, names, rank):
         raise ValueError(f"--nmf-dicts {path}: holds sources {sorted(data['dictionaries'])} at rank {data['rank']}, "
                          f"this run separates {names} at --nmf-rank {rank}")
     sep = NMFSeparator(rank=rank)
-    sep.dictionaries = {n: data["dictionaries"][n] for n in names}
+    sep.dictionaries = {n: data["dictionaries"][n].float() for n in names}  # shipped files hold float16
     return sep
 
 
@@ -151,11 +153,14 @@ def run(args):
     import numpy as np
     import soundfile as sf
 
+    from .. import pretrained
     from ..data.audio import N_FFT, SAMPLE_RATE, load_audio
     from ..data.noisy import write_like
     from ..models.separation import load_separation_prior, run_separation
 
     set_threads(args.threads)
+    args.priors = [pretrained.resolve(p) for p in args.priors] if args.priors else args.priors
+    args.nmf_dicts = pretrained.resolve(args.nmf_dicts)
     mix = load_audio(args.mix)  # format, NaN and clipping checks; mono at 16 kHz
     rate, length = sf.info(args.mix).samplerate, sf.info(args.mix).frames
     if len(mix) < N_FFT:

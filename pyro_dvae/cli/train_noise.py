@@ -14,7 +14,8 @@ def add_parser(sub, parents):
                     EXAMPLE, parents)
     at1 = int_at_least(1)
     p.add_argument("--noisy-dir", required=True, help="folder of noisy speech (wav / flac / ogg), no clean references")
-    p.add_argument("--prior", required=True, help="the spectral speech prior the noise model is trained for")
+    p.add_argument("--prior", default="speech_rvae",
+                   help="the spectral speech prior the noise model is trained for (default: the shipped causal RVAE)")
     p.add_argument("--noise", required=True, choices=["lv", "no", "nolv"], help="the deep noise model")
     p.add_argument("--out", required=True, help="noise checkpoint (.pt)")
     p.add_argument("--epochs", type=at1, default=30, help="training epochs")
@@ -31,12 +32,13 @@ def add_parser(sub, parents):
 
 
 def run(args):
+    from .. import pretrained
     from ..models.enhancement import load_speech_prior
     from ..models.enhancement_training import KEPT_RATIO, train_noise
 
     set_threads(args.threads)
     torch.manual_seed(args.seed)
-    prior = load_speech_prior(args.prior)
+    prior = load_speech_prior(pretrained.resolve(args.prior))
     train, val = power_chunk_split(args.noisy_dir, args.seq_len, args.val_fraction, args.seed, option="--noisy-dir")
     print(f"{args.noise} noise model for {args.prior}: {len(train)} train / {len(val)} validation noisy chunks of "
           f"{args.seq_len} frames (noisy speech only, no clean reference)")
