@@ -5,10 +5,10 @@ shares, the range-checked option types, the output-path checks and strict JSON l
 import sys
 import warnings
 
-from . import enhance, separate, track, track_mot, train_noise, train_prior
+from . import enhance, eval_prior, separate, track, track_mot, train_noise, train_prior
 from .common import Formatter, Parser, check_out_dir, check_out_path, common_options, write_json
 
-COMMANDS = (train_prior, train_noise, track, track_mot, separate, enhance)
+COMMANDS = (train_prior, eval_prior, train_noise, track, track_mot, separate, enhance)
 DESCRIPTION = "Deep dynamical generative models (DVAE priors) on Pyro, and the MixDVAE tasks built on them."
 EPILOG = 'Run "pyro-dvae COMMAND --help" for the options of a command, their defaults and an example.'
 

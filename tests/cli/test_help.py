@@ -11,12 +11,13 @@ def test_top_level_help_lists_the_commands_in_plain_text(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "``" not in out and ":class:" not in out
-    for name in ("train-prior", "train-noise", "track", "track-mot", "separate", "enhance"):
+    for name in ("train-prior", "eval-prior", "train-noise", "track", "track-mot", "separate", "enhance"):
         assert name in out
     assert "pyro-dvae COMMAND --help" in out
 
 
-@pytest.mark.parametrize("name", ["train-prior", "train-noise", "track", "track-mot", "separate", "enhance"])
+@pytest.mark.parametrize("name", ["train-prior", "eval-prior", "train-noise", "track", "track-mot", "separate",
+                                  "enhance"])
 def test_command_help_shows_defaults_and_an_example(name, capsys):
     assert main([name, "--help"]) == 0
     out = capsys.readouterr().out
@@ -24,4 +25,4 @@ def test_command_help_shows_defaults_and_an_example(name, capsys):
     assert "(default: 0)" in out  # --seed
     example = out.split("example:")[-1].strip()
     assert example.startswith(f"pyro-dvae {name} "), out
-    assert len(COMMANDS) == 6
+    assert len(COMMANDS) == 7
