@@ -173,7 +173,7 @@ class SeparationModel(PyroModule):
                         draws.append(s_t * (0.5 * g[..., 0] * var_t).sqrt().unsqueeze(-1))
                         return draws[-1].pow(2).sum(-1)
 
-                    prior.decode_stepwise(z, feed)
+                    prior.decode_stepwise(z, feed, latents=statics)
                     out[:, idx] = torch.stack(draws, -3)
                 else:
                     v = g * self.decoder_variance(prior, z, None, statics)

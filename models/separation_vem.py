@@ -209,7 +209,7 @@ class SourceBlock(ClosedFormBlock):
                         m1, v1, m0, v0 = self.conditionals(g * v_t, obs[:, :, t], vx[:, :, t])
                         return e[:, :, t] * (abs2(m1) + v1) + (1 - e[:, :, t]) * (abs2(m0) + v0)
 
-                v = prior.decode_stepwise(z, feed)[1]
+                v = prior.decode_stepwise(z, feed, latents=statics)[1]
             else:
                 v = model.decoder_variance(prior, z, past, statics)
             if prior_var is None:

@@ -79,7 +79,7 @@ def dvae_smoother(prior, z, J, h, latents=None, x_hint=None, smooth=True, var_sc
         return mean
 
     if prior.autoregressive:
-        prior.decode_stepwise(z, update)
+        prior.decode_stepwise(z, update, latents=latents)
     else:
         loc, logvar = prior._emission(z, x_hint, latents or {})
         mean_all, var_all = prior.expected(loc, logvar)

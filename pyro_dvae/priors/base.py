@@ -290,7 +290,7 @@ class DVAE(PyroModule):
             raise ValueError(f"the {self.name} decoder reads the observed sequence: pass x")
         return self.expected(*self._decode(z, x, lengths))
 
-    def decode_stepwise(self, z, feed, x=None):
+    def decode_stepwise(self, z, feed, x=None, latents=None):
         """Run the decoder one step at a time, feeding back an external estimate.
 
         :param torch.Tensor z: ``(*batch, T, z_dim)``.
@@ -298,6 +298,8 @@ class DVAE(PyroModule):
             to feed as the past at step ``t + 1``, e.g. a posterior mean computed from ``mean_t``,
             ``var_t`` and the observations.
         :param torch.Tensor x: for non-autoregressive priors that need a sequence summary (DSAE).
+        :param dict latents: the other latents by site name (static ones such as LigHT-DVAE's ``w``, site
+            ``v``), e.g. the encoder's; priors whose decoder reads none ignore it.
         :returns: stacked ``(means, vars)`` shaped ``(*batch, T, x_dim)``.
         """
         if not self.autoregressive:

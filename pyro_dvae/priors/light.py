@@ -192,9 +192,11 @@ class TransformerDVAE(DVAE):
         return self.z_prior(z, x, z.new_zeros(*z.shape[:-2], self.v_dim))
 
     # ------------------------------------------------------------ step by step
-    def decode_stepwise(self, z, feed, x=None, v=None):
-        """As :meth:`DVAE.decode_stepwise`; ``w`` is ``v`` if given, else the posterior mean ``q(w | x)`` when
-        ``x`` is given, else its prior mean 0. Recomputes the causal decoder on the prefix at every step."""
+    def decode_stepwise(self, z, feed, x=None, latents=None):
+        """As :meth:`DVAE.decode_stepwise`; ``w`` is ``latents["v"]`` if given, else the posterior mean
+        ``q(w | x)`` when ``x`` is given, else its prior mean 0. Recomputes the causal decoder on the prefix at
+        every step."""
+        v = (latents or {}).get("v")
         if v is None:
             if x is not None:
                 x, _, _ = self._prepare(x, None)

@@ -97,6 +97,92 @@ def table(work, models, res, part):
     return "\n".join(lines)
 
 
+def _segment_power(x, segment=50):
+    """Peak-normalised power ``(n, segment, F)`` of the whole segments of ``x``, and its STFT ``(T, F)``."""
+    import numpy as np
+    import torch
+
+    from pyro_dvae.data.audio import stft
+
+    X = stft(torch.as_tensor(x / np.abs(x).max(), dtype=torch.float32))
+    n = X.shape[0] // segment
+    return (X[: n * segment].abs() ** 2).reshape(n, segment, -1), X[: n * segment]
+
+
+def swap_w(prior, xa, xb):
+    """Decode utterance A's ``z`` with B's ``w`` (generated past): the log-spectral distance (dB) of the
+    long-term average spectrum of the output to A's and to B's, for the output with A's own ``w`` and with B's,
+    and the correlation of the frame-energy contour (dB) with A's. Returns a dict and the swapped power."""
+    import torch
+
+    from pyro_dvae.priors import SequentialNormal
+
+    Pa, _ = _segment_power(xa)
+    Pb, _ = _segment_power(xb)
+    with torch.no_grad():
+        qa, sa = prior.encode(Pa, with_statics=True)
+        _, sb = prior.encode(Pb, with_statics=True)
+        za = qa.noiseless() if isinstance(qa, SequentialNormal) else qa.mean
+        wb = sb["v"].mean(0, keepdim=True).expand_as(sa["v"])  # B's w, averaged over its segments
+        feed = lambda t, mean, var: mean  # noqa: E731
+        own = prior.decode_stepwise(za, feed, latents={"v": sa["v"]})[1].reshape(-1, Pa.shape[-1])
+        swapped = prior.decode_stepwise(za, feed, latents={"v": wb})[1].reshape(-1, Pa.shape[-1])
+    ltas = lambda P: 10 * torch.log10(P.reshape(-1, P.shape[-1]).mean(0) + 1e-10)  # noqa: E731
+    lsd = lambda a, b: float((ltas(a) - ltas(b)).pow(2).mean().sqrt())  # noqa: E731
+    contour = lambda P: 10 * torch.log10(P.reshape(-1, P.shape[-1]).sum(-1) + 1e-10)  # noqa: E731
+    corr = lambda a, b: float(torch.corrcoef(torch.stack([contour(a), contour(b)]))[0, 1])  # noqa: E731
+    return {"own_w": {"ltas_dist_to_a": lsd(own, Pa), "ltas_dist_to_b": lsd(own, Pb), "energy_corr_a": corr(own, Pa)},
+            "swapped_w": {"ltas_dist_to_a": lsd(swapped, Pa), "ltas_dist_to_b": lsd(swapped, Pb),
+                          "energy_corr_a": corr(swapped, Pa)}}, swapped
+
+
+def figure(work, models, part, pairs=8):
+    """Spectrograms of one utterance resynthesised by each model (GEN), and the swap-w measurements of LigHT- and
+    HiT-DVAE over ``pairs`` pairs of utterances of different speakers; writes ``figure_<part>.png`` and
+    ``swap_w_<part>.json``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+
+    from pyro_dvae.data import audio
+    from pyro_dvae.data.heldout import active_segment
+    from pyro_dvae.priors import load_spectral
+    from pyro_dvae.resynthesis import decoded_power
+
+    files = audio.audio_files(os.path.join(work, f"speech_{part}"))
+    x = active_segment(audio.load_audio(files[0]), 3.2)
+    P, _ = _segment_power(x)
+    loaded = {m: load_spectral(os.path.join(work, f"{m}.pt")).eval() for m in models}
+    panels = [("input", P.reshape(-1, P.shape[-1]))]
+    for m, prior in loaded.items():
+        panels.append((f"{m} (GEN)", decoded_power(prior, P, "gen").reshape(-1, P.shape[-1])))
+    swaps = {}
+    for m in [m for m in ("light-dvae", "hit-dvae") if m in loaded]:
+        rows = [swap_w(loaded[m], active_segment(audio.load_audio(files[2 * k]), 3.2),
+                       active_segment(audio.load_audio(files[2 * k + 1]), 3.2))
+                for k in range(min(pairs, len(files) // 2))]
+        swaps[m] = {kind: {key: float(np.mean([r[0][kind][key] for r in rows])) for key in rows[0][0][kind]}
+                    for kind in ("own_w", "swapped_w")}
+        swaps[m]["pairs"] = len(rows)
+        xa, xb = (active_segment(audio.load_audio(f), 3.2) for f in files[:2])
+        panels.append((f"{m}: utterance 1's z with utterance 2's w", swap_w(loaded[m], xa, xb)[1]))
+    with open(os.path.join(work, f"swap_w_{part}.json"), "w") as f:
+        json.dump(swaps, f, indent=1)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 1.6 * len(panels)), sharex=True)
+    for ax, (title, power) in zip(np.atleast_1d(axes), panels):
+        ax.imshow(10 * torch.log10(power.T + 1e-10).numpy(), origin="lower", aspect="auto", cmap="magma",
+                  vmin=-80, vmax=20, extent=(0, power.shape[0] * 256 / 16000, 0, 8))
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel("kHz")
+    np.atleast_1d(axes)[-1].set_xlabel("seconds")
+    fig.tight_layout()
+    fig.savefig(os.path.join(work, f"figure_{part}.png"), dpi=90)
+    return swaps
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", required=True, help="working folder (checkpoints, links, JSON); reused across runs")
@@ -105,6 +191,8 @@ def main(argv=None):
     p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     p.add_argument("--limit", type=int, help="evaluate the first N utterances only")
     p.add_argument("--workers", type=int, default=2, help="commands run at once (each on one thread)")
+    p.add_argument("--figure", action="store_true",
+                   help="also write figure_<part>.png (spectrograms, swap w) and swap_w_<part>.json")
     args = p.parse_args(argv)
     os.makedirs(args.work, exist_ok=True)
     prepare(args.work, args.realdata, args.part)
@@ -114,6 +202,8 @@ def main(argv=None):
     print(text)
     with open(os.path.join(args.work, f"table_{args.part}.md"), "w") as f:
         f.write(text + "\n")
+    if args.figure:
+        print(json.dumps(figure(args.work, args.models, args.part), indent=1))
 
 
 if __name__ == "__main__":

@@ -161,7 +161,7 @@ def test_fast_rvae_draw_is_the_priors_own_draw(name):
 
 def test_every_spectral_prior_of_the_zoo_runs(prior):
     P = torch.rand(1, 6, 9) ** 2
-    for name in ("vae", "dkf", "srnn", "dsae"):
+    for name in ("vae", "dkf", "srnn", "dsae", "light-dvae", "hit-dvae"):
         p = priors.build(name, x_dim=9, z_dim=2, emission="spectral", dense_dim=8, rnn_dim=8, z_dense=[8])
         for nz in ("nmf", "nolv"):
             model = E.build_model(p, nz, "una", noise_options={"rank": 2} if nz == "nmf" else {"rnn_dim": 4})

@@ -189,7 +189,8 @@ def test_exact_elbo_equals_monte_carlo_estimate(family):
     assert abs(values.mean() - exact) < 4 * values.std() / math.sqrt(len(values)) + 1e-6 * abs(exact)
 
 
-@pytest.mark.parametrize("name", ["vae", "dkf", "storn", "vrnn", "srnn", "rvae", "dsae", "deepar"])
+@pytest.mark.parametrize("name", ["vae", "dkf", "storn", "vrnn", "srnn", "rvae", "dsae", "deepar", "light-dvae",
+                                  "hit-dvae"])
 @pytest.mark.parametrize("mode", ["sequential", "parallel"])
 def test_vem_runs_with_every_prior_of_the_zoo(name, mode):
     mix = tiny_mixture(B=1, T=5)
@@ -201,6 +202,25 @@ def test_vem_runs_with_every_prior_of_the_zoo(name, mode):
     assert mean.shape == (1, 2, 5, 9) and (power > 0).all()
     trace = poutine.trace(guide).get_trace(mix)  # a valid Pyro guide with the model's site names
     assert {"w", "s", "z_b"} <= set(trace.nodes) and ("z_a" in trace.nodes) == (name != "deepar")
+
+
+def test_sequential_es_decodes_with_the_encoders_static_latents(monkeypatch):
+    """LigHT-DVAE's w reaches the step-by-step decoder of the E-S step through the prior contract (the
+    ``latents`` of ``decode_stepwise``), at the encoder's posterior mean, not at the prior mean 0."""
+    mix = tiny_mixture(B=1, T=5)
+    light = tiny_prior("light-dvae")
+    model = SeparationModel([light, tiny_prior("vae", seed=1)], ["a", "b"], learn_gain=True)
+    guide = SeparationGuide(model, mode="sequential").initialise(mix)
+    seen, original = [], type(light).decode_stepwise
+
+    def spy(self, z, feed, x=None, latents=None):
+        seen.append(latents)
+        return original(self, z, feed, x, latents)
+
+    monkeypatch.setattr(type(light), "decode_stepwise", spy)
+    inference.run("vem", model, guide, mix, num_iters=1)
+    encoded = guide["z"].latents[0]["v"]
+    assert seen and all(torch.equal(s["v"], encoded) for s in seen) and encoded.abs().sum() > 0
 
 
 def test_model_draws_sources_from_the_priors():

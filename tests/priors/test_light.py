@@ -95,7 +95,7 @@ def test_stepwise_equals_teacher_forcing(name, residual):
     with torch.no_grad():
         mean_own, _ = prior.decode_stepwise(z, lambda t, m, v: m, x=x)
         v = prior.encode(x, with_statics=True)[1]["v"]
-        again, _ = prior.decode_stepwise(z, lambda t, m, s: m, v=v)
+        again, _ = prior.decode_stepwise(z, lambda t, m, s: m, latents={"v": v})
         tf_own, _ = prior.decode(z, x)
     assert torch.allclose(mean_own, again, atol=1e-6)
     assert not torch.allclose(mean_own[:, 1:], tf_own[:, 1:])
