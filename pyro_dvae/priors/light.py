@@ -86,6 +86,21 @@ class CausalDecoder(nn.Module):
         out = self.layers(tgt, mem, tgt_mask=mask, memory_mask=mask)
         return out.reshape(*batch, T, self.d_model)
 
+    def step(self, zw_t, fx_prev, cache, t, pe):
+        """Output at position ``t`` alone, given the earlier positions' keys and values in ``cache`` (a dict,
+        empty at ``t = 0``, updated in place): ``zw_t (B, in_dim)``, ``fx_prev (B, d_model)`` (the memory at
+        ``t``: ``phi(s_{t-1})``, zeros at ``t = 0``), ``pe`` the position table. The same numbers as
+        :meth:`forward` on the prefix (causal masks), at O(t) cost instead of a pass over the prefix."""
+        x = (self.q_in(zw_t) + pe[t]).unsqueeze(1)
+        m = (self.mem_in(fx_prev) + pe[t]).unsqueeze(1)
+        cache["mem"] = mem = m if t == 0 else torch.cat([cache["mem"], m], 1)
+        for i, layer in enumerate(self.layers.layers):  # post-LN TransformerDecoderLayer, dropout 0
+            cache[i] = keys = x if t == 0 else torch.cat([cache[i], x], 1)
+            x = layer.norm1(x + layer.self_attn(x, keys, keys, need_weights=False)[0])
+            x = layer.norm2(x + layer.multihead_attn(x, mem, mem, need_weights=False)[0])
+            x = layer.norm3(x + layer.linear2(layer.activation(layer.linear1(x))))
+        return x.squeeze(1)
+
 
 class TransformerDVAE(DVAE):
     """Shared implementation of LigHT-DVAE (``shared = True``) and HiT-DVAE (``shared = False``)."""
@@ -209,16 +224,17 @@ class TransformerDVAE(DVAE):
         return self._stepwise(z, feed, z.new_zeros(*z.shape[:-2], self.v_dim))
 
     def _stepwise(self, z, feed, v):
+        """Step-by-step decoding with a key / value cache (:meth:`CausalDecoder.step`)."""
         batch, T = z.shape[:-2], z.shape[-2]
-        fed = z.new_zeros(*batch, T, self.x_dim)  # positions >= t are never read at step t (causal)
-        means, vars_ = [], []
+        zw = _flat(self._zw(z, v))
+        pe = sinusoidal_positions(T, self.dense_dim, zw)
+        cache, means, vars_, x_prev = {}, [], [], None
+        fx_prev = zw.new_zeros(zw.shape[0], self.dense_dim)
         for t in range(T):
-            x_prev = fed[..., t - 1, :] if t > 0 else None
-            h = self.dec(self._zw(z[..., : t + 1, :], v), self._mem(fed[..., : t + 1, :]))[..., t, :]
+            h = self.dec.step(zw[:, t], fx_prev, cache, t, pe).reshape(*batch, self.dense_dim)
             mean, var = self.expected(*self._out(h, x_prev, step=True))
-            x_t = feed(t, mean, var)
-            fed = fed.clone()
-            fed[..., t, :] = x_t
+            x_prev = feed(t, mean, var)
+            fx_prev = self.phi_x(self.features(x_prev)).reshape(-1, self.dense_dim)
             means.append(mean), vars_.append(var)
         return torch.stack(means, -2), torch.stack(vars_, -2)
 
