@@ -22,8 +22,9 @@ Inference, all through :func:`pyro_dvae.inference.run`:
 - **NMF noise** (RVAE-VEM [1, 2]): ``vem`` over the blocks of :class:`EnhancementGuide`: E-Z (a few Adam
   steps on the speech *encoder*, decoder frozen, on the negative ELBO with the per-step analytic KL), E-V
   (``R`` posterior samples of ``z`` give samples of ``v_s``, and an ``R``-particle ELBO estimate), and the
-  model's M-step (multiplicative IS-NMF updates of ``W``, ``H`` and ``g``, which never increase the
-  sample-averaged IS divergence).
+  model's M-step (multiplicative IS-NMF updates of ``H`` and ``g``, and of ``W`` when the noise model learns its
+  dictionary, which never increase the sample-averaged IS divergence; by default ``W`` stays the noisy
+  input's median spectrum, :data:`DEFAULTS`).
 - **Deep noise** [3]: **U-NA** fits the encoder and a freshly initialised noise network to the utterance by
   ``svi`` (no noise data); **U-ND** trains them once on a folder of noisy speech
   (:func:`~pyro_dvae.models.enhancement_training.train_noise`, never any clean reference) and enhances by one
