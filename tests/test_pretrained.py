@@ -12,7 +12,8 @@ from pyro_dvae import pretrained, priors
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 
 
-@pytest.mark.parametrize("name, model", [("speech", "srnn"), ("flute", "srnn"), ("speech_rvae", "rvae")])
+@pytest.mark.parametrize("name, model", [("speech", "srnn"), ("flute", "srnn"), ("speech_rvae", "rvae"),
+                                         ("speech_light", "light-dvae")])
 def test_shipped_audio_priors_load_as_spectral_priors(name, model):
     prior = priors.load_spectral(pretrained.path(name))
     assert prior.name == model and prior.x_dim == 513 and prior.emission == "spectral"
@@ -88,3 +89,20 @@ def test_shipped_priors_beat_is_nmf_on_an_unseen_mixture(tmp_path):
     for source in ("speech", "flute"):
         assert scores["mixdvae"][source] > scores["is-nmf"][source] + 1.0, scores
     assert scores["mixdvae"]["speech"] > 6.0 and scores["mixdvae"]["flute"] > 11.0, scores
+
+
+def test_enhance_defaults_to_the_shipped_prior_of_its_noise_model(tmp_path):
+    """Without --prior, enhance takes LigHT-DVAE for nmf and the causal RVAE for the deep noise models."""
+    sf = pytest.importorskip("soundfile")
+    import numpy as np
+
+    from pyro_dvae.cli import main
+    from pyro_dvae.data.synthetic_audio import speech_like
+
+    x = speech_like(0.5, seed=0) + 0.05 * np.random.default_rng(0).normal(size=8000)
+    sf.write(tmp_path / "noisy.wav", 0.5 * x / np.abs(x).max(), 16000)
+    for noise, prior in (("nmf", "speech_light"), ("lv", "speech_rvae")):
+        js = tmp_path / f"{noise}.json"
+        assert main(["enhance", str(tmp_path / "noisy.wav"), "--noise", noise, "--iters", "1", "--out",
+                     str(tmp_path / f"{noise}.wav"), "--out-json", str(js)]) == 0
+        assert json.loads(js.read_text())["prior"] == prior

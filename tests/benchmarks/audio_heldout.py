@@ -153,11 +153,14 @@ def enhancement(work, sp, noises, part, per_snr, workers, methods):
             for method in methods:
                 noise, mode = method.split("-")
                 extra = ["--noise-model", os.path.join(work, f"noise_{noise}.pt")] if mode != "una" else []
+                # nmf: the command's default prior (the shipped LigHT-DVAE, trained on the same training speakers);
+                # the deep noise models: the RVAE of this run, which their U-ND models are trained for
+                prior = [] if noise == "nmf" else ["--prior", os.path.join(work, "rvae.pt")]
                 out = f"{stem}_{method}"
-                cmds.append((dict(it, method=method), ["pyro-dvae", "enhance", f"{stem}_noisy.wav", "--prior",
-                                                       os.path.join(work, "rvae.pt"), "--noise", noise, "--mode", mode,
-                                                       *extra, "--ref", f"{stem}_clean.wav", "--out", f"{out}.wav",
-                                                       "--out-json", f"{out}.json"], f"{out}.log"))
+                cmds.append((dict(it, method=method), ["pyro-dvae", "enhance", f"{stem}_noisy.wav", *prior,
+                                                       "--noise", noise, "--mode", mode, *extra, "--ref",
+                                                       f"{stem}_clean.wav", "--out", f"{out}.wav", "--out-json",
+                                                       f"{out}.json"], f"{out}.log"))
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda c: run(c[1], c[2]), cmds))
     rows = []
