@@ -342,17 +342,20 @@ def test_narrowband_input_leaves_the_empty_band_out(prior):
 
 
 @pytest.fixture(scope="module")
-def real_prior():
-    """The shipped causal RVAE (trained on the training speakers of the held-out protocol only)."""
+def real_priors():
+    """The shipped priors ``pyro-dvae enhance`` uses by default, by noise model (trained on the training speakers of
+    the held-out protocol only): LigHT-DVAE for nmf, the causal RVAE for lv."""
     from pyro_dvae import pretrained
+    from pyro_dvae.cli.enhance import DEFAULT_PRIOR
 
-    return E.load_speech_prior(pretrained.path("speech_rvae"))
+    return {noise: E.load_speech_prior(pretrained.path(DEFAULT_PRIOR[kind])) for noise, kind in
+            (("nmf", "nmf"), ("lv", "deep"))}
 
 
 @pytest.mark.realdata
 @pytest.mark.skipif(not (REALDATA / "speech" / "librispeech").is_dir(), reason="../shared/realdata is absent")
 @pytest.mark.parametrize("narrow", [False, True], ids=["16k", "8k"])
-def test_real_unseen_speakers_improve_and_narrowband_does_not_collapse(real_prior, narrow):
+def test_real_unseen_speakers_improve_and_narrowband_does_not_collapse(real_priors, narrow):
     """Two test speakers (never trained on) in a held-out segment of real tap noise at 5 dB, wideband and band-limited
     to 4 kHz: the nmf and the lv (U-NA) estimates keep a sane share of the energy and improve SI-SDR on average."""
     from pyro_dvae.data import heldout
@@ -364,7 +367,7 @@ def test_real_unseen_speakers_improve_and_narrowband_does_not_collapse(real_prio
         for noise in gains:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                out = E.enhance(item["noisy"], real_prior, noise, "una")
+                out = E.enhance(item["noisy"], real_priors[noise], noise, "una")
             kept = (out.waveform**2).sum() / (item["noisy"] ** 2).sum()
             assert 0.1 < kept <= 1.0, (noise, kept)
             assert (out.info["band_bins"] < 400) == narrow and out.info["recovered"] is None
