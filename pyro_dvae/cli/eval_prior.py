@@ -51,7 +51,7 @@ def run(args):
     import soundfile as sf
 
     from .. import pretrained
-    from ..data.audio import SAMPLE_RATE, audio_files, load_audio
+    from ..data.audio import N_FFT, SAMPLE_RATE, audio_files, load_audio
     from ..priors import load_spectral
     from ..resynthesis import resynthesis_scores, resynthesize
 
@@ -66,7 +66,7 @@ def run(args):
     rows, skipped = [], []
     for k, path in enumerate(files):
         x = load_audio(path)
-        if len(x) < 1024 or not np.abs(x).max() > 0:
+        if len(x) < N_FFT or not np.abs(x).max() > 0:
             skipped.append(path)
             warnings.warn(f"{path}: silent or shorter than one STFT frame, skipped", stacklevel=2)
             continue
@@ -85,8 +85,9 @@ def run(args):
         values = [r[m] for r in rows if r[m] is not None]
         mean[m] = float(np.mean(values)) if values else None
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-    print(f"{prior.name} ({sum(p.numel() for p in prior.parameters())} parameters), past {args.past}, "
-          f"{len(rows)} files: " + ", ".join(f"{m} {fmt(mean[m])}" for m in METRICS))
-    return {"prior": args.prior, "model": prior.name, "parameters": sum(p.numel() for p in prior.parameters()),
+    params = sum(p.numel() for p in prior.parameters())
+    print(f"{prior.name} ({params} parameters), past {args.past}, {len(rows)} files: "
+          + ", ".join(f"{m} {fmt(mean[m])}" for m in METRICS))
+    return {"prior": args.prior, "model": prior.name, "parameters": params,
             "past": args.past, "segment": args.segment, "files": len(rows), "skipped": skipped, "mean": mean,
             "per_file": rows}

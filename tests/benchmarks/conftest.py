@@ -41,6 +41,30 @@ def readme_units(benchmark, request):
     return ReadmeUnits(benchmark, request.node.name)
 
 
+@pytest.fixture
+def time_training_step(benchmark):
+    """``time_training_step(prior, x, warmup, rounds)``: benchmark one forward + backward training step of
+    ``prior`` on ``x`` (negative ELBO with analytic KL, Pyro validation off), one step per round after
+    ``warmup`` untimed steps; returns the last loss."""
+    import pyro
+
+    from pyro_dvae.training import elbo_loss
+
+    def run(prior, x, warmup, rounds):
+        def step():
+            prior.zero_grad(set_to_none=True)
+            loss = elbo_loss(prior, x)
+            loss.backward()
+            return loss
+
+        with pyro.validation_enabled(False):
+            for _ in range(warmup):
+                step()
+            return benchmark.pedantic(step, rounds=rounds, iterations=1)
+
+    return run
+
+
 @pytest.hookimpl(trylast=True)  # after pytest-benchmark's table
 def pytest_terminal_summary(terminalreporter):
     if _LINES:

@@ -98,7 +98,7 @@ def table(work, models, res, part):
 
 
 def _segment_power(x, segment=50):
-    """Peak-normalised power ``(n, segment, F)`` of the whole segments of ``x``, and its STFT ``(T, F)``."""
+    """Peak-normalised power ``(n, segment, F)`` of the whole segments of ``x``."""
     import numpy as np
     import torch
 
@@ -106,7 +106,7 @@ def _segment_power(x, segment=50):
 
     X = stft(torch.as_tensor(x / np.abs(x).max(), dtype=torch.float32))
     n = X.shape[0] // segment
-    return (X[: n * segment].abs() ** 2).reshape(n, segment, -1), X[: n * segment]
+    return (X[: n * segment].abs() ** 2).reshape(n, segment, -1)
 
 
 def swap_w(prior, xa, xb):
@@ -117,8 +117,7 @@ def swap_w(prior, xa, xb):
 
     from pyro_dvae.priors import SequentialNormal
 
-    Pa, _ = _segment_power(xa)
-    Pb, _ = _segment_power(xb)
+    Pa, Pb = _segment_power(xa), _segment_power(xb)
     with torch.no_grad():
         qa, sa = prior.encode(Pa, with_statics=True)
         _, sb = prior.encode(Pb, with_statics=True)
@@ -153,22 +152,19 @@ def figure(work, models, part, pairs=8):
     from pyro_dvae.resynthesis import decoded_power
 
     files = audio.audio_files(os.path.join(work, f"speech_{part}"))
-    x = active_segment(audio.load_audio(files[0]), 3.2)
-    P, _ = _segment_power(x)
+    clips = [active_segment(audio.load_audio(f), 3.2) for f in files[: 2 * pairs]]  # each file read once
+    P = _segment_power(clips[0])
     loaded = {m: load_spectral(os.path.join(work, f"{m}.pt")).eval() for m in models}
     panels = [("input", P.reshape(-1, P.shape[-1]))]
     for m, prior in loaded.items():
         panels.append((f"{m} (GEN)", decoded_power(prior, P, "gen").reshape(-1, P.shape[-1])))
     swaps = {}
     for m in [m for m in ("light-dvae", "hit-dvae") if m in loaded]:
-        rows = [swap_w(loaded[m], active_segment(audio.load_audio(files[2 * k]), 3.2),
-                       active_segment(audio.load_audio(files[2 * k + 1]), 3.2))
-                for k in range(min(pairs, len(files) // 2))]
+        rows = [swap_w(loaded[m], clips[2 * k], clips[2 * k + 1]) for k in range(len(clips) // 2)]
         swaps[m] = {kind: {key: float(np.mean([r[0][kind][key] for r in rows])) for key in rows[0][0][kind]}
                     for kind in ("own_w", "swapped_w")}
         swaps[m]["pairs"] = len(rows)
-        xa, xb = (active_segment(audio.load_audio(f), 3.2) for f in files[:2])
-        panels.append((f"{m}: utterance 1's z with utterance 2's w", swap_w(loaded[m], xa, xb)[1]))
+        panels.append((f"{m}: utterance 1's z with utterance 2's w", rows[0][1]))
     with open(os.path.join(work, f"swap_w_{part}.json"), "w") as f:
         json.dump(swaps, f, indent=1)
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 1.6 * len(panels)), sharex=True)

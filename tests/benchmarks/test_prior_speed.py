@@ -10,12 +10,10 @@ the README's figure; it is also printed after the table (one line per prior) and
     pytest tests/benchmarks --benchmark-only --benchmark-columns=median,iqr,rounds
 """
 
-import pyro
 import pytest
 import torch
 
 from pyro_dvae import priors
-from pyro_dvae.training import elbo_loss
 
 # the reference DVAE library on the same machine class (ms per forward + backward)
 REFERENCE_MS = {"vae": 25, "dkf": 127, "storn": 108, "vrnn": 160, "srnn": 128, "rvae": 106,
@@ -24,21 +22,10 @@ SPEECH_SIZES = {"vae": dict(dense_dim=128, z_dense=[]), "deepar": dict(z_dim=0, 
 
 
 @pytest.mark.parametrize("name", priors.available())
-def test_forward_backward_speed(benchmark, readme_units, name):
+def test_forward_backward_speed(time_training_step, readme_units, name):
     torch.manual_seed(0)
     prior = priors.build(name, x_dim=513, emission="spectral", **{"z_dim": 16, **SPEECH_SIZES.get(name, {})})
-    x = torch.rand(32, 50, 513)
-
-    def step():
-        prior.zero_grad(set_to_none=True)
-        loss = elbo_loss(prior, x)
-        loss.backward()
-        return loss
-
-    with pyro.validation_enabled(False):
-        for _ in range(3):
-            step()
-        loss = benchmark.pedantic(step, rounds=15, iterations=1)
+    loss = time_training_step(prior, torch.rand(32, 50, 513), warmup=3, rounds=15)
     assert torch.isfinite(loss)
     ms = 1000 * readme_units.round_median_s  # a round is one step
     figures = dict(ms_per_step=ms)

@@ -10,12 +10,10 @@ B = 8, T = 50, no gradient; the figure is ms per frame. Run with::
     pytest tests/benchmarks/test_transformer_speed.py --benchmark-only --benchmark-columns=median,iqr,rounds
 """
 
-import pyro
 import pytest
 import torch
 
 from pyro_dvae import priors
-from pyro_dvae.training import elbo_loss
 
 SIZES = {"srnn": {}, "light-dvae": dict(dense_dim=116, ff_dim=232), "hit-dvae": dict(dense_dim=116, ff_dim=232)}
 
@@ -26,20 +24,9 @@ def _build(name):
 
 
 @pytest.mark.parametrize("name", list(SIZES))
-def test_training_step_at_matched_size(benchmark, readme_units, name):
+def test_training_step_at_matched_size(time_training_step, readme_units, name):
     prior = _build(name)
-    x = torch.rand(32, 50, 513) + 0.01
-
-    def step():
-        prior.zero_grad(set_to_none=True)
-        loss = elbo_loss(prior, x)
-        loss.backward()
-        return loss
-
-    with pyro.validation_enabled(False):
-        for _ in range(2):
-            step()
-        loss = benchmark.pedantic(step, rounds=10, iterations=1)
+    loss = time_training_step(prior, torch.rand(32, 50, 513) + 0.01, warmup=2, rounds=10)
     assert torch.isfinite(loss)
     params = sum(p.numel() for p in prior.parameters())
     ms = 1000 * readme_units.round_median_s
