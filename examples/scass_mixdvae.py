@@ -9,7 +9,9 @@ itself and the oracle binary / Wiener masks.
 
 Usage::
 
-    python examples/scass_mixdvae.py            # SYNTHETIC speech-like and flute-like signals, about a minute
+    python examples/scass_mixdvae.py            # the shipped priors on held-out real mixtures (below), or SYNTHETIC
+    python examples/scass_mixdvae.py --realdata ../shared/realdata --num-mixtures 8 --frames 50 100 300
+    python examples/scass_mixdvae.py --synthetic   # SYNTHETIC speech-like and flute-like signals, about a minute
     python examples/scass_mixdvae.py --speech-dir ../shared/realdata/speech \\
         --music-dir ../shared/realdata/music/iowa_flute --pitch-shift -2 -1 0 1 2 --num-mixtures 20
     # the same with --dev: the test speakers / notes are left out and the training files split again, to
@@ -18,6 +20,13 @@ Usage::
 Held-out flute notes are pitches no training note has, and neither a note-wise NMF dictionary nor a small
 DVAE transfers to an unseen pitch; ``--pitch-shift`` adds copies of every *training* note resampled by these
 semitones to the training audio of both the DVAE and the NMF dictionary (the test notes are never seen).
+
+With no argument, the example looks for the shared real-data folder (``--realdata``, default
+``../shared/realdata`` beside the checkout): when it is there, nothing is trained and the **shipped** speech and
+flute priors and IS-NMF dictionaries (:mod:`pyro_dvae.pretrained`) separate mixtures of the *test* speakers and
+*test* notes of :mod:`pyro_dvae.data.heldout` (which those priors and dictionaries never heard), flute 5 dB above
+the speech, T = 100: the README's held-out table in small (about a minute). Without that folder it falls back
+to the synthetic demo, which says so.
 
 **References:**
 
@@ -38,8 +47,9 @@ import warnings
 import numpy as np
 import torch
 
-from pyro_dvae import priors
-from pyro_dvae.data import audio
+from pyro_dvae import pretrained, priors
+from pyro_dvae.cli.separate import load_nmf_dicts
+from pyro_dvae.data import audio, heldout
 from pyro_dvae.data import mixtures as mx
 from pyro_dvae.data.synthetic_audio import chromatic, flute_like, speech_like
 from pyro_dvae.metrics import score_sources
@@ -48,6 +58,7 @@ from pyro_dvae.nmf import NMFSeparator
 from pyro_dvae.training import TrainConfig, train_prior
 
 METHODS = ("mixdvae", "is_nmf", "temporal_nmf", "mixture", "oracle_ibm", "oracle_wiener")
+REALDATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "realdata")
 SOURCES = ("speech", "flute")
 SYNTHETIC_TRAIN = 8
 METRICS = ("si_sdr", "rmse", "pesq_wb", "estoi")
@@ -105,6 +116,23 @@ def synthetic_data(seed, num_train=SYNTHETIC_TRAIN):
     print(f"SYNTHETIC data: {num_train} train / 2 test speech-like speakers, {num_train} train / 2 test flute-like "
           "melodies (same scale)")
     return {"speech": (sp[:num_train], sp[num_train:]), "flute": (fl[:num_train], fl[num_train:])}
+
+
+def heldout_data(realdata):
+    """Test speakers and test notes of :mod:`pyro_dvae.data.heldout` (never heard by the shipped priors), the
+    notes joined into melodies as the held-out benchmark does (a note lasts about 2.5 s)."""
+    sp = heldout.speech_split(os.path.join(realdata, "speech", "librispeech", "train-clean-100"))["test"]
+    fl = heldout.note_split(os.path.join(realdata, "music", "iowa_flute"))["test"]
+    print(f"real audio, held out: {len(sp)} files of unseen LibriSpeech speakers, {len(fl)} unseen flute notes; "
+          "shipped priors and NMF dictionaries (nothing trained)")
+    melodies = [mx.concatenate_notes(fl, 4, seed=k) for k in range(8)]
+    return {"speech": ([], [audio.load_audio(f) for f in sp]), "flute": ([], melodies)}
+
+
+def shipped_models(args):
+    """The shipped speech and flute priors and rank-64 IS-NMF dictionaries."""
+    prior_list = [priors.load_spectral(pretrained.path(n), task="separation").eval() for n in ("speech", "flute")]
+    return prior_list, load_nmf_dicts(pretrained.path("nmf_speech_flute"), list(SOURCES), 64)
 
 
 def train_source_prior(name, signals, args):
@@ -195,6 +223,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--speech-dir", help="clean speech folder (LibriSpeech / CMU ARCTIC / VCTK file names)")
     p.add_argument("--music-dir", help="flute notes folder (University of Iowa file names)")
+    p.add_argument("--realdata", default=REALDATA,
+                   help="shared real-data folder for the default run with the shipped priors (default: %(default)s)")
+    p.add_argument("--synthetic", action="store_true", help="the synthetic demo even when --realdata exists")
     p.add_argument("--prior", default="srnn", choices=[n for n in priors.available() if n != "deepar"])
     p.add_argument("--epochs", type=int, default=None, help="prior training epochs (default 100, synthetic 25)")
     p.add_argument("--z-dim", type=int, default=16)
@@ -203,9 +234,13 @@ def main(argv=None):
     p.add_argument("--seq-len", type=int, default=50)
     p.add_argument("--pitch-shift", type=float, nargs="+", default=[0.0],
                    help="semitone shifts of the training flute notes (both DVAE and NMF training data)")
-    p.add_argument("--frames", type=int, nargs="+", default=[50, 100], help="mixture lengths T in STFT frames")
-    p.add_argument("--num-mixtures", type=int, default=None, help="test mixtures per T (default 10, synthetic 4)")
-    p.add_argument("--smr-db", type=float, default=-10.0, help="speech-to-music ratio (MixDVAE: flute 10 dB above)")
+    p.add_argument("--frames", type=int, nargs="+", default=None,
+                   help="mixture lengths T in STFT frames (default 100 with the shipped priors, else 50 100)")
+    p.add_argument("--num-mixtures", type=int, default=None,
+                   help="test mixtures per T (default 10, synthetic 4, shipped priors 6)")
+    p.add_argument("--smr-db", type=float, default=None,
+                   help="speech-to-music ratio (default -5 with the shipped priors, as the held-out benchmark; "
+                        "else -10, the MixDVAE setting)")
     p.add_argument("--iters", type=int, default=30, help="VEM iterations")
     p.add_argument("--init", default="equal", choices=["equal", "prior", "nmf"],
                    help="MixDVAE starting point (equal: q(w) = 1/2, as the reference)")
@@ -230,24 +265,41 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    synthetic = not (args.speech_dir or args.music_dir)
-    if not synthetic and not (args.speech_dir and args.music_dir):
-        p.error("give both --speech-dir and --music-dir (or neither, for the synthetic demo)")
-    defaults = dict(epochs=25, dense_dim=64, rnn_dim=32, num_mixtures=4) if synthetic else \
-        dict(epochs=100, dense_dim=256, rnn_dim=128, num_mixtures=10)
+    folders = bool(args.speech_dir or args.music_dir)
+    if folders and not (args.speech_dir and args.music_dir):
+        p.error("give both --speech-dir and --music-dir (or neither, for the shipped priors or the synthetic demo)")
+    shipped = not folders and not args.synthetic and os.path.isdir(args.realdata)
+    synthetic = not folders and not shipped
+    if shipped and (args.save_priors or args.load_priors or args.dev):
+        p.error("--save-priors / --load-priors / --dev train priors: give --speech-dir and --music-dir")
+    if shipped:
+        defaults = dict(num_mixtures=6, frames=[100], smr_db=-5.0)
+    elif synthetic:
+        defaults = dict(epochs=25, dense_dim=64, rnn_dim=32, num_mixtures=4, frames=[50, 100], smr_db=-10.0)
+    else:
+        defaults = dict(epochs=100, dense_dim=256, rnn_dim=128, num_mixtures=10, frames=[50, 100], smr_db=-10.0)
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     t0 = time.perf_counter()
-    print("=" * 30 + (" SYNTHETIC DATA (not speech, not music) " if synthetic else " real audio ") + "=" * 30)
-    args.split = "dev" if args.dev else ("synthetic" if synthetic else "test")
-    data = synthetic_data(args.seed) if synthetic else real_data(args.speech_dir, args.music_dir, args.seed, args.dev)
-    train = {"speech": data["speech"][0],
-             "flute": [pitch_shift(x, k) for x in data["flute"][0] for k in args.pitch_shift]}
-    print("training priors" + (f" (flute notes shifted by {args.pitch_shift} semitones)" if args.pitch_shift != [0.0]
-                               else ""))
-    prior_list = [train_source_prior(name, train[name], args) for name in SOURCES]
-    sep = nmf_dictionaries(train, args)
+    if shipped:
+        print("=" * 30 + " real audio, shipped priors " + "=" * 30)
+        args.split = "test"
+        data = heldout_data(args.realdata)
+        prior_list, sep = shipped_models(args)
+    else:
+        if not folders and not args.synthetic:
+            print(f"no real data at {args.realdata}: the SYNTHETIC demo (--realdata DIR for the real one)")
+        print("=" * 30 + (" SYNTHETIC DATA (not speech, not music) " if synthetic else " real audio ") + "=" * 30)
+        args.split = "dev" if args.dev else ("synthetic" if synthetic else "test")
+        data = synthetic_data(args.seed) if synthetic else real_data(args.speech_dir, args.music_dir, args.seed,
+                                                                      args.dev)
+        train = {"speech": data["speech"][0],
+                 "flute": [pitch_shift(x, k) for x in data["flute"][0] for k in args.pitch_shift]}
+        print("training priors" + (f" (flute notes shifted by {args.pitch_shift} semitones)"
+                                   if args.pitch_shift != [0.0] else ""))
+        prior_list = [train_source_prior(name, train[name], args) for name in SOURCES]
+        sep = nmf_dictionaries(train, args)
     results = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pystoi / PESQ chatter on short or non-speech signals
