@@ -212,7 +212,7 @@ class EnhancementModel(nn.Module):
         if noise.reads_z and noise.z_dim != prior.z_dim:
             raise ValueError(f"the {noise.name} noise model reads z_dim={noise.z_dim}, the prior has {prior.z_dim}")
         self.prior = copy.deepcopy(prior).eval()
-        self.noise = noise
+        self.noise = noise.to(prior.x_loc.device)  # the speech prior's device, CPU or CUDA
         self.encoder_names = encoder_parameter_names(self.prior)
         for name, p in self.prior.named_parameters():
             p.requires_grad_(name in self.encoder_names)
@@ -225,8 +225,8 @@ class EnhancementModel(nn.Module):
         self.register_params = False  # True while svi runs (see fit_svi)
         self.parallel = bool(parallel) and tuple(self.prior.latent_sites) == ("z",)
         self._fast = RVAEPathSampler.build(self.prior) if self.parallel else None
-        like = torch.zeros(1, 2, self.prior.x_dim, dtype=self.prior.x_loc.dtype) + 1.0
-        self._iid_z = self.prior._z_prior(torch.zeros(1, 2, self.prior.z_dim, dtype=like.dtype), like) is None
+        like = self.prior.x_loc.new_ones(1, 2, self.prior.x_dim)
+        self._iid_z = self.prior._z_prior(like.new_zeros(1, 2, self.prior.z_dim), like) is None
         self.m_steps = [NMFMStep()] if noise.name == "nmf" else []
 
     # ------------------------------------------------------------------------------------------ parameters
@@ -738,7 +738,7 @@ def enhance(noisy, prior, noise="nmf", mode="una", *, noise_checkpoint=None, num
     lr = DEFAULTS[kind]["unda_lr" if mode == "unda" else "lr"] if lr is None else float(lr)
     if num_iters < 0 or (kind == "nmf" and num_iters < 1):
         raise ValueError(f"num_iters must be >= {1 if kind == 'nmf' else 0} for {model.noise.name}, got {num_iters}")
-    power = (X.abs() ** 2).to(model.prior.x_loc.dtype)
+    power = (X.abs() ** 2).to(model.prior.x_loc.device, model.prior.x_loc.dtype)  # CPU or CUDA alike
     nmf_init = DEFAULTS["nmf"]["init"] if nmf_init is None else nmf_init
     attempts, gain = [], bool(gain)
     # the first start, then (after a collapse) the other gain start; a caller's model allows one attempt only
@@ -767,6 +767,7 @@ def enhance(noisy, prior, noise="nmf", mode="una", *, noise_checkpoint=None, num
         warnings.warn(f"the first fit collapsed (its speech estimate kept {100 * attempts[0]['kept_energy']:.2g} % of "
                       f"the input energy); restarted with the other speech-gain start, which kept "
                       f"{100 * attempts[-1]['kept_energy']:.2g} %", stacklevel=2)
+    mask = mask.cpu()
     S = mask.to(X.real.dtype) * X[0]
     wave = istft(S, length, n_fft, hop).double().numpy() * peak
     seconds = time.perf_counter() - start

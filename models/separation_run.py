@@ -162,10 +162,13 @@ def run_separation(mix, priors=None, *, names=None, method="mixdvae", algo="vem"
         kind = "is" if method == "is_nmf" else "temporal"
         S = nmf_masks(X, nmf, names, kind, nmf_iters, nmf_alpha, nmf_beta) * X.unsqueeze(1)
     else:
-        dtype = next(priors[0].parameters()).dtype
-        X = check_mixture(X.to(torch.complex128 if dtype == torch.float64 else torch.complex64), priors[0].x_dim)
+        param = next(priors[0].parameters())  # the priors' device and precision (CPU or CUDA alike)
+        X = check_mixture(X.to(param.device, torch.complex128 if param.dtype == torch.float64 else torch.complex64),
+                          priors[0].x_dim)
         if isinstance(init, str) and init == "nmf":
-            init = nmf_masks(X, nmf, names, "is", nmf_iters).to(X.real.dtype)
+            init = nmf_masks(X.cpu(), nmf, names, "is", nmf_iters)
+        if torch.is_tensor(init):
+            init = init.to(X.device, X.real.dtype)
         frames = X.shape[1]
         if chunk is not None and frames > chunk:
             X = _split(X, chunk)
@@ -192,7 +195,7 @@ def run_separation(mix, priors=None, *, names=None, method="mixdvae", algo="vem"
         if S.shape[2] != frames:  # chunked: (B * K, N, chunk, F) -> (B, N, T, F)
             S = S.unflatten(0, (scale.shape[0], -1)).movedim(1, 2).flatten(2, 3)[:, :, :frames]
     info["seconds"] = time.perf_counter() - start
-    S = S.detach() * scale.to(S.real.dtype).view(-1, 1, 1, 1)
+    S = S.detach().cpu() * scale.to(S.real.dtype).view(-1, 1, 1, 1)
     waves = None
     if length is not None:
         waves = istft(S, length, n_fft, hop).numpy()

@@ -58,3 +58,33 @@ def test_tracking_on_cuda_matches_cpu(method):
         assert est.device.type == device
         out[device] = est.cpu()
     assert torch.allclose(out["cpu"], out["cuda"], atol=1e-4), (out["cpu"] - out["cuda"]).abs().max()
+
+
+def test_separation_on_cuda_matches_cpu():
+    from pyro_dvae.models.separation import run_separation
+
+    torch.manual_seed(0)
+    made = [priors.build("srnn", x_dim=513, z_dim=4, emission="spectral", dense_dim=32, rnn_dim=16, z_dense=[16])
+            for _ in range(2)]
+    mix = torch.randn(2, 30 * 256).numpy()
+    out = {}
+    for device in ("cpu", "cuda"):
+        res = run_separation(mix, [p.to(device) for p in made], names=["a", "b"], num_iters=3, seed=0)
+        assert res.stft.device.type == "cpu" and res.waveforms.shape == (2, 2, mix.shape[-1])
+        out[device] = res.waveforms
+    assert abs(out["cpu"] - out["cuda"]).max() < 1e-3 * abs(out["cpu"]).max()
+
+
+@pytest.mark.parametrize("noise", ["nmf", "lv"])
+def test_enhancement_on_cuda(noise):
+    from pyro_dvae.models.enhancement import enhance
+
+    torch.manual_seed(0)
+    prior = priors.build("rvae", x_dim=513, z_dim=4, emission="spectral", dense_dim=32, rnn_dim=16, z_dense=[16])
+    noisy = torch.randn(40 * 256).numpy()
+    out = {}
+    for device in ("cpu", "cuda"):
+        res = enhance(noisy, prior.to(device), noise, "una", num_iters=3, seed=0)
+        assert res.waveform.shape == noisy.shape and torch.isfinite(torch.as_tensor(res.waveform)).all()
+        out[device] = res.waveform
+    assert abs(out["cpu"] - out["cuda"]).max() < 1e-2 * abs(out["cpu"]).max()
