@@ -46,6 +46,7 @@ non-autoregressive priors (VAE, DKF, RVAE, DSAE) do not need.
     Dynamical Generative Speech and Noise Models", Interspeech.
 """
 
+import contextlib
 import copy
 import math
 import time
@@ -681,11 +682,13 @@ def prepare_noisy(noisy, n_fft=N_FFT, hop=HOP):
 
 def _fit(model, power, kind, mode, num_iters, lr, e_steps, vem_samples, num_samples, progress, nmf_init, gain):
     """One fit of ``model`` to ``power`` for :func:`enhance`; returns the InferenceResult (``None`` for U-ND)."""
-    if kind == "nmf":
-        return fit_vem(model, power, num_iters, lr, e_steps, vem_samples, progress, nmf_init, gain,
-                       DEFAULTS["nmf"]["select"])
-    if mode in ("una", "unda") and num_iters > 0:
-        return fit_svi(model, power, num_iters, lr, progress=progress, fit_gain=gain)
+    # cuDNN's RNN has no backward in eval mode, and the frozen prior's encoder is tuned in eval mode
+    with torch.backends.cudnn.flags(enabled=False) if power.is_cuda else contextlib.nullcontext():
+        if kind == "nmf":
+            return fit_vem(model, power, num_iters, lr, e_steps, vem_samples, progress, nmf_init, gain,
+                           DEFAULTS["nmf"]["select"])
+        if mode in ("una", "unda") and num_iters > 0:
+            return fit_svi(model, power, num_iters, lr, progress=progress, fit_gain=gain)
     if gain:  # U-ND: one forward pass, with the closed-form gain
         model.init_gain(power, num_samples)
     return None

@@ -174,7 +174,7 @@ def run_separation(mix, priors=None, *, names=None, method="mixdvae", algo="vem"
             X = _split(X, chunk)
             init = _split(init.transpose(1, 2), chunk).transpose(1, 2) if torch.is_tensor(init) else init
         model = SeparationModel(priors, names, ComplexGaussianBins(noise_ratio, kind=noise), learn_noise=learn_noise,
-                                learn_gain=learn_gain, learn_weights=learn_weights)
+                                learn_gain=learn_gain, learn_weights=learn_weights).to(X.device)
         guide = SeparationGuide(model, mode=mode, family=family, sample_z=sample_z,
                                 parallel_z=parallel_z).initialise(X, init)
         if algo == "vem":

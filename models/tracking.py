@@ -538,7 +538,7 @@ def run_tracking(obs, obs_mask, num_sources, method="mixdvae", prior=None, algo=
     pyro.set_rng_seed(seed)
     likelihood = likelihood if likelihood is not None else GaussianBoxes(ratio)
     model = TrackingModel(prior if method != "vkf" else None, num_sources, likelihood=likelihood,
-                          clutter_prob=clutter_prob)
+                          clutter_prob=clutter_prob).to(obs.device)  # the likelihood's buffers too (CUDA alike)
     if algo == "vem":
         if not likelihood.closed_form:
             raise ValueError(f"{type(likelihood).__name__} has no closed-form E-steps: use algo='svi' or 'enum-svi'")
