@@ -680,15 +680,21 @@ def prepare_noisy(noisy, n_fft=N_FFT, hop=HOP):
     return X, peak
 
 
+def eval_mode_backward(device):
+    """A context where an RNN in eval mode can be differentiated on ``device``: cuDNN's RNN has no backward
+    in eval mode, and the frozen speech prior's encoder is differentiated in eval mode (its weights are tuned,
+    nothing in the zoo has dropout); off CUDA, nothing changes."""
+    device = torch.device(device)
+    return torch.backends.cudnn.flags(enabled=False) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def _fit(model, power, kind, mode, num_iters, lr, e_steps, vem_samples, num_samples, progress, nmf_init, gain):
     """One fit of ``model`` to ``power`` for :func:`enhance`; returns the InferenceResult (``None`` for U-ND)."""
-    # cuDNN's RNN has no backward in eval mode, and the frozen prior's encoder is tuned in eval mode
-    with torch.backends.cudnn.flags(enabled=False) if power.is_cuda else contextlib.nullcontext():
-        if kind == "nmf":
-            return fit_vem(model, power, num_iters, lr, e_steps, vem_samples, progress, nmf_init, gain,
-                           DEFAULTS["nmf"]["select"])
-        if mode in ("una", "unda") and num_iters > 0:
-            return fit_svi(model, power, num_iters, lr, progress=progress, fit_gain=gain)
+    if kind == "nmf":
+        return fit_vem(model, power, num_iters, lr, e_steps, vem_samples, progress, nmf_init, gain,
+                       DEFAULTS["nmf"]["select"])
+    if mode in ("una", "unda") and num_iters > 0:
+        return fit_svi(model, power, num_iters, lr, progress=progress, fit_gain=gain)
     if gain:  # U-ND: one forward pass, with the closed-form gain
         model.init_gain(power, num_samples)
     return None
@@ -730,6 +736,13 @@ def enhance(noisy, prior, noise="nmf", mode="una", *, noise_checkpoint=None, num
         out = enhance(noisy, prior, "nolv", "unda", noise_checkpoint="nolv.pt")
         out.waveform, out.info["rtf"]
     """
+    with eval_mode_backward((model.prior if model is not None else prior).x_loc.device):
+        return _enhance(noisy, prior, noise, mode, noise_checkpoint, num_iters, lr, num_samples, e_steps, vem_samples,
+                        noise_options, seed, n_fft, hop, progress, model, gain, nmf_init)
+
+
+def _enhance(noisy, prior, noise, mode, noise_checkpoint, num_iters, lr, num_samples, e_steps, vem_samples,
+             noise_options, seed, n_fft, hop, progress, model, gain, nmf_init):
     start = time.perf_counter()
     X, peak = prepare_noisy(noisy, n_fft, hop)
     length = int(torch.as_tensor(noisy).shape[-1]) if torch.is_tensor(noisy) else len(noisy)

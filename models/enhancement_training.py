@@ -23,7 +23,7 @@ from pyro.infer import TraceMeanField_ELBO
 from pyro_dvae import noise as noise_models
 from pyro_dvae.data.audio import HOP, N_FFT, SAMPLE_RATE
 
-from .enhancement import NOISES, PLATES, EnhancementModel, adam, check_power, kept_energy
+from .enhancement import NOISES, PLATES, EnhancementModel, adam, check_power, eval_mode_backward, kept_energy
 
 
 @dataclass
@@ -72,10 +72,17 @@ def train_noise(prior, noise, train, val, *, epochs=30, batch_size=32, lr=1e-3, 
         if not torch.is_tensor(data) or data.dim() != 3 or len(data) == 0:
             raise ValueError(f"{name} data must be a non-empty (N, T, F) tensor of noisy power")
         check_power(data, prior.x_dim)
+    device = torch.device(device) if device is not None else prior.x_loc.device
+    with eval_mode_backward(device), eval_mode_backward(prior.x_loc.device):
+        return _train_noise(prior, noise, train, val, epochs, batch_size, lr, patience, seed, noise_options, out,
+                            sample_rate, n_fft, hop, device, progress, clip_norm)
+
+
+def _train_noise(prior, noise, train, val, epochs, batch_size, lr, patience, seed, noise_options, out, sample_rate,
+                 n_fft, hop, device, progress, clip_norm):
     opts = {"z_dim": prior.z_dim, **(noise_options or {})}
     torch.manual_seed(seed)
     model = EnhancementModel(prior, noise_models.build(noise, prior.x_dim, **opts))
-    device = torch.device(device) if device is not None else prior.x_loc.device
     model.to(device)
     dtype = model.prior.x_loc.dtype
     train, val = train.to(device, dtype), val.to(device, dtype)

@@ -88,3 +88,14 @@ def test_enhancement_on_cuda(noise):
         assert res.waveform.shape == noisy.shape and torch.isfinite(torch.as_tensor(res.waveform)).all()
         out[device] = res.waveform
     assert abs(out["cpu"] - out["cuda"]).max() < 1e-2 * abs(out["cpu"]).max()
+
+
+def test_noise_training_on_cuda(tmp_path):
+    from pyro_dvae.models.enhancement_training import train_noise
+
+    torch.manual_seed(0)
+    prior = priors.build("rvae", x_dim=513, z_dim=4, emission="spectral", dense_dim=32, rnn_dim=16, z_dense=[16])
+    power = torch.rand(6, 20, 513) + 0.1
+    res = train_noise(prior.cuda(), "lv", power[:4], power[4:], epochs=2, batch_size=2, out=tmp_path / "n.pt",
+                      device="cuda")
+    assert res.best_val < float("inf") and (tmp_path / "n.pt").exists()
