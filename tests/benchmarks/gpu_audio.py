@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from pyro_dvae import pretrained, priors
+from pyro_dvae.data.synthetic_audio import speech_like
 from pyro_dvae.models.enhancement import enhance
 from pyro_dvae.models.separation import run_separation
 
@@ -19,8 +20,6 @@ if not torch.cuda.is_available():
 torch.set_num_threads(1)
 rng = np.random.default_rng(0)
 mix = rng.standard_normal((8, 100 * 256 + 768)).astype(np.float32)
-from pyro_dvae.data.synthetic_audio import speech_like
-
 clean = speech_like(4.0, seed=0)
 noisy = clean + 0.3 * np.std(clean) * rng.standard_normal(len(clean))
 for device in ("cpu", "cuda"):
@@ -36,5 +35,6 @@ for device in ("cpu", "cuda"):
     t = time.perf_counter()
     enhance(noisy, sp, "nmf", "una")
     enh = time.perf_counter() - t
-    print(f"{device}: separation batch 8 x T=100, 30 VEM iterations: {sep:.2f} s ({1000 * out.result.seconds_per_iter / 8:.1f} ms "
+    per_mix = 1000 * out.result.seconds_per_iter / 8
+    print(f"{device}: separation batch 8 x T=100, 30 VEM iterations: {sep:.2f} s ({per_mix:.1f} ms "
           f"per iteration and mixture); enhance nmf (LigHT prior, defaults) 4 s utterance: {enh:.2f} s", flush=True)
