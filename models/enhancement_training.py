@@ -14,7 +14,6 @@ front end it was trained for.
 """
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import torch
@@ -23,7 +22,7 @@ from pyro.infer import TraceMeanField_ELBO
 from pyro_dvae import noise as noise_models
 from pyro_dvae.data.audio import HOP, N_FFT, SAMPLE_RATE
 
-from .enhancement import NOISES, PLATES, EnhancementModel, adam, check_power, eval_mode_backward, kept_energy
+from .enhancement import NOISES, PLATES, EnhancementModel, adam, check_power, eval_mode_backward
 
 
 @dataclass
@@ -48,8 +47,9 @@ def noise_loss(model, power, elbo=None):
 
 def train_noise(prior, noise, train, val, *, epochs=30, batch_size=32, lr=1e-3, patience=10, seed=0,
                 noise_options=None, out=None, sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop=HOP, device=None,
-                progress=False, clip_norm=10.0):
-    """U-ND: train a deep noise model and the speech encoder on noisy speech only (the decoder stays frozen).
+                progress=False, clip_norm=10.0, engine=None, resume=None, resume_to=None):
+    """U-ND: train a deep noise model and the speech encoder on noisy speech only (the decoder stays frozen), on
+    the training engine (:mod:`pyro_dvae.engine`).
 
     Minimises :func:`noise_loss` (the unsupervised negative ELBO of the noisy power; no clean reference is
     ever used) with Adam over shuffled mini-batches, keeps the weights of the best validation epoch and stops
@@ -59,85 +59,107 @@ def train_noise(prior, noise, train, val, *, epochs=30, batch_size=32, lr=1e-3, 
 
     :param DVAE prior: the speech prior the noise model is trained for (not modified).
     :param str noise: ``"lv"``, ``"no"`` or ``"nolv"``.
-    :param torch.Tensor train: noisy power chunks ``(N, T, F)`` (e.g.
-        :func:`~pyro_dvae.data.audio.power_sequences` of a folder of noisy speech).
-    :param torch.Tensor val: held-out noisy power chunks ``(M, T', F)``.
+    :param train: noisy power chunks ``(N, T, F)``: a tensor (e.g.
+        :func:`~pyro_dvae.data.audio.power_sequences` of a folder of noisy speech) or a
+        :class:`~pyro_dvae.engine.ChunkStore`.
+    :param val: held-out noisy power chunks ``(M, T', F)`` (the same kinds).
     :param str out: checkpoint path (:func:`~pyro_dvae.noise.save_noise`), written after every improving epoch.
+    :param device: ``"cpu"`` / ``"cuda"`` when no ``engine`` is given (default: the prior's device).
+    :param engine: :class:`~pyro_dvae.engine.Engine` (accelerator, devices, strategy, ...).
+    :param str resume: a Lightning checkpoint of an earlier run (``resume_to``) to continue from.
     :returns: :class:`NoiseTrainResult`.
     """
+    from pyro_dvae.engine import Engine, SequenceData, Sequences, fit
+
     if noise not in NOISES or noise == "nmf":
         raise ValueError(f"train_noise trains a deep noise model (lv, no, nolv), got {noise!r}"
                          + ("; nmf is fitted per utterance, nothing to train" if noise == "nmf" else ""))
     for name, data in (("train", train), ("validation", val)):
-        if not torch.is_tensor(data) or data.dim() != 3 or len(data) == 0:
+        if not hasattr(data, "shape") or len(data.shape) != 3 or len(data) == 0:
             raise ValueError(f"{name} data must be a non-empty (N, T, F) tensor of noisy power")
-        check_power(data, prior.x_dim)
-    device = torch.device(device) if device is not None else prior.x_loc.device
-    with eval_mode_backward(device), eval_mode_backward(prior.x_loc.device):
-        return _train_noise(prior, noise, train, val, epochs, batch_size, lr, patience, seed, noise_options, out,
-                            sample_rate, n_fft, hop, device, progress, clip_norm)
-
-
-def _train_noise(prior, noise, train, val, epochs, batch_size, lr, patience, seed, noise_options, out, sample_rate,
-                 n_fft, hop, device, progress, clip_norm):
+        check_power(data if torch.is_tensor(data) else data[torch.arange(min(len(data), 8))][0], prior.x_dim)
+    if engine is None:
+        device = torch.device(device) if device is not None else prior.x_loc.device
+        engine = Engine(accelerator="gpu" if device.type == "cuda" else "cpu", threads=torch.get_num_threads())
     opts = {"z_dim": prior.z_dim, **(noise_options or {})}
     torch.manual_seed(seed)
     model = EnhancementModel(prior, noise_models.build(noise, prior.x_dim, **opts))
-    model.to(device)
-    dtype = model.prior.x_loc.dtype
-    train, val = train.to(device, dtype), val.to(device, dtype)
-    params = model.trainable_parameters()
-    opt = adam(params, lr)
-    elbo = TraceMeanField_ELBO(max_plate_nesting=PLATES)
-    gen = torch.Generator().manual_seed(seed)
-    res = NoiseTrainResult(model)
-    best = _trainable_state(model)
-    bad = 0
-    epochs_iter = range(1, int(epochs) + 1)
-    if progress:
-        from tqdm.auto import tqdm
+    task = _noise_task(model, prior, lr, clip_norm, engine.threads, seed, (sample_rate, n_fft, hop))
+    wrap = lambda x: Sequences(x.cpu()) if torch.is_tensor(x) else x  # noqa: E731
+    data = SequenceData(wrap(train), wrap(val), batch_size, seed=seed, num_workers=engine.num_workers)
+    if resume_to is None and out is not None:
+        resume_to = f"{out}.resume.ckpt"
+    res = fit(task, data, epochs, patience=patience, engine=engine, out=out, resume_to=resume_to, resume=resume,
+              progress=progress, log_extra={"noise": noise})
+    model.cpu()
+    return NoiseTrainResult(model, history=res.history, best_epoch=res.best_epoch, best_val=res.best_val,
+                            stopped_on_speech=res.stopped_by_task)
 
-        epochs_iter = tqdm(epochs_iter, desc=f"train {noise} noise", unit="epoch")
-    for epoch in epochs_iter:
-        t0 = time.perf_counter()
-        perm = torch.randperm(len(train), generator=gen).to(device)
-        total, count = 0.0, 0
-        for i in range(0, len(train), batch_size):
-            xb = train[perm[i:i + batch_size]]
-            loss = noise_loss(model, xb, elbo)
-            opt.zero_grad()
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(params, clip_norm)
-            if not (torch.isfinite(loss) and torch.isfinite(norm)):
-                opt.zero_grad()
-                continue
-            opt.step()
-            total, count = total + float(loss.detach()) * len(xb), count + len(xb)
-        val_loss = _evaluate(model, val, batch_size, elbo)
-        kept = _kept_energy(model, val, batch_size)
-        res.history.append({"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss,
-                            "kept_energy": kept, "seconds": time.perf_counter() - t0})
-        first_kept = res.history[0]["kept_energy"]
-        if kept < KEPT_RATIO * first_kept:  # the noise model has started to take the speech over: stop here
-            res.stopped_on_speech = True
-            break
-        if val_loss < res.best_val:
-            res.best_val, res.best_epoch, bad = val_loss, epoch, 0
-            best = _trainable_state(model)
-            if out is not None:
-                _load_trainable_state(model, best)
-                noise_models.save_noise(out, model.noise, prior, model.encoder_state(), sample_rate, n_fft, hop,
-                                        training={"history": res.history, "best_epoch": epoch, "best_val": val_loss})
-        else:
-            bad += 1
-            if bad >= patience:
-                break
-    _load_trainable_state(model, best)
-    if out is not None:  # final write: the full history with the best weights
-        noise_models.save_noise(out, model.noise, prior, model.encoder_state(), sample_rate, n_fft, hop,
-                                training={"history": res.history, "best_epoch": res.best_epoch,
-                                          "best_val": res.best_val})
-    return res
+
+def _noise_task(model, prior, lr, clip_norm, threads, seed, front_end):
+    """The engine's task for :func:`train_noise`."""
+    from pyro_dvae.engine import SVITask
+
+    class NoiseTask(SVITask):
+        def __init__(self):
+            super().__init__(lr=lr, clip_norm=clip_norm, threads=threads, seed=seed)
+            self.enh = model
+            self.elbo = TraceMeanField_ELBO(max_plate_nesting=PLATES)
+            self.last_kept, self._kept = math.nan, None
+
+        def trainable(self):
+            return list(self.enh.trainable_parameters())
+
+        def configure_optimizers(self):
+            return adam(self.trainable(), self.lr)
+
+        def initialise(self, batch):  # every parameter exists already
+            pass
+
+        def training_step(self, batch, batch_idx):
+            with eval_mode_backward(self.device):  # the frozen decoder runs in eval mode
+                return super().training_step(batch, batch_idx)
+
+        def loss(self, batch, epoch):
+            return noise_loss(self.enh, batch[0], self.elbo), batch[0].shape[0]
+
+        def val_loss(self, batch):
+            x = batch[0]
+            with torch.no_grad():
+                total = float(noise_loss(self.enh, x, self.elbo)) * len(x)
+            parts = _kept_parts(self.enh, x)
+            self._kept = parts if self._kept is None else self._kept + parts
+            return total, len(x)
+
+        def on_validation_epoch_end(self):
+            super().on_validation_epoch_end()
+            self.last_kept, self._kept = _kept_share(self.trainer.strategy.reduce(self._kept, reduce_op="sum")), None
+
+        def epoch_row(self):
+            return {**super().epoch_row(), "kept_energy": self.last_kept}
+
+        def should_stop(self, row, history):  # the noise model has started to take the speech over
+            return row["kept_energy"] < KEPT_RATIO * history[0]["kept_energy"]
+
+        def keep_state(self):
+            return {k: {n: v.detach().cpu().clone() for n, v in d.items()}
+                    for k, d in _trainable_state(self.enh).items()}
+
+        def restore_state(self, state):
+            _load_trainable_state(self.enh, state)
+
+        def write(self, path, state, training):
+            last = _trainable_state(self.enh)
+            _load_trainable_state(self.enh, state)
+            try:
+                keep = {"history": training["history"], "best_epoch": training["best_epoch"],
+                        "best_val": training["best_val"], "resume": training["resume"]}
+                noise_models.save_noise(path, self.enh.noise, prior, self.enh.encoder_state(), *front_end,
+                                        training=keep)
+            finally:
+                _load_trainable_state(self.enh, last)
+
+    return NoiseTask()
 
 
 #: ``train_noise`` stops when the speech estimate on the validation chunks keeps less than this fraction of the
@@ -164,16 +186,25 @@ def _load_trainable_state(model, state):
 
 
 @torch.no_grad()
-def _kept_energy(model, data, batch_size, seed=1234):
-    """:func:`~pyro_dvae.models.enhancement.kept_energy` of the validation chunks (fixed posterior draws)."""
-    with torch.random.fork_rng(devices=[data.device] if data.device.type == "cuda" else []):
+def _kept_parts(model, x, seed=1234):
+    """``[sum mask^2 x, sum x]`` of a validation batch (:func:`~pyro_dvae.models.enhancement.kept_energy`'s
+    parts, fixed posterior draws that leave the validation loss's random stream alone)."""
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed(seed)
-        mask = torch.cat([model.wiener_gain(data[i:i + batch_size], 2) for i in range(0, len(data), batch_size)])
-    return kept_energy(mask, data)
+        mask = model.wiener_gain(x, 2)
+    return torch.stack([(mask**2 * x).sum(), x.sum()]).double()
+
+
+def _kept_share(parts):
+    """The share of the validation energy the speech estimate keeps, from the summed :func:`_kept_parts`."""
+    return float(parts[0] / parts[1].clamp_min(1e-300))
 
 
 @torch.no_grad()
-def _evaluate(model, data, batch_size, elbo, seed=1234):
+def evaluate_noise(model, data, batch_size, elbo=None, seed=1234):
+    """Validation loss of :func:`train_noise` (:func:`noise_loss` per TF bin, fixed noise, batches of
+    ``batch_size``): what the training's ``best_val`` is measured with."""
+    elbo = elbo or TraceMeanField_ELBO(max_plate_nesting=PLATES)
     total = 0.0
     with torch.random.fork_rng(devices=[data.device] if data.device.type == "cuda" else []):
         torch.manual_seed(seed)

@@ -1,8 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Reading checkpoint files safely: ``torch.load(weights_only=True)`` with errors that say what is wrong with
-the file (never torch's advice to retry with ``weights_only=False``, which is unsafe for a file of unknown
-origin and useless for a corrupt one)."""
+"""Reading checkpoint files safely, and writing strict JSON atomically.
 
+:func:`read_torch_file` is ``torch.load(weights_only=True)`` with errors that say what is wrong with the file
+(never torch's advice to retry with ``weights_only=False``, which is unsafe for a file of unknown origin and
+useless for a corrupt one); :func:`write_json` writes strict JSON through a temporary file."""
+
+import json
+import math
 import os
 import pickle
 
@@ -32,3 +36,29 @@ def read_torch_file(path, what, option=None):
         else:
             reason = "truncated, corrupt or not a torch file"
         raise ValueError(f"{name}: not a valid {what} ({reason})") from None
+
+
+def strict(obj):
+    """``obj`` with every non-finite float replaced by ``None`` and numpy / torch scalars made Python numbers,
+    so that it serialises as strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    if hasattr(obj, "tolist") and hasattr(obj, "ndim"):  # numpy / torch scalars and arrays
+        obj = obj.tolist()
+        if isinstance(obj, list):
+            return strict(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path, obj):
+    """Write ``obj`` as strict JSON (``NaN`` / ``inf`` become ``null``), through a temporary file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(strict(obj), f, indent=1, allow_nan=False)
+    os.replace(tmp, path)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""SVI pre-training of a DVAE prior.
+"""SVI pre-training of a DVAE prior, on the training engine (:mod:`pyro_dvae.engine`, PyTorch Lightning).
 
 The loss is the negative ELBO of :meth:`DVAE.model` / :meth:`DVAE.guide` under
 :class:`~pyro.infer.TraceMeanField_ELBO` (per-step analytic KL, see
@@ -23,7 +23,12 @@ The loss is the negative ELBO of :meth:`DVAE.model` / :meth:`DVAE.guide` under
   only once both schedules are complete; the best weights are what the checkpoint holds.
 - **Non-finite losses or gradients** skip the step and halve the learning rate; a checkpoint never
   holds a non-finite weight.
-- **Resume**: the checkpoint also stores the last weights, the optimizer state and the history.
+- **Checkpoints**: the prior's own checkpoint (best weights + config + the training log, ``priors.load`` /
+  ``torch.load(weights_only=True)``, written atomically by rank 0 after every epoch) for use, and Lightning's
+  checkpoint (``resume_to``: last weights, optimizer, schedules, bookkeeping) to resume from.
+- **Scale**: :class:`~pyro_dvae.engine.Engine` runs the same code on one CPU process or with DDP over several
+  processes, GPUs or nodes; audio folders can be streamed from a memory-mapped chunk store
+  (:class:`~pyro_dvae.engine.ChunkStore`).
 
 **References:**
 
@@ -34,17 +39,13 @@ The loss is the negative ELBO of :meth:`DVAE.model` / :meth:`DVAE.guide` under
 [3] C. K. Sønderby et al. (2016), "Ladder Variational Autoencoders" (KL warm-up), NeurIPS.
 """
 
-import json
 import math
-import os
-import time
 import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
 from pyro.infer import TraceMeanField_ELBO
 
-from . import priors as _priors
 from .handlers import scale_sites
 
 
@@ -143,139 +144,150 @@ def evaluate(prior, x, mask=None, batch_size=256, seed=1234):
 
 
 def _check_data(name, x, mask, x_dim):
-    if not torch.is_tensor(x) or x.dim() != 3:
+    if not (torch.is_tensor(x) or hasattr(x, "shape")) or len(x.shape) != 3:
         raise ValueError(f"{name} data must be a (N, T, D) tensor, got {tuple(getattr(x, 'shape', ()))}")
     if x.shape[-1] != x_dim:
         raise ValueError(f"{name} data has {x.shape[-1]} features but the prior expects x_dim={x_dim}")
-    if x.shape[0] == 0:
+    if len(x) == 0:
         raise ValueError(f"{name} data is empty")
-    if mask is not None and mask.shape != x.shape[:-1]:
+    if mask is not None and tuple(mask.shape) != tuple(x.shape[:-1]):
         raise ValueError(f"{name} mask must be shaped {tuple(x.shape[:-1])}")
 
 
-def train_prior(prior, train, val, config=None, *, train_mask=None, val_mask=None, out=None,
-                log_json=None, resume=None, progress=False, device=None, checkpoint_extra=None):
-    """Train ``prior`` by SVI; see the module docstring for the schedules.
+#: chunks of a streamed store read for the normalisation statistics
+NORMALISATION_CHUNKS = 4096
+
+
+def prior_task(prior, cfg, threads=None, checkpoint_extra=None):
+    """The :class:`~pyro_dvae.engine.SVITask` that trains ``prior`` with the schedules of ``cfg``."""
+    from .engine import SVITask
+
+    class _PriorTask(SVITask):
+        def __init__(self):
+            super().__init__(lr=cfg.lr, clip_norm=cfg.clip_norm, max_lr_halvings=cfg.max_lr_halvings,
+                             threads=threads, seed=cfg.seed)
+            self.prior, self.cfg = prior, cfg
+            self.extra = dict(checkpoint_extra or {})
+            self.gen = torch.Generator().manual_seed(cfg.seed)
+
+        def schedules(self, epoch):
+            return {"kl_scale": cfg.kl_scale(epoch), "ss_prob": cfg.ss_prob(epoch) if prior.autoregressive else 0.0}
+
+        def schedules_done(self, epoch):
+            return cfg.schedules_done(epoch)
+
+        def initialise(self, batch):  # the priors build every parameter eagerly
+            pass
+
+        def loss(self, batch, epoch):
+            x, mask = batch
+            if cfg.gain_db != (0.0, 0.0):
+                lo, hi = cfg.gain_db
+                g = torch.rand(x.shape[0], 1, 1, generator=self.gen, dtype=torch.float64) * (hi - lo) + lo
+                x = x * (10.0 ** (g / 10)).to(device=x.device, dtype=x.dtype)
+            s = self.schedules(epoch)
+            self.prior.train()
+            return elbo_loss(self.prior, x, mask, kl_scale=s["kl_scale"], ss_prob=s["ss_prob"]), x.shape[0]
+
+        def val_loss(self, batch):
+            x, mask = batch
+            self.prior.eval()
+            with torch.no_grad():
+                n = float(mask.sum()) if mask is not None else x.shape[:-1].numel()
+                return float(elbo_loss(self.prior, x, mask)) * n, n
+
+        def keep_state(self):
+            return {k: v.detach().cpu().clone() for k, v in self.prior.state_dict().items()}
+
+        def restore_state(self, state):
+            self.prior.load_state_dict(state)
+
+        def write(self, path, state, training):
+            last = {k: v.detach().clone() for k, v in self.prior.state_dict().items()}
+            self.prior.load_state_dict(state)
+            try:
+                self.prior.save(path, training=training, **self.extra)
+            finally:
+                self.prior.load_state_dict(last)
+
+        def on_load_checkpoint(self, checkpoint):
+            super().on_load_checkpoint(checkpoint)
+            saved = checkpoint.get("pyro_dvae_prior")
+            if saved is not None and (saved["name"] != prior.name or saved["config"] != prior.config):
+                raise ValueError(f"the resume checkpoint holds a {saved['name']} prior with another config "
+                                 f"({saved['config']}); this run trains a {prior.name} prior ({prior.config})")
+
+        def on_save_checkpoint(self, checkpoint):
+            super().on_save_checkpoint(checkpoint)
+            checkpoint["pyro_dvae_prior"] = {"name": prior.name, "config": prior.config}
+
+    return _PriorTask()
+
+
+def train_prior(prior, train, val, config=None, *, train_mask=None, val_mask=None, out=None, log_json=None,
+                resume=None, progress=False, device=None, checkpoint_extra=None, engine=None, resume_to=None):
+    """Train ``prior`` by SVI on the engine; see the module docstring for the schedules.
 
     :param DVAE prior: the prior to train (modified in place; ends holding the best weights).
-    :param torch.Tensor train: ``(N, T, x_dim)`` training sequences.
-    :param torch.Tensor val: ``(M, T', x_dim)`` validation sequences.
+    :param train: ``(N, T, x_dim)`` training sequences: a tensor or a :class:`~pyro_dvae.engine.ChunkStore`.
+    :param val: ``(M, T', x_dim)`` validation sequences (the same kinds).
     :param TrainConfig config: settings.
-    :param str out: checkpoint path, rewritten atomically after every epoch (best weights + resume state).
+    :param str out: the prior's checkpoint, rewritten atomically after every epoch (best weights, config, log).
     :param str log_json: per-epoch log (train / validation loss, KL scale, ss prob, lr, seconds).
-    :param str resume: a checkpoint written by this function to continue from.
-    :param bool progress: show a tqdm bar.
-    :param device: torch device (default: that of the prior's parameters).
-    :param dict checkpoint_extra: extra entries stored in every checkpoint written to ``out`` (e.g. the
-        ``sample_rate``, ``n_fft`` and ``hop`` of a spectral prior's front end, which
-        :func:`pyro_dvae.models.separation.load_separation_prior` checks).
+    :param str resume: a Lightning checkpoint written by an earlier run (``resume_to``) to continue from.
+    :param str resume_to: where to keep Lightning's checkpoint for resuming (default: ``out + ".resume.ckpt"``
+        when ``out`` is given).
+    :param bool progress: show a progress bar.
+    :param device: ``"cpu"``, ``"cuda"``, ... (default: the device of the prior's parameters); ignored when
+        ``engine`` is given.
+    :param dict checkpoint_extra: extra entries stored in the prior's checkpoint (e.g. the ``sample_rate``,
+        ``n_fft`` and ``hop`` of a spectral prior's front end).
+    :param engine: :class:`~pyro_dvae.engine.Engine` (accelerator, devices, strategy, ...).
     :returns: :class:`TrainResult`.
     """
+    from .engine import Engine, SequenceData, Sequences, fit
+
     cfg = config or TrainConfig()
     _check_data("train", train, train_mask, prior.x_dim)
     _check_data("validation", val, val_mask, prior.x_dim)
-    device = torch.device(device) if device is not None else next(prior.parameters()).device
-    prior.to(device)
-    train, val = train.to(device), val.to(device)
-    train_mask = None if train_mask is None else train_mask.to(device).bool()
-    val_mask = None if val_mask is None else val_mask.to(device).bool()
-    if resume is None and not prior.is_normalised:
-        prior.fit_normalisation(train, train_mask)
-    augment = cfg.gain_db != (0.0, 0.0)
-    if augment and prior.emission != "spectral":
+    if cfg.gain_db != (0.0, 0.0) and prior.emission != "spectral":
         raise ValueError("gain augmentation (gain_db) is for spectral priors (power spectra)")
-    opt = torch.optim.Adam(prior.parameters(), lr=cfg.lr)
-    res = TrainResult(prior=prior)
-    best_state = {k: v.detach().clone() for k, v in prior.state_dict().items()}
-    start, bad_epochs = 1, 0
+    if engine is None:
+        device = torch.device(device) if device is not None else next(prior.parameters()).device
+        engine = Engine(accelerator="gpu" if device.type == "cuda" else "cpu", threads=torch.get_num_threads())
     if resume is not None:
-        ckpt = _priors.load_checkpoint(resume)
-        if ckpt["prior"] != prior.name or ckpt["config"] != prior.config:
-            raise ValueError(f"{resume} holds a {ckpt['prior']} prior with another config; cannot resume")
-        tr = ckpt.get("training")
-        if not tr:
-            raise ValueError(f"{resume} has no training state to resume from")
-        prior.load_state_dict(tr["last_state_dict"])
-        opt.load_state_dict(tr["optimizer"])
-        best_state = {k: v.to(device) for k, v in ckpt["state_dict"].items()}
-        res.history, res.best_val, res.best_epoch = list(tr["history"]), tr["best_val"], tr["best_epoch"]
-        start, bad_epochs, res.skipped_steps = tr["epoch"] + 1, tr["bad_epochs"], tr["skipped_steps"]
-    gen = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed + start)
-    epochs = range(start, cfg.epochs + 1)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(epochs, desc=f"train {prior.name}", unit="epoch")
-        epochs = bar
-    halvings = 0
-    for epoch in epochs:
-        t0 = time.perf_counter()
-        kl, ss = cfg.kl_scale(epoch), cfg.ss_prob(epoch) if prior.autoregressive else 0.0
-        prior.train()
-        perm = torch.randperm(train.shape[0], generator=gen).to(device)
-        total, count = 0.0, 0
-        for i in range(0, train.shape[0], cfg.batch_size):
-            idx = perm[i : i + cfg.batch_size]
-            xb = train[idx]
-            if augment:
-                lo, hi = cfg.gain_db
-                g = torch.rand(xb.shape[0], 1, 1, generator=gen, dtype=torch.float64) * (hi - lo) + lo
-                xb = xb * (10.0 ** (g / 10)).to(device=device, dtype=xb.dtype)
-            mb = None if train_mask is None else train_mask[idx]
-            loss = elbo_loss(prior, xb, mb, kl_scale=kl, ss_prob=ss)
-            opt.zero_grad()
-            if torch.isfinite(loss):
-                loss.backward()
-                norm = torch.nn.utils.clip_grad_norm_(prior.parameters(), cfg.clip_norm)
-            if not torch.isfinite(loss) or not torch.isfinite(norm):
-                res.skipped_steps += 1
-                halvings += 1
-                if halvings > cfg.max_lr_halvings:
-                    raise FloatingPointError(f"training diverged: {res.skipped_steps} non-finite steps")
-                for g in opt.param_groups:
-                    g["lr"] *= 0.5
-                opt.zero_grad()
-                continue
-            opt.step()
-            total += float(loss.detach()) * xb.shape[0]
-            count += xb.shape[0]
-        prior.eval()
-        val_loss = evaluate(prior, val, val_mask, cfg.batch_size)
-        improved = math.isfinite(val_loss) and val_loss < res.best_val
-        if improved:
-            res.best_val, res.best_epoch = val_loss, epoch
-            best_state = {k: v.detach().clone() for k, v in prior.state_dict().items()}
-        if cfg.schedules_done(epoch):
-            bad_epochs = 0 if improved else bad_epochs + 1
-        row = {"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss, "kl_scale": kl,
-               "ss_prob": ss, "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
-        res.history.append(row)
-        if bar is not None:
-            bar.set_postfix(train=f"{row['train_loss']:.4g}", val=f"{val_loss:.4g}")
-        if out is not None:
-            last = {k: v.detach().cpu() for k, v in prior.state_dict().items()}
-            training = {"epoch": epoch, "history": res.history, "best_val": res.best_val,
-                        "best_epoch": res.best_epoch, "bad_epochs": bad_epochs, "skipped_steps": res.skipped_steps,
-                        "last_state_dict": last, "optimizer": opt.state_dict(), "config": asdict(cfg)}
-            prior.load_state_dict(best_state)
-            prior.save(out, training=training, **(checkpoint_extra or {}))
-            prior.load_state_dict({k: v.to(device) for k, v in last.items()})
-        if log_json is not None:
-            _write_json(log_json, {"prior": prior.name, "config": asdict(cfg), "best_epoch": res.best_epoch,
-                                   "best_val": res.best_val, "history": res.history})
-        if bad_epochs >= cfg.patience:
-            res.stopped_early = True
-            break
-    prior.load_state_dict(best_state)
-    return res
+        _check_resume(resume, prior)
+    elif not prior.is_normalised:
+        sample = train if torch.is_tensor(train) else train.tensor(NORMALISATION_CHUNKS)
+        prior.fit_normalisation(sample, train_mask if torch.is_tensor(train) else None)
+    wrap = lambda x, m: x if not torch.is_tensor(x) else Sequences(x.cpu(), None if m is None else m.cpu().bool())  # noqa: E731
+    data = SequenceData(wrap(train, train_mask), wrap(val, val_mask), cfg.batch_size, seed=cfg.seed,
+                        num_workers=engine.num_workers)
+    task = prior_task(prior, cfg, engine.threads, checkpoint_extra)
+    if resume_to is None and out is not None:
+        resume_to = f"{out}.resume.ckpt"
+    res = fit(task, data, cfg.epochs, patience=cfg.patience, engine=engine, out=out, resume_to=resume_to,
+              resume=resume, log_json=log_json, progress=progress,
+              log_extra={"prior": prior.name, "config": asdict(cfg)})
+    prior.eval()
+    return TrainResult(prior=prior, history=res.history, best_epoch=res.best_epoch, best_val=res.best_val,
+                       stopped_early=res.stopped_early, skipped_steps=res.skipped_steps)
 
 
-def _write_json(path, obj):
-    tmp = f"{path}.tmp"
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+def _check_resume(path, prior):
+    """A clear error for a resume file that is not Lightning's checkpoint of this prior."""
+    import os
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such resume checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: not a resume checkpoint ({type(e).__name__})") from None
+    saved = ckpt.get("pyro_dvae_prior") if isinstance(ckpt, dict) else None
+    if saved is None:
+        hint = (" (it is a prior checkpoint; resume from the .resume.ckpt file written beside it)"
+                if isinstance(ckpt, dict) and "state_dict" in ckpt and "prior" in ckpt else "")
+        raise ValueError(f"{path}: not a resume checkpoint written by train-prior{hint}")
+    if saved["name"] != prior.name or saved["config"] != prior.config:
+        raise ValueError(f"{path} holds a {saved['name']} prior with another config; cannot resume")

@@ -192,12 +192,16 @@ def test_separate_nmf_bad_inputs(nmf_files, capsys):
     assert not (d / "o").exists()  # every error before any output
 
 
-def test_train_prior_transformer_dvae_uses_teacher_forcing(tmp_path, capsys):
+def test_train_prior_transformer_dvae_schedules(tmp_path, capsys):
+    """Scheduled sampling by default (chosen on the dev speakers, README), teacher forcing with --ss-max 0."""
     out, summary = tmp_path / "light.pt", tmp_path / "s.json"
-    assert main(["train-prior", "--model", "light-dvae", "--data", "synthetic-trajectories", "--out", str(out),
-                 "--out-json", str(summary), "--epochs", "2", "--num-train", "64", "--num-val", "16", "--seq-len",
-                 "12", "--batch-size", "32", "--quiet"]) == 0
+    args = ["train-prior", "--model", "light-dvae", "--data", "synthetic-trajectories", "--out", str(out),
+            "--out-json", str(summary), "--epochs", "2", "--num-train", "64", "--num-val", "16", "--seq-len", "12",
+            "--batch-size", "32", "--quiet"]
+    assert main(args + ["--ss-max", "0"]) == 0
     assert "teacher forcing" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "scheduled sampling epochs 1-2 up to 1" in capsys.readouterr().out
     s = json.loads(summary.read_text())
     assert s["best_val_loss"] < s["untrained_val_loss"]
     assert priors.load(out, expect="light-dvae").x_dim == 4

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from pyro_dvae import priors
-from pyro_dvae.resynthesis import _segments, resynthesis_scores, resynthesize
 from pyro_dvae.data.synthetic_audio import speech_like as speech_signal
+from pyro_dvae.resynthesis import _segments, resynthesis_scores, resynthesize
 
 
 class EchoPrior:

@@ -54,14 +54,16 @@ def test_checkpoint_log_and_resume(tracks, tmp_path):
     assert evaluate(loaded, val, batch_size=32) == pytest.approx(res.best_val)
 
     fresh = priors.build("srnn", x_dim=4, **SIZES)
-    res2 = train_prior(fresh, train, val, fast_config(epochs=4), out=out, log_json=log, resume=out)
+    with pytest.raises(ValueError, match="resume from the .resume.ckpt"):  # the prior's own file is for use
+        train_prior(fresh, train, val, fast_config(epochs=4), resume=out)
+    res2 = train_prior(fresh, train, val, fast_config(epochs=4), out=out, log_json=log, resume=f"{out}.resume.ckpt")
     assert [h["epoch"] for h in res2.history] == [1, 2, 3, 4]
     assert res2.history[:2] == res.history
     assert res2.best_val <= res.best_val
 
     other = priors.build("dkf", x_dim=4, **SIZES)
     with pytest.raises(ValueError, match="cannot resume"):
-        train_prior(other, train, val, fast_config(), resume=out)
+        train_prior(other, train, val, fast_config(), resume=f"{out}.resume.ckpt")
 
 
 def test_non_finite_loss_is_skipped_and_lr_halved(tracks, monkeypatch, tmp_path):

@@ -5,6 +5,7 @@ shares, the range-checked option types, the output-path checks and strict JSON l
 import sys
 import warnings
 
+from ..engine.ranks import is_rank_zero
 from . import enhance, eval_prior, separate, track, track_mot, train_noise, train_prior
 from .common import Formatter, Parser, check_out_dir, check_out_path, common_options, write_json
 
@@ -62,7 +63,7 @@ def main(argv=None):
             warnings.formatwarning = one_line
             check_outputs(args)
             summary = args.run(args)
-            if args.out_json:
+            if args.out_json and is_rank_zero():  # the other ranks of a launched training write nothing
                 write_json(args.out_json, summary)
     except (ValueError, FileNotFoundError) as e:
         print(f"{prefix}: error: {e}", file=sys.stderr)

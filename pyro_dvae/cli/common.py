@@ -3,11 +3,12 @@
 output paths checked before any work, and strict JSON."""
 
 import argparse
-import json
 import math
 import os
 
 import torch
+
+from ..checkpoint import strict, write_json  # noqa: F401  (re-exported for the commands)
 
 
 class Parser(argparse.ArgumentParser):
@@ -158,28 +159,3 @@ def read_detection_file(seq_dir, det_file):
     if len(det.frame) == 0:
         raise ValueError(f"--det-file {det_file}: {path} holds no detections")
     return det
-
-
-def strict(obj):
-    """``obj`` with every non-finite float replaced by ``None`` and numpy / torch scalars made Python numbers,
-    so that it serialises as strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): strict(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict(v) for v in obj]
-    if hasattr(obj, "tolist") and hasattr(obj, "ndim"):  # numpy / torch scalars and arrays
-        obj = obj.tolist()
-        if isinstance(obj, list):
-            return strict(obj)
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def write_json(path, obj):
-    """Write ``obj`` as strict JSON (``NaN`` / ``inf`` become ``null``), through a temporary file."""
-    make_parent(path)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(strict(obj), f, indent=1, allow_nan=False)
-    os.replace(tmp, path)

@@ -21,9 +21,9 @@ def add_parser(sub, parents):
                                 "model", EXAMPLE, parents)
     p.add_argument("noisy", help="the noisy speech (wav / flac / ogg); the output has its sample rate and length")
     p.add_argument("--prior",
-                   help="spectral speech prior checkpoint (e.g. a causal rvae); default: a shipped 16 kHz speech prior, "
-                        "LigHT-DVAE (speech_light) for --noise nmf, the causal RVAE (speech_rvae) for lv / no / nolv "
-                        "(what their U-ND noise models are trained for)")
+                   help="spectral speech prior checkpoint (e.g. a causal rvae); default: a shipped 16 kHz speech "
+                        "prior, LigHT-DVAE (speech_light) for --noise nmf, the causal RVAE (speech_rvae) for lv / no / "
+                        "nolv (what their U-ND noise models are trained for)")
     p.add_argument("--noise", required=True, choices=["nmf", "lv", "no", "nolv"], help="noise model")
     p.add_argument("--mode", default="una", choices=["una", "und", "unda"],
                    help="una: fit per utterance; und: trained noise model, one pass; unda: und then una "
@@ -80,7 +80,8 @@ def run(args):
     make_parent(args.out)
     write_like(args.out, out.waveform, rate, length)
     summary = {"out": args.out, "prior": args.prior, "noise": args.noise, "mode": args.mode,
-               "iters": out.info["num_iters"], "sample_rate": rate, "samples": length, "seconds": out.info["seconds"], "rtf": out.info["rtf"],
+               "iters": out.info["num_iters"], "sample_rate": rate, "samples": length, "seconds": out.info["seconds"],
+               "rtf": out.info["rtf"],
                "band_bins": out.info["band_bins"], "attempts": out.info["attempts"],
                "recovered": out.info["recovered"], "threads": torch.get_num_threads()}
     print(f"{args.noise}-{args.mode}: wrote {args.out} ({rate} Hz, {length} samples); {out.info['seconds']:.2f} s, "

@@ -4,7 +4,7 @@
 import torch
 
 from .common import FRACTION, POSITIVE, add_command, int_at_least, make_parent, set_threads
-from .train_prior import power_chunk_split
+from .engine_options import add_engine_options, chunk_store, engine_from_args, remove_store
 
 EXAMPLE = "pyro-dvae train-noise --noisy-dir NOISY_DIR --prior speech.pt --noise nolv --out nolv.pt"
 
@@ -25,33 +25,42 @@ def add_parser(sub, parents):
     p.add_argument("--patience", type=at1, default=10, help="stop after this many epochs without a better "
                                                           "validation loss")
     p.add_argument("--val-fraction", type=FRACTION, default=0.1, help="chunks held out for validation")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    p.add_argument("--resume", help="Lightning checkpoint written beside --out (OUT.resume.ckpt) to continue from")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_engine_options(p)
     p.set_defaults(run=run, outputs=[("out", "--out", None)])
     return p
 
 
 def run(args):
     from .. import pretrained
+    from ..engine.ranks import is_rank_zero
     from ..models.enhancement import load_speech_prior
     from ..models.enhancement_training import KEPT_RATIO, train_noise
 
     set_threads(args.threads)
     torch.manual_seed(args.seed)
     prior = load_speech_prior(pretrained.resolve(args.prior))
-    train, val = power_chunk_split(args.noisy_dir, args.seq_len, args.val_fraction, args.seed, option="--noisy-dir")
-    print(f"{args.noise} noise model for {args.prior}: {len(train)} train / {len(val)} validation noisy chunks of "
-          f"{args.seq_len} frames (noisy speech only, no clean reference)")
+    store, remove = chunk_store(args, args.noisy_dir, args.seq_len, option="--noisy-dir")
+    train, val = store.split(args.val_fraction, args.seed)
+    say = print if is_rank_zero() else (lambda *a, **k: None)
+    say(f"{args.noise} noise model for {args.prior}: {len(train)} train / {len(val)} validation noisy chunks of "
+        f"{args.seq_len} frames (noisy speech only, no clean reference)")
     make_parent(args.out)
-    res = train_noise(prior, args.noise, train, val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      patience=args.patience, seed=args.seed, out=args.out, device=args.device, progress=not args.quiet)
+    try:
+        res = train_noise(prior, args.noise, train, val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                          patience=args.patience, seed=args.seed, out=args.out, progress=not args.quiet,
+                          engine=engine_from_args(args), resume=args.resume)
+    finally:
+        if is_rank_zero():
+            remove_store(store, remove)
     first = res.history[0]["val_loss"] if res.history else float("nan")
-    print(f"validation loss (negative ELBO per TF bin): epoch 1 {first:.4f} -> best {res.best_val:.4f} at epoch "
-          f"{res.best_epoch}; saved {args.out}")
+    say(f"validation loss (negative ELBO per TF bin): epoch 1 {first:.4f} -> best {res.best_val:.4f} at epoch "
+        f"{res.best_epoch}; saved {args.out}")
     if res.stopped_on_speech:
-        print(f"stopped after epoch {len(res.history)}: the speech estimate on the validation chunks kept "
-              f"{res.history[-1]['kept_energy']:.2f} of their energy, under {KEPT_RATIO:g} x the "
-              f"{res.history[0]['kept_energy']:.2f} of epoch 1 (the noise model was starting to explain the speech)")
+        say(f"stopped after epoch {len(res.history)}: the speech estimate on the validation chunks kept "
+            f"{res.history[-1]['kept_energy']:.2f} of their energy, under {KEPT_RATIO:g} x the "
+            f"{res.history[0]['kept_energy']:.2f} of epoch 1 (the noise model was starting to explain the speech)")
     return {"noise": args.noise, "prior": args.prior, "out": args.out, "best_val_loss": res.best_val,
             "best_epoch": res.best_epoch, "epochs_run": len(res.history), "stopped_on_speech": res.stopped_on_speech,
             "history": res.history}

@@ -6,14 +6,13 @@ import time
 import torch
 
 from .common import FRACTION, POSITIVE, add_command, float_in, int_at_least, make_parent, set_threads
+from .engine_options import add_engine_options, chunk_store, engine_from_args, remove_store
 
 TRAJ_SIZES = {"z_dim": 4, "dense_dim": 32, "rnn_dim": 32, "z_dense": [32]}
 SPEC_SIZES = {"z_dim": 16, "dense_dim": 256, "rnn_dim": 128, "z_dense": [64, 32]}
 #: defaults per kind of data (an option left unset takes these).
 TRAJ_TRAINING = {"epochs": 100, "batch_size": 256, "lr": 1e-3, "seq_len": 60}
 AUDIO_TRAINING = {"epochs": 50, "batch_size": 64, "lr": 1e-3, "seq_len": 50}
-#: priors trained with teacher forcing by default (no scheduled sampling).
-TEACHER_FORCED = ("light-dvae", "hit-dvae")
 EXAMPLE = "pyro-dvae train-prior --model rvae --data ../shared/realdata/speech --out speech.pt --gain-db -6 6"
 
 
@@ -29,7 +28,8 @@ def add_parser(sub, parents):
     p.add_argument("--epochs", type=at1, help=f"training epochs (default {TRAJ_TRAINING['epochs']} trajectories, "
                                              f"{AUDIO_TRAINING['epochs']} audio)")
     p.add_argument("--log-json", metavar="PATH", help="per-epoch train/validation log")
-    p.add_argument("--resume", help="checkpoint written by train-prior to continue from")
+    p.add_argument("--resume", help="Lightning checkpoint written by train-prior beside --out (OUT.resume.ckpt) to "
+                                    "continue from")
     p.add_argument("--seq-len", type=int_at_least(2),
                    help=f"frames per sequence (default {TRAJ_TRAINING['seq_len']} trajectories, "
                         f"{AUDIO_TRAINING['seq_len']} audio)")
@@ -50,9 +50,10 @@ def add_parser(sub, parents):
                    help="epoch where scheduled sampling starts (default: the end of the warm-up)")
     p.add_argument("--ss-end", type=int_at_least(0),
                    help="epoch where it reaches --ss-max (default: 80 %% of --epochs)")
-    p.add_argument("--ss-max", type=float_in(0.0, 1.0),
-                   help="final probability of feeding the model its own prediction (scheduled sampling; default 1, "
-                        "0 for the Transformer DVAEs, which are trained with teacher forcing)")
+    p.add_argument("--ss-max", type=float_in(0.0, 1.0), default=1.0,
+                   help="final probability of feeding the model its own prediction (scheduled sampling; 0: teacher "
+                        "forcing, as the Transformer DVAEs' paper; 1 gave LigHT-DVAE 2 dB more resynthesis SI-SDR on "
+                        "the dev speakers, README)")
     p.add_argument("--patience", type=at1, default=50, help="stop after this many epochs without a better "
                                                           "validation loss")
     p.add_argument("--z-dim", type=at1, help="latent size (default 4 trajectories, 16 audio)")
@@ -68,33 +69,17 @@ def add_parser(sub, parents):
                    help="audio: frames between the starts of training chunks (default --seq-len: no overlap)")
     p.add_argument("--no-residual", action="store_true",
                    help="trajectory priors: predict boxes directly instead of the change from the previous box")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_engine_options(p)
     p.set_defaults(run=run, outputs=[("out", "--out", None), ("log_json", "--log-json", None)])
     return p
-
-
-def power_chunk_split(folder, seq_len, val_fraction, seed, hop=None, pitch_shifts=(0.0,), option="--data"):
-    """``(train, val)`` power-spectrum chunks of ``seq_len`` frames (every ``hop`` frames) from the audio in
-    ``folder`` (plus its pitch-shifted copies), split at random (seeded); at least one validation chunk."""
-    import os
-
-    from ..data.audio import power_sequences
-
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{option} {folder}: no such folder")
-    seqs = power_sequences(folder, seq_len=seq_len, hop=hop, pitch_shifts=pitch_shifts)
-    if len(seqs) < 2:
-        raise ValueError(f"{option} {folder}: need at least 2 chunks of {seq_len} frames, got {len(seqs)}")
-    perm = torch.randperm(len(seqs), generator=torch.Generator().manual_seed(seed))
-    n_val = max(1, int(round(val_fraction * len(seqs))))
-    return seqs[perm[n_val:]], seqs[perm[:n_val]]
 
 
 def run(args):
     from .. import priors
     from ..data.audio import HOP, N_FFT, SAMPLE_RATE
-    from ..training import TrainConfig, evaluate, train_prior
+    from ..engine.ranks import is_rank_zero
+    from ..training import NORMALISATION_CHUNKS, TrainConfig, evaluate, train_prior
 
     set_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -102,22 +87,22 @@ def run(args):
     for key, value in AUDIO_TRAINING.items():  # defaults that depend on the kind of data
         if getattr(args, key) is None:
             setattr(args, key, value if audio_data else TRAJ_TRAINING[key])
-    if args.ss_max is None:  # LigHT / HiT-DVAE: teacher forcing, as in their paper
-        args.ss_max = 0.0 if args.model in TEACHER_FORCED else 1.0
     if not audio_data and (args.gain_db != [0.0, 0.0] or args.pitch_shift != [0.0] or args.chunk_hop):
         raise ValueError("--gain-db, --pitch-shift and --chunk-hop are for audio folders (--data DIR)")
     if args.gain_db[0] > args.gain_db[1]:
         raise ValueError(f"--gain-db LOW HIGH: LOW must not exceed HIGH, got {args.gain_db[0]:g} {args.gain_db[1]:g}")
+    store, remove = None, False
     if args.data == "synthetic-trajectories":
         from ..data import synthetic_trajectories
+        from ..engine import TrajectoryStream
 
         kw = dict(frame_aspect=args.frame_aspect, speed_range=tuple(args.speed_range))
-        train = torch.as_tensor(synthetic_trajectories(args.num_train, args.seq_len, seed=args.seed, **kw))
+        train = TrajectoryStream(args.num_train, args.seq_len, seed=args.seed, **kw)  # new tracks every epoch
         val = torch.as_tensor(synthetic_trajectories(args.num_val, args.seq_len, seed=args.seed + 10_000, **kw))
         sizes, emission = dict(TRAJ_SIZES), "gaussian"
     else:
-        train, val = power_chunk_split(args.data, args.seq_len, args.val_fraction, args.seed, args.chunk_hop,
-                                       args.pitch_shift)
+        store, remove = chunk_store(args, args.data, args.seq_len, args.chunk_hop, args.pitch_shift)
+        train, val = store.split(args.val_fraction, args.seed)
         sizes, emission = dict(SPEC_SIZES), "spectral"
     for key in ("z_dim", "dense_dim", "rnn_dim", "z_dense"):
         if getattr(args, key) is not None:
@@ -131,36 +116,44 @@ def run(args):
     if emission == "gaussian" and priors.prior_class(args.model).autoregressive and not args.no_residual:
         sizes["residual"] = True  # motion priors predict the change from the previous box
     prior = priors.build(args.model, x_dim=train.shape[-1], z_dim=z_dim, emission=emission, **sizes)
-    prior.to(args.device)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
                       warmup_epochs=args.warmup_epochs, ss_start=args.ss_start, ss_end=args.ss_end,
                       ss_max=args.ss_max, patience=args.patience, seed=args.seed, gain_db=tuple(args.gain_db))
     if args.resume is None:
-        prior.fit_normalisation(train.to(args.device))
-    untrained = evaluate(prior, val.to(args.device))
+        prior.fit_normalisation(train.tensor(NORMALISATION_CHUNKS))
+    untrained = None if args.resume else evaluate(prior, val if torch.is_tensor(val) else val.tensor())
     feeding = ""
     if prior.autoregressive:
         feeding = (f", scheduled sampling epochs {cfg.ss_start}-{cfg.ss_end} up to {cfg.ss_max:g}" if cfg.ss_max > 0
                    else ", teacher forcing")
-    print(f"{args.model}: {len(train)} train / {len(val)} validation sequences of {train.shape[1]} steps, "
+    engine = engine_from_args(args)
+    say = print if is_rank_zero() else (lambda *a, **k: None)
+    say(f"{args.model}: {len(train)} train / {len(val)} validation sequences of {train.shape[1]} steps, "
           f"x_dim={train.shape[-1]}, {sum(p.numel() for p in prior.parameters())} parameters; {cfg.epochs} epochs, "
           f"batch {cfg.batch_size}, lr {cfg.lr:g}, KL warm-up to epoch {cfg.warmup_epochs + 1}{feeding}; "
-          f"{args.threads} thread(s)")
+          f"{args.threads} thread(s) per process; {engine.accelerator}, {engine.devices * engine.num_nodes} "
+          f"process(es){', chunks streamed from ' + store.folder if store is not None else ''}")
     t0 = time.perf_counter()
     extra = {} if emission == "gaussian" else {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP}
     for path in (args.out, args.log_json):
         if path is not None:
             make_parent(path)
-    res = train_prior(prior, train, val, cfg, out=args.out, log_json=args.log_json, resume=args.resume,
-                      progress=not args.quiet, device=args.device, checkpoint_extra=extra)
+    try:
+        res = train_prior(prior, train, val, cfg, out=args.out, log_json=args.log_json, resume=args.resume,
+                          progress=not args.quiet, checkpoint_extra=extra, engine=engine)
+    finally:
+        if is_rank_zero():
+            remove_store(store, remove)
     seconds = time.perf_counter() - t0
     per_epoch = [row["seconds"] for row in res.history]
     summary = {"prior": args.model, "untrained_val_loss": untrained, "best_val_loss": res.best_val,
                "best_epoch": res.best_epoch, "epochs_run": len(res.history), "stopped_early": res.stopped_early,
                "skipped_steps": res.skipped_steps, "out": args.out, "train_sequences": len(train),
-               "threads": args.threads, "seconds": seconds,
+               "threads": args.threads, "processes": engine.devices * engine.num_nodes,
+               "accelerator": engine.accelerator, "resume_checkpoint": f"{args.out}.resume.ckpt", "seconds": seconds,
                "seconds_per_epoch": sorted(per_epoch)[len(per_epoch) // 2] if per_epoch else None}
-    print(f"validation loss (negative ELBO per step): untrained {untrained:.4f} -> best {res.best_val:.4f} "
+    start = "resumed" if untrained is None else f"untrained {untrained:.4f}"
+    say(f"validation loss (negative ELBO per step): {start} -> best {res.best_val:.4f} "
           f"at epoch {res.best_epoch}; saved {args.out} ({seconds:.0f} s, median "
           f"{summary['seconds_per_epoch'] or 0:.1f} s per epoch)")
     return summary

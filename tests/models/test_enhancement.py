@@ -104,8 +104,8 @@ def test_deep_noise_models_train_and_lower_their_loss(prior, noisy_power, name):
     torch.manual_seed(1)  # train_noise's initial weights
     start = E.EnhancementModel(prior, noise.build(name, 513, z_dim=prior.z_dim, rnn_dim=16, dense_dim=16))
     elbo = TraceMeanField_ELBO(max_plate_nesting=E.PLATES)
-    assert U._evaluate(res.model, val, 4, elbo) == pytest.approx(res.best_val)  # the best weights are kept
-    before, after = U._evaluate(start, train, 4, elbo), U._evaluate(res.model, train, 4, elbo)
+    assert U.evaluate_noise(res.model, val, 4, elbo) == pytest.approx(res.best_val)  # the best weights are kept
+    before, after = U.evaluate_noise(start, train, 4, elbo), U.evaluate_noise(res.model, train, 4, elbo)
     assert after < before - 1e-2
 
 
@@ -364,14 +364,14 @@ def test_real_unseen_speakers_improve_and_narrowband_does_not_collapse(real_prio
     noises = {"tap": heldout.noise_split(str(REALDATA / "noise" / "speech_commands"))["running_tap"]}
     gains = {"nmf": [], "lv": []}
     for item in heldout.noisy_set(speakers, noises, snrs=(5,), seconds=2.0, narrow=narrow):
-        for noise in gains:
+        for kind in gains:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                out = E.enhance(item["noisy"], real_priors[noise], noise, "una")
+                out = E.enhance(item["noisy"], real_priors[kind], kind, "una")
             kept = (out.waveform**2).sum() / (item["noisy"] ** 2).sum()
-            assert 0.1 < kept <= 1.0, (noise, kept)
+            assert 0.1 < kept <= 1.0, (kind, kept)
             assert (out.info["band_bins"] < 400) == narrow and out.info["recovered"] is None
-            gains[noise].append(si_sdr(out.waveform, item["clean"]) - si_sdr(item["noisy"], item["clean"]))
+            gains[kind].append(si_sdr(out.waveform, item["clean"]) - si_sdr(item["noisy"], item["clean"]))
     assert all(np.mean(g) > 1.0 for g in gains.values()), gains
 
 
@@ -427,7 +427,7 @@ def test_train_noise_stops_when_the_noise_model_takes_the_speech(prior, noisy_po
     """The no-reference stopping rule: once the validation speech estimate keeps under KEPT_RATIO of its first
     epoch's energy share, training stops and the best epoch before that is kept."""
     shares = iter([0.8, 0.79, 0.8 * U.KEPT_RATIO - 0.01, 0.1, 0.1])
-    monkeypatch.setattr(U, "_kept_energy", lambda *a, **k: next(shares))
+    monkeypatch.setattr(U, "_kept_share", lambda *a, **k: next(shares))
     res = U.train_noise(prior, "no", noisy_power[:-2], noisy_power[-2:], epochs=5, batch_size=4, lr=3e-3, seed=1,
                         noise_options={"rnn_dim": 4, "dense_dim": 4})
     assert res.stopped_on_speech and len(res.history) == 3 and res.best_epoch <= 2
