@@ -22,7 +22,7 @@ from pyro.infer import TraceMeanField_ELBO
 from pyro_dvae import noise as noise_models
 from pyro_dvae.data.audio import HOP, N_FFT, SAMPLE_RATE
 
-from .enhancement import NOISES, PLATES, EnhancementModel, adam, check_power, eval_mode_backward
+from .enhancement import NOISES, PLATES, EnhancementModel, check_power
 
 
 @dataclass
@@ -84,7 +84,9 @@ def train_noise(prior, noise, train, val, *, epochs=30, batch_size=32, lr=1e-3, 
     opts = {"z_dim": prior.z_dim, **(noise_options or {})}
     torch.manual_seed(seed)
     model = EnhancementModel(prior, noise_models.build(noise, prior.x_dim, **opts))
-    task = _noise_task(model, prior, lr, clip_norm, engine.threads, seed, (sample_rate, n_fft, hop))
+    from .enhancement_task import NoiseTask
+
+    task = NoiseTask(model, prior, lr, clip_norm, engine.threads, seed, (sample_rate, n_fft, hop))
     wrap = lambda x: Sequences(x.cpu()) if torch.is_tensor(x) else x  # noqa: E731
     data = SequenceData(wrap(train), wrap(val), batch_size, seed=seed, num_workers=engine.num_workers)
     if resume_to is None and out is not None:
@@ -94,72 +96,6 @@ def train_noise(prior, noise, train, val, *, epochs=30, batch_size=32, lr=1e-3, 
     model.cpu()
     return NoiseTrainResult(model, history=res.history, best_epoch=res.best_epoch, best_val=res.best_val,
                             stopped_on_speech=res.stopped_by_task)
-
-
-def _noise_task(model, prior, lr, clip_norm, threads, seed, front_end):
-    """The engine's task for :func:`train_noise`."""
-    from pyro_dvae.engine import SVITask
-
-    class NoiseTask(SVITask):
-        def __init__(self):
-            super().__init__(lr=lr, clip_norm=clip_norm, threads=threads, seed=seed)
-            self.enh = model
-            self.elbo = TraceMeanField_ELBO(max_plate_nesting=PLATES)
-            self.last_kept, self._kept = math.nan, None
-
-        def trainable(self):
-            return list(self.enh.trainable_parameters())
-
-        def configure_optimizers(self):
-            return adam(self.trainable(), self.lr)
-
-        def initialise(self, batch):  # every parameter exists already
-            pass
-
-        def training_step(self, batch, batch_idx):
-            with eval_mode_backward(self.device):  # the frozen decoder runs in eval mode
-                return super().training_step(batch, batch_idx)
-
-        def loss(self, batch, epoch):
-            return noise_loss(self.enh, batch[0], self.elbo), batch[0].shape[0]
-
-        def val_loss(self, batch):
-            x = batch[0]
-            with torch.no_grad():
-                total = float(noise_loss(self.enh, x, self.elbo)) * len(x)
-            parts = _kept_parts(self.enh, x)
-            self._kept = parts if self._kept is None else self._kept + parts
-            return total, len(x)
-
-        def on_validation_epoch_end(self):
-            super().on_validation_epoch_end()
-            self.last_kept, self._kept = _kept_share(self.trainer.strategy.reduce(self._kept, reduce_op="sum")), None
-
-        def epoch_row(self):
-            return {**super().epoch_row(), "kept_energy": self.last_kept}
-
-        def should_stop(self, row, history):  # the noise model has started to take the speech over
-            return row["kept_energy"] < KEPT_RATIO * history[0]["kept_energy"]
-
-        def keep_state(self):
-            return {k: {n: v.detach().cpu().clone() for n, v in d.items()}
-                    for k, d in _trainable_state(self.enh).items()}
-
-        def restore_state(self, state):
-            _load_trainable_state(self.enh, state)
-
-        def write(self, path, state, training):
-            last = _trainable_state(self.enh)
-            _load_trainable_state(self.enh, state)
-            try:
-                keep = {"history": training["history"], "best_epoch": training["best_epoch"],
-                        "best_val": training["best_val"], "resume": training["resume"]}
-                noise_models.save_noise(path, self.enh.noise, prior, self.enh.encoder_state(), *front_end,
-                                        training=keep)
-            finally:
-                _load_trainable_state(self.enh, last)
-
-    return NoiseTask()
 
 
 #: ``train_noise`` stops when the speech estimate on the validation chunks keeps less than this fraction of the
@@ -175,18 +111,18 @@ def _noise_task(model, prior, lr, clip_norm, threads, seed, front_end):
 KEPT_RATIO = 0.95
 
 
-def _trainable_state(model):
+def trainable_state(model):
     return {"noise": {k: v.detach().clone() for k, v in model.noise.state_dict().items()},
             "encoder": model.encoder_state()}
 
 
-def _load_trainable_state(model, state):
+def load_trainable_state(model, state):
     model.noise.load_state_dict(state["noise"])
     model.load_encoder_state(state["encoder"])
 
 
 @torch.no_grad()
-def _kept_parts(model, x, seed=1234):
+def kept_parts(model, x, seed=1234):
     """``[sum mask^2 x, sum x]`` of a validation batch (:func:`~pyro_dvae.models.enhancement.kept_energy`'s
     parts, fixed posterior draws that leave the validation loss's random stream alone)."""
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):

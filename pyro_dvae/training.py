@@ -158,72 +158,6 @@ def _check_data(name, x, mask, x_dim):
 NORMALISATION_CHUNKS = 4096
 
 
-def prior_task(prior, cfg, threads=None, checkpoint_extra=None):
-    """The :class:`~pyro_dvae.engine.SVITask` that trains ``prior`` with the schedules of ``cfg``."""
-    from .engine import SVITask
-
-    class _PriorTask(SVITask):
-        def __init__(self):
-            super().__init__(lr=cfg.lr, clip_norm=cfg.clip_norm, max_lr_halvings=cfg.max_lr_halvings,
-                             threads=threads, seed=cfg.seed)
-            self.prior, self.cfg = prior, cfg
-            self.extra = dict(checkpoint_extra or {})
-            self.gen = torch.Generator().manual_seed(cfg.seed)
-
-        def schedules(self, epoch):
-            return {"kl_scale": cfg.kl_scale(epoch), "ss_prob": cfg.ss_prob(epoch) if prior.autoregressive else 0.0}
-
-        def schedules_done(self, epoch):
-            return cfg.schedules_done(epoch)
-
-        def initialise(self, batch):  # the priors build every parameter eagerly
-            pass
-
-        def loss(self, batch, epoch):
-            x, mask = batch
-            if cfg.gain_db != (0.0, 0.0):
-                lo, hi = cfg.gain_db
-                g = torch.rand(x.shape[0], 1, 1, generator=self.gen, dtype=torch.float64) * (hi - lo) + lo
-                x = x * (10.0 ** (g / 10)).to(device=x.device, dtype=x.dtype)
-            s = self.schedules(epoch)
-            self.prior.train()
-            return elbo_loss(self.prior, x, mask, kl_scale=s["kl_scale"], ss_prob=s["ss_prob"]), x.shape[0]
-
-        def val_loss(self, batch):
-            x, mask = batch
-            self.prior.eval()
-            with torch.no_grad():
-                n = float(mask.sum()) if mask is not None else x.shape[:-1].numel()
-                return float(elbo_loss(self.prior, x, mask)) * n, n
-
-        def keep_state(self):
-            return {k: v.detach().cpu().clone() for k, v in self.prior.state_dict().items()}
-
-        def restore_state(self, state):
-            self.prior.load_state_dict(state)
-
-        def write(self, path, state, training):
-            last = {k: v.detach().clone() for k, v in self.prior.state_dict().items()}
-            self.prior.load_state_dict(state)
-            try:
-                self.prior.save(path, training=training, **self.extra)
-            finally:
-                self.prior.load_state_dict(last)
-
-        def on_load_checkpoint(self, checkpoint):
-            super().on_load_checkpoint(checkpoint)
-            saved = checkpoint.get("pyro_dvae_prior")
-            if saved is not None and (saved["name"] != prior.name or saved["config"] != prior.config):
-                raise ValueError(f"the resume checkpoint holds a {saved['name']} prior with another config "
-                                 f"({saved['config']}); this run trains a {prior.name} prior ({prior.config})")
-
-        def on_save_checkpoint(self, checkpoint):
-            super().on_save_checkpoint(checkpoint)
-            checkpoint["pyro_dvae_prior"] = {"name": prior.name, "config": prior.config}
-
-    return _PriorTask()
-
-
 def train_prior(prior, train, val, config=None, *, train_mask=None, val_mask=None, out=None, log_json=None,
                 resume=None, progress=False, device=None, checkpoint_extra=None, engine=None, resume_to=None):
     """Train ``prior`` by SVI on the engine; see the module docstring for the schedules.
@@ -263,7 +197,9 @@ def train_prior(prior, train, val, config=None, *, train_mask=None, val_mask=Non
     wrap = lambda x, m: x if not torch.is_tensor(x) else Sequences(x.cpu(), None if m is None else m.cpu().bool())  # noqa: E731
     data = SequenceData(wrap(train, train_mask), wrap(val, val_mask), cfg.batch_size, seed=cfg.seed,
                         num_workers=engine.num_workers)
-    task = prior_task(prior, cfg, engine.threads, checkpoint_extra)
+    from .prior_task import PriorTask
+
+    task = PriorTask(prior, cfg, engine.threads, checkpoint_extra)
     if resume_to is None and out is not None:
         resume_to = f"{out}.resume.ckpt"
     res = fit(task, data, cfg.epochs, patience=cfg.patience, engine=engine, out=out, resume_to=resume_to,

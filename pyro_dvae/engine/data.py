@@ -227,4 +227,7 @@ class SequenceData(pl.LightningDataModule):
         return self._loader(self.train, self.batch_size, True)
 
     def val_dataloader(self):
-        return self._loader(self.val, self.val_batch_size, False)
+        world = 1 if self.trainer is None else self.trainer.world_size
+        if len(self.val) < world:
+            raise ValueError(f"{len(self.val)} validation sequences for {world} processes: each needs at least one")
+        return self._loader(self.val, min(self.val_batch_size, math.ceil(len(self.val) / world)), False)

@@ -132,7 +132,7 @@ class Bookkeeping(pl.Callback):
 
 
 def fit(task, data, epochs, *, patience, engine=None, out=None, resume_to=None, resume=None, log_json=None,
-        log_extra=None, progress=False):
+        log_extra=None, progress=False, callbacks=()):
     """Train ``task`` on ``data``; returns a :class:`FitResult` (in the calling process, also after a
     ``ddp_spawn`` / ``ddp_fork`` run, whose workers' bookkeeping comes back through a file).
 
@@ -140,12 +140,13 @@ def fit(task, data, epochs, *, patience, engine=None, out=None, resume_to=None, 
     :param str out: the project's checkpoint (written by ``task.write``).
     :param str resume_to: Lightning's checkpoint for resuming, rewritten after every epoch.
     :param str resume: a Lightning checkpoint written by an earlier run to continue from.
+    :param callbacks: more Lightning callbacks.
     """
     engine = engine or Engine()
     book = Bookkeeping(patience, out, resume_to, log_json, log_extra)
     launched = engine.strategy in ("ddp_spawn", "ddp_fork", "ddp_notebook")
     tmp = tempfile.mkdtemp(prefix="pyro-dvae-fit-") if launched else None
-    callbacks = [book] + ([_ReportBack(os.path.join(tmp, "result.pt"))] if launched else [])
+    callbacks = [book, *callbacks] + ([_ReportBack(os.path.join(tmp, "result.pt"))] if launched else [])
     quiet = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
     levels = [q.level for q in quiet]
     for q in quiet:  # Lightning's info lines (devices found, tips) are not the user's business here

@@ -92,7 +92,6 @@ class SVITask(pl.LightningModule):
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, stage):
-        pyro.settings.set(module_local_params=True)  # per process: PyroModule parameters stay module-local
         if self.threads is not None and self.device.type == "cpu":
             torch.set_num_threads(int(self.threads))
         torch.manual_seed(self.seed + self.global_rank)
@@ -175,18 +174,28 @@ class SVITask(pl.LightningModule):
 
 
 class ELBOTask(SVITask):
-    """Any Pyro ``model`` / ``guide`` pair: the loss is Pyro's :class:`~pyro.infer.elbo.ELBOModule`
+    """Any Pyro ``model`` / ``guide`` pair: the loss is Pyro's :class:`~pyro.infer.elbo.ElboModule`
     (``elbo(model, guide)``, a torch module whose parameters are the model's and the guide's), called on
     ``(x, mask)`` batches; its value is divided by ``x.shape[0]``. KL warm-up is not applied here.
+
+    Pyro's ``module_local_params`` setting must be on *before* the model and guide are built (their parameters
+    then belong to the modules, which DDP and the optimiser see, not to Pyro's global store); the training
+    processes of a spawned run turn it on for themselves.
 
     :param elbo: a Pyro ELBO instance (default :class:`~pyro.infer.Trace_ELBO`).
     """
 
     def __init__(self, model, guide, elbo=None, **kwargs):
+        if not pyro.settings.get("module_local_params"):
+            raise ValueError("ELBOTask needs pyro.settings.set(module_local_params=True) before the model and guide "
+                             "are built")
         super().__init__(**kwargs)
-        pyro.settings.set(module_local_params=True)
         self.elbo_module = (elbo or pyro.infer.Trace_ELBO())(model, guide)
         self.model, self.guide = model, guide
+
+    def setup(self, stage):
+        pyro.settings.set(module_local_params=True)  # per process (a spawned worker starts with the default)
+        super().setup(stage)
 
     def _call(self, x, mask):
         return self.elbo_module(x) if mask is None else self.elbo_module(x, mask)
