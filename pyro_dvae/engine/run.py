@@ -58,14 +58,16 @@ class Engine:
     def distributed(self):
         return self.devices * self.num_nodes > 1 or self.strategy.startswith("ddp")
 
-    def strategy_object(self):
-        """``ddp*`` strategies find unused parameters (a prior's heads are not all reached by every loss)."""
-        if not self.strategy.startswith("ddp"):
-            return "ddp_find_unused_parameters_true" if self.distributed else self.strategy
+    def strategy_object(self, find_unused=True):
+        """The Lightning strategy; DDP looks for parameters a step does not reach only when ``find_unused``
+        (:func:`fit` checks the task once: the search costs a pass over the graph at every step)."""
+        if not self.distributed or self.strategy == "single_device":
+            return self.strategy
         from lightning.pytorch.strategies import DDPStrategy
 
-        start = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}[self.strategy]
-        return DDPStrategy(start_method=start, find_unused_parameters=True)
+        start = {"auto": "popen", "ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork",
+                 "ddp_notebook": "fork"}[self.strategy]
+        return DDPStrategy(start_method=start, find_unused_parameters=find_unused)
 
 
 @dataclass
@@ -155,8 +157,10 @@ def fit(task, data, epochs, *, patience, engine=None, out=None, resume_to=None, 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*treespec.*")  # Lightning 2.6 on torch >= 2.10
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # frozen parts, on purpose
+            find_unused = engine.distributed and not _reaches_every_parameter(task, data, epochs)
             trainer = pl.Trainer(accelerator=engine.accelerator, devices=engine.devices, num_nodes=engine.num_nodes,
-                                 strategy=engine.strategy_object(), precision=engine.precision,
+                                 strategy=engine.strategy_object(find_unused), precision=engine.precision,
                                  max_epochs=int(epochs), logger=False, enable_checkpointing=False,
                                  enable_model_summary=False, enable_progress_bar=bool(progress),
                                  num_sanity_val_steps=0, use_distributed_sampler=False, inference_mode=False,
@@ -173,6 +177,23 @@ def fit(task, data, epochs, *, patience, engine=None, out=None, resume_to=None, 
     if result.best_state is not None:
         task.restore_state(result.best_state)
     return result
+
+
+def _reaches_every_parameter(task, data, epochs, n=4):
+    """Whether the training loss of a few sequences reaches every parameter that requires a gradient (the task's
+    frozen parts included: DDP checks them all), at the first and the last
+    epoch's schedules (one forward and backward pass in this process)."""
+    x, mask = data.train[torch.arange(min(len(data.train), n))]
+    task.initialise((x, mask))
+    try:
+        for epoch in sorted({1, int(epochs)}):
+            task.zero_grad(set_to_none=True)
+            task.loss((x, mask), epoch)[0].backward()
+            if any(p.grad is None for p in task.parameters() if p.requires_grad):  # what DDP checks
+                return False
+        return True
+    finally:
+        task.zero_grad(set_to_none=True)
 
 
 class _ReportBack(pl.Callback):
