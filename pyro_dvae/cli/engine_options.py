@@ -43,7 +43,7 @@ def engine_from_args(args):
                   precision=args.precision, threads=args.threads, num_workers=args.num_workers)
 
 
-def chunk_store(args, folder, seq_len, hop=None, pitch_shifts=(0.0,), option="--data"):
+def chunk_store(args, folder, seq_len, hop=None, pitch_shifts=(0.0,), option="--data", kind="power"):
     """``(store, remove)``: the memory-mapped chunk store of an audio folder (built by rank 0 of a launched run,
     waited for by the others) and whether the command should remove it at the end."""
     from ..engine import ChunkStore
@@ -55,7 +55,7 @@ def chunk_store(args, folder, seq_len, hop=None, pitch_shifts=(0.0,), option="--
     if not is_rank_zero():
         return ChunkStore.wait_for(path), False
     try:
-        store = ChunkStore.build(folder, path, seq_len=seq_len, hop=hop, pitch_shifts=pitch_shifts)
+        store = ChunkStore.build(folder, path, seq_len=seq_len, hop=hop, pitch_shifts=pitch_shifts, kind=kind)
     except ValueError as e:
         raise ValueError(f"{option} {e}") from None
     if len(store) < 2:

@@ -32,7 +32,7 @@ def add_parser(sub, parents):
                                     "continue from")
     p.add_argument("--seq-len", type=int_at_least(2),
                    help=f"frames per sequence (default {TRAJ_TRAINING['seq_len']} trajectories, "
-                        f"{AUDIO_TRAINING['seq_len']} audio)")
+                        f"{AUDIO_TRAINING['seq_len']} audio, 30 mdvae)")
     p.add_argument("--num-train", type=at1, default=20000, help="synthetic training tracks")
     p.add_argument("--num-val", type=at1, default=2000, help="synthetic validation tracks")
     p.add_argument("--frame-aspect", type=POSITIVE, nargs=2, metavar=("LOW", "HIGH"),
@@ -84,6 +84,8 @@ def run(args):
     set_threads(args.threads)
     torch.manual_seed(args.seed)
     audio_data = args.data != "synthetic-trajectories"
+    if args.model == "mdvae" and args.seq_len is None:
+        args.seq_len = 30  # the reference MDVAE's sequences
     for key, value in AUDIO_TRAINING.items():  # defaults that depend on the kind of data
         if getattr(args, key) is None:
             setattr(args, key, value if audio_data else TRAJ_TRAINING[key])
@@ -101,7 +103,10 @@ def run(args):
         val = torch.as_tensor(synthetic_trajectories(args.num_val, args.seq_len, seed=args.seed + 10_000, **kw))
         sizes, emission = dict(TRAJ_SIZES), "gaussian"
     else:
-        store, remove = chunk_store(args, args.data, args.seq_len, args.chunk_hop, args.pitch_shift)
+        if args.model == "mdvae" and args.chunk_hop:
+            raise ValueError("--chunk-hop: MDVAE cuts each utterance into consecutive --seq-len chunks")
+        kind = "audiovisual" if args.model == "mdvae" else "power"
+        store, remove = chunk_store(args, args.data, args.seq_len, args.chunk_hop, args.pitch_shift, kind=kind)
         train, val = store.split(args.val_fraction, args.seed)
         sizes, emission = dict(SPEC_SIZES), "spectral"
     for key in ("z_dim", "dense_dim", "rnn_dim", "z_dense"):
@@ -115,7 +120,14 @@ def run(args):
         sizes.pop("z_dense")
     if emission == "gaussian" and priors.prior_class(args.model).autoregressive and not args.no_residual:
         sizes["residual"] = True  # motion priors predict the change from the previous box
-    prior = priors.build(args.model, x_dim=train.shape[-1], z_dim=z_dim, emission=emission, **sizes)
+    if args.model == "mdvae":  # audio + rendered faces (pyro_dvae.data.audiovisual); its own size defaults
+        if not audio_data:
+            raise ValueError("--model mdvae trains on a speech folder (--data DIR): the visual stream is rendered "
+                             "from it (pyro_dvae.data.audiovisual)")
+        mdvae = {k: getattr(args, k) for k in ("dense_dim", "rnn_dim") if getattr(args, k) is not None}
+        prior = priors.build("mdvae", z_dim=args.z_dim, **mdvae)
+    else:
+        prior = priors.build(args.model, x_dim=train.shape[-1], z_dim=z_dim, emission=emission, **sizes)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
                       warmup_epochs=args.warmup_epochs, ss_start=args.ss_start, ss_end=args.ss_end,
                       ss_max=args.ss_max, patience=args.patience, seed=args.seed, gain_db=tuple(args.gain_db))
@@ -135,6 +147,10 @@ def run(args):
           f"process(es){', chunks streamed from ' + store.folder if store is not None else ''}")
     t0 = time.perf_counter()
     extra = {} if emission == "gaussian" else {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP}
+    if args.model == "mdvae":
+        from ..data.audiovisual import SIZE
+
+        extra["visual"] = {"generator": "pyro_dvae.data.audiovisual", "size": SIZE}
     for path in (args.out, args.log_json):
         if path is not None:
             make_parent(path)

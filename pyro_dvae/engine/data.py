@@ -86,19 +86,26 @@ class ChunkStore(Dataset):
         self._data = None
 
     @classmethod
-    def build(cls, audio_folder, store, seq_len=50, hop=None, pitch_shifts=(0.0,), silence_db=30.0):
+    def build(cls, audio_folder, store, seq_len=50, hop=None, pitch_shifts=(0.0,), silence_db=30.0, kind="power"):
         """Write the chunks of every file of ``audio_folder`` (and its ``pitch_shifts`` copies) to ``store``.
 
-        A store already built with the same settings from the same files is reused; the metadata file is
-        written last (atomically), so an interrupted build is never taken for a finished one."""
+        ``kind="power"``: power spectra (:func:`~pyro_dvae.data.audio.power_chunks`); ``"audiovisual"``: the
+        semi-synthetic audiovisual chunks of :func:`pyro_dvae.data.audiovisual.chunks` (power spectrum and
+        rendered face per step; the speaker is read from the file name). A store already built with the same
+        settings from the same files is reused; the metadata file is written last (atomically), so an
+        interrupted build is never taken for a finished one."""
+        from ..data import audiovisual
         from ..data.audio import AUDIO_EXTENSIONS, audio_files, load_audio, pitch_shift, power_chunks
+
+        if kind not in ("power", "audiovisual"):
+            raise ValueError(f"kind must be 'power' or 'audiovisual', got {kind!r}")
 
         files = audio_files(audio_folder)
         if not files:
             raise ValueError(f"{audio_folder}: no {'/'.join(AUDIO_EXTENSIONS)} files found")
         shifts = [float(k) for k in pitch_shifts] or [0.0]
         settings = {"files": [[f, os.path.getsize(f), os.path.getmtime(f)] for f in files], "seq_len": int(seq_len),
-                    "hop": hop, "pitch_shifts": shifts, "silence_db": float(silence_db)}
+                    "hop": hop, "pitch_shifts": shifts, "silence_db": float(silence_db), "kind": kind}
         meta_path = os.path.join(store, STORE_META)
         if os.path.exists(meta_path):
             with open(meta_path) as f:
@@ -110,7 +117,11 @@ class ChunkStore(Dataset):
             for path in files:
                 x = load_audio(path)
                 for k in shifts:
-                    c = power_chunks([pitch_shift(x, k)], seq_len, silence_db, hop)
+                    if kind == "power":
+                        c = power_chunks([pitch_shift(x, k)], seq_len, silence_db, hop)
+                    else:
+                        c = torch.from_numpy(audiovisual.chunks(pitch_shift(x, k), audiovisual.speaker_of(path),
+                                                                (os.path.basename(path), k), seq_len, silence_db)[0])
                     if len(c):
                         width = c.shape[-1]
                         out.write(c.numpy().astype(np.float32).tobytes())

@@ -17,6 +17,7 @@ from .distributions import SequentialNormal
 from .dkf import DKF
 from .dsae import DSAE
 from .light import HiTDVAE, LigHTDVAE
+from .mdvae import MDVAE
 from .rvae import RVAE
 from .srnn import SRNN
 from .storn import STORN
@@ -35,11 +36,12 @@ _PRIORS = {
     "deepar": (DeepAR, {}),
     "light-dvae": (LigHTDVAE, {}),
     "hit-dvae": (HiTDVAE, {}),
+    "mdvae": (MDVAE, {}),
 }
 
 __all__ = ["DVAE", "SequentialNormal", "available", "build", "prior_class", "load", "load_checkpoint", "load_spectral",
            "VAE", "DKF", "STORN", "VRNN", "SRNN", "RVAE", "DSAE", "DeepAR",
-           "LigHTDVAE", "HiTDVAE"]
+           "LigHTDVAE", "HiTDVAE", "MDVAE"]
 
 
 def available():
@@ -54,12 +56,13 @@ def prior_class(name):
     return _PRIORS[name][0]
 
 
-def build(name, x_dim, z_dim=16, **sizes):
+def build(name, x_dim=None, z_dim=None, **sizes):
     """Build a prior by name.
 
     :param str name: one of :func:`available`.
-    :param int x_dim: observation size.
-    :param int z_dim: latent size.
+    :param int x_dim: observation size (required, except for ``"mdvae"``, whose ``x_a_dim`` / ``x_v_dim``
+        default to 513 power bins and 32 x 32 pixels).
+    :param int z_dim: latent size (default 16; ``z_av_dim`` for MDVAE).
     :param sizes: ``emission``, ``dense_dim``, ``rnn_dim``, ``z_dense`` and model-specific options
         (``v_dim`` for DSAE; ``v_dim``, ``n_heads``, ``n_layers``, ``ff_dim`` for
         LigHT-/HiT-DVAE).
@@ -67,6 +70,10 @@ def build(name, x_dim, z_dim=16, **sizes):
     if name not in _PRIORS:
         raise ValueError(f"unknown prior {name!r}; available: {', '.join(_PRIORS)}")
     cls, fixed = _PRIORS[name]
+    if cls is not MDVAE:
+        if x_dim is None:
+            raise ValueError(f"prior {name!r} needs x_dim (the observation size)")
+        z_dim = 16 if z_dim is None else z_dim
     for key, val in fixed.items():
         if key in sizes and sizes[key] != val:
             raise ValueError(f"prior {name!r} fixes {key}={val}")
@@ -109,7 +116,8 @@ def load(path, map_location="cpu", expect=None):
     prior = build(name, config.pop("x_dim"), config.pop("z_dim"), **config)
     state = dict(ckpt["state_dict"])
     for key in NORM_BUFFERS:  # checkpoints written before the normalisation buffers: identity
-        state.setdefault(key, getattr(prior, key))
+        if hasattr(prior, key):
+            state.setdefault(key, getattr(prior, key))
     try:
         prior.load_state_dict(state)
     except RuntimeError as e:
