@@ -44,9 +44,10 @@ __all__ = ["DVAE", "SequentialNormal", "available", "build", "prior_class", "loa
            "LigHTDVAE", "HiTDVAE", "MDVAE"]
 
 
-def available():
-    """Names accepted by :func:`build`."""
-    return list(_PRIORS)
+def available(multimodal=True):
+    """Names accepted by :func:`build`; ``multimodal=False``: the single-stream priors only (those the tracking,
+    separation and enhancement models take), without MDVAE."""
+    return [n for n in _PRIORS if multimodal or _PRIORS[n][0] is not MDVAE]
 
 
 def prior_class(name):
@@ -138,6 +139,9 @@ def load_spectral(path, sample_rate=16000, n_fft=1024, hop=256, task="this task"
         if key in ckpt and int(ckpt[key]) != int(want):
             raise ValueError(f"{path}: prior trained with {key}={ckpt[key]}, but {task} uses {key}={want}")
     prior = load(path)
+    if isinstance(prior, MDVAE):
+        raise ValueError(f"{path}: an MDVAE models audio and video together; {task} takes a single-stream spectral "
+                         "prior (e.g. pyro-dvae train-prior --model rvae --data SPEECH_DIR)")
     if prior.emission != "spectral":
         raise ValueError(f"{path}: a {prior.emission!r}-emission {prior.name} prior cannot model spectra; train it "
                          "on audio (emission 'spectral')")

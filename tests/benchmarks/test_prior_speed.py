@@ -21,7 +21,7 @@ REFERENCE_MS = {"vae": 25, "dkf": 127, "storn": 108, "vrnn": 160, "srnn": 128, "
 SPEECH_SIZES = {"vae": dict(dense_dim=128, z_dense=[]), "deepar": dict(z_dim=0, z_dense=[])}  # deepar: no latents
 
 
-@pytest.mark.parametrize("name", priors.available())
+@pytest.mark.parametrize("name", priors.available(multimodal=False))
 def test_forward_backward_speed(time_training_step, readme_units, name):
     torch.manual_seed(0)
     prior = priors.build(name, x_dim=513, emission="spectral", **{"z_dim": 16, **SPEECH_SIZES.get(name, {})})

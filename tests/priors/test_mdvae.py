@@ -100,3 +100,5 @@ def test_training_lowers_the_validation_loss_and_round_trips(tmp_path):
     for k, v in m.state_dict().items():
         assert torch.equal(v.cpu(), loaded.state_dict()[k]), k
     assert evaluate(loaded, x[32:], batch_size=8) == pytest.approx(res.best_val, rel=1e-5)
+    with pytest.raises(ValueError, match="single-stream spectral prior"):  # not a prior for the audio tasks
+        priors.load_spectral(tmp_path / "m.pt", task="separation")

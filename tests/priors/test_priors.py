@@ -13,7 +13,7 @@ from pyro_dvae.handlers import scale_sites
 from pyro_dvae.priors.distributions import SequentialNormal
 from pyro_dvae.training import elbo_loss
 
-NAMES = priors.available()
+NAMES = priors.available(multimodal=False)
 SIZES = dict(dense_dim=8, rnn_dim=8, z_dense=[8])
 
 
