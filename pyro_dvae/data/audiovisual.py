@@ -105,7 +105,9 @@ def render(app, mouth, head, blink):
 def measure(frames):
     """Factors read back from frames ``(..., T, SIZE * SIZE)``: a dict of arrays ``(..., T)``: ``x``, ``y``
     (face centre offset, px), ``width`` and ``height`` (face bounding box, px), ``shade`` (median of the face's
-    bright pixels), ``mouth`` (dark pixels in the mouth region), ``eyes`` (dark pixels in the eye band)."""
+    bright pixels), ``mouth`` (dark pixels of the mouth region in the face's central columns: the opening height in
+    px),
+    ``eyes`` (dark pixels in the eye band)."""
     f = np.asarray(frames, dtype=np.float64)
     shape = f.shape[:-1]
     f = f.reshape(-1, SIZE, SIZE)
@@ -132,7 +134,10 @@ def measure(frames):
         eye_band = (yy < -0.04 * h) & (yy > -0.30 * h)
         xx = np.abs(idx[None, :] - cx)
         near = xx < 0.42 * (x1 - x0 + 1)
-        out["mouth"][i] = (dark & mouth_band & near).sum()
+        # the mouth's height: dark pixels of the mouth band in the three columns at the face's centre (the mouth
+        # is centred there), so that the face's size or shade does not read as a mouth change
+        c = int(np.clip(np.floor(cx), 1, SIZE - 2))
+        out["mouth"][i] = (dark & mouth_band)[:, c - 1:c + 2].sum() / 3.0
         out["eyes"][i] = (dark & eye_band & near).sum()
     return {k: v.reshape(shape) for k, v in out.items()}
 

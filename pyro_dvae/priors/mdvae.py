@@ -9,10 +9,10 @@ features), share a static latent ``w`` (speaker identity, global emotion) and a 
   z_v_{<t})``, each a GRU over the previous latents and an MLP to a diagonal Gaussian (they do not read ``w``);
   ``p(x_a_t | w, z_av_t, z_a_t)`` and ``p(x_v_t | w, z_av_t, z_v_t)`` frame-wise MLPs: the audio emission never
   reads ``z_v``, the visual one never reads ``z_a`` (tested with gradients);
-- inference: ``q(w | x_a, x_v)`` a bidirectional GRU over the two frame embeddings, its last states through an
-  MLP; ``q(z_av_t | z_av_{<t}, x_a_t, x_v_t, w)``, ``q(z_a_t | z_a_{<t}, x_a_t, z_av_t, w)``, ``q(z_v_t |
-  z_v_{<t}, x_v_t, z_av_t, w)``: MLPs on the prior GRU's state (driven by the posterior samples) and the current
-  frames, a filtering posterior (no future frame);
+- inference: ``q(w | x_a, x_v)`` a bidirectional GRU over the two frame embeddings, its last states (or, with
+  ``w_pool="mean"``, its outputs averaged over time) through an MLP; ``q(z_av_t | z_av_{<t}, x_a_t, x_v_t, w)``,
+  ``q(z_a_t | z_a_{<t}, x_a_t, z_av_t, w)``, ``q(z_v_t | z_v_{<t}, x_v_t, z_av_t, w)``: MLPs on the prior GRU's
+  state (driven by the posterior samples) and the current frames, a filtering posterior (no future frame);
 - the ELBO has analytic per-step KLs (:class:`~pyro_dvae.priors.distributions.SequentialNormal`).
 
 **Data layout.** The zoo's training engine handles one observation tensor, so a sequence is the per-step
@@ -86,7 +86,7 @@ class MDVAE(PyroModule):
     emission = "multimodal"  # not a single spectral / gaussian stream (no gain augmentation)
 
     def __init__(self, x_dim=None, z_dim=None, *, x_a_dim=None, x_v_dim=1024, w_dim=84, z_av_dim=None, z_a_dim=8,
-                 z_v_dim=4, rnn_dim=128, w_rnn_dim=256, dense_dim=256, audio_emission="spectral"):
+                 z_v_dim=4, rnn_dim=128, w_rnn_dim=256, dense_dim=256, audio_emission="spectral", w_pool="last"):
         super().__init__()
         for alias, value, own in (("x_dim", x_dim, "x_a_dim"), ("z_dim", z_dim, "z_av_dim")):
             given = x_a_dim if own == "x_a_dim" else z_av_dim
@@ -101,7 +101,9 @@ class MDVAE(PyroModule):
                 raise ValueError(f"{key} must be a positive int, got {val!r}")
         if audio_emission not in ("spectral", "gaussian"):
             raise ValueError(f"audio_emission must be 'spectral' or 'gaussian', got {audio_emission!r}")
-        self.sizes, self.audio_emission = sizes, audio_emission
+        if w_pool not in ("last", "mean"):
+            raise ValueError(f"w_pool must be 'last' or 'mean', got {w_pool!r}")
+        self.sizes, self.audio_emission, self.w_pool = sizes, audio_emission, w_pool
         for k, v in sizes.items():
             setattr(self, k, v)
         self.x_dim, self.z_dim = x_a_dim + x_v_dim, z_av_dim
@@ -129,7 +131,7 @@ class MDVAE(PyroModule):
     def config(self):
         return {"x_dim": self.x_a_dim, "z_dim": self.z_av_dim, **{k: v for k, v in self.sizes.items()
                                                                    if k not in ("x_a_dim", "z_av_dim")},
-                "audio_emission": self.audio_emission}
+                "audio_emission": self.audio_emission, "w_pool": self.w_pool}
 
     @property
     def is_normalised(self):
@@ -192,6 +194,14 @@ class MDVAE(PyroModule):
         out, _ = self.w_rnn(flat)
         out = out.reshape(*h_in.shape[:-1], -1)
         half = self.w_rnn_dim
+        if self.w_pool == "mean":  # the BiGRU outputs averaged over the valid steps
+            if mask is None:
+                pooled = out.mean(-2)
+            else:
+                m = mask.unsqueeze(-1).to(out.dtype)
+                pooled = (out * m).sum(-2) / m.sum(-2).clamp_min(1)
+            loc, raw = self.q_w(pooled).chunk(2, -1)
+            return loc, nn.functional.softplus(raw) + 1e-4
         if mask is None:
             fwd, bwd = out[..., -1, :half], out[..., 0, half:]
         else:  # the forward state at the last valid step

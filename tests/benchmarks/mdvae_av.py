@@ -71,7 +71,8 @@ def train_all(work, args):
     if not os.path.exists(os.path.join(work, "mdvae.pt.json")):
         cmd = ["pyro-dvae", "train-prior", "--model", "mdvae", "--data", os.path.join(work, "train"), "--out",
                os.path.join(work, "mdvae.pt"), "--epochs", str(args.epochs), "--dense-dim", "128", "--rnn-dim", "64",
-               "--chunk-cache", store_dir, "--quiet", "--out-json", os.path.join(work, "mdvae.pt.json")]
+               "--chunk-cache", store_dir, "--quiet", "--out-json", os.path.join(work, "mdvae.pt.json"),
+               *args.mdvae_args]
         jobs.append(lambda: run(cmd, os.path.join(work, "mdvae.log")))
 
     def dsae(part):
@@ -98,10 +99,55 @@ def train_all(work, args):
         list(pool.map(lambda j: j(), jobs))
 
 
-def test_chunks(split, n_speakers, seq_len=30):
-    """``(x (N, T, 513 + PIXELS), factors list, speaker ids)`` of one utterance per test speaker."""
+class TwoStage:
+    """The reference's two-stage design: frame-wise VAEs of the zoo (``vae``) per modality, MDVAE on their
+    posterior-mean features (Gaussian emissions); frames decoded back through the frame VAEs."""
+
+    def __init__(self, vae_a, vae_v, mdvae):
+        self.vae_a, self.vae_v, self.mdvae = vae_a, vae_v, mdvae
+
+    @torch.no_grad()
+    def features(self, x):
+        return torch.cat([self.vae_a.encode(x[..., :XA]).mean, self.vae_v.encode(x[..., XA:]).mean], -1)
+
+    def encode(self, x):
+        return self.mdvae.encode(self.features(x))
+
+    @torch.no_grad()
+    def decode(self, lat):
+        fa, fv = self.mdvae.decode(lat)
+        return self.vae_a.decode(fa)[0], self.vae_v.decode(fv)[0]
+
+
+def train_two_stage(work, store, epochs):
+    from pyro_dvae.training import TrainConfig, train_prior
+
+    x = store.tensor()
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    n_val = max(1, round(0.1 * len(x)))
+    tr, va = perm[n_val:], perm[:n_val]
+    frame = {}
+    for part, sl, emission in (("audio", slice(0, XA), "spectral"), ("visual", slice(XA, None), "gaussian")):
+        out = os.path.join(work, f"frame_vae_{part}.pt")
+        if not os.path.exists(out):
+            torch.manual_seed(0)
+            vae = priors.build("vae", x_dim=x[..., sl].shape[-1], z_dim=32, emission=emission, dense_dim=256,
+                               rnn_dim=8, z_dense=[128])
+            train_prior(vae, x[tr][..., sl], x[va][..., sl], TrainConfig(epochs=epochs, batch_size=64), out=out)
+        frame[part] = priors.load(out).eval()
+    out = os.path.join(work, "mdvae_two_stage.pt")
+    if not os.path.exists(out):
+        feats = TwoStage(frame["audio"], frame["visual"], None).features(x)
+        torch.manual_seed(0)
+        m = priors.build("mdvae", x_a_dim=32, x_v_dim=32, audio_emission="gaussian", dense_dim=128, rnn_dim=64)
+        train_prior(m, feats[tr], feats[va], TrainConfig(epochs=epochs, batch_size=64), out=out)
+    return TwoStage(frame["audio"], frame["visual"], priors.load(out).eval())
+
+
+def test_chunks(split, n_speakers, seq_len=30, part="test"):
+    """``(x (N, T, 513 + PIXELS), factors list, speaker ids)`` of one utterance per speaker of ``part``."""
     first = {}
-    for f in split["test"]:
+    for f in split[part]:
         first.setdefault(AV.speaker_of(f), f)
     xs, facts, spk = [], [], []
     for s in sorted(first)[:n_speakers]:
@@ -133,7 +179,7 @@ def swaps(model, x, spk, pairs, seed=0):
         for factor, keys in FACTORS.items():
             num = sum(np.abs(ms[k] - ma[k]).sum() / max(np.abs(mb[k] - ma[k]).std(), 1e-9) for k in keys)
             den = sum(np.abs(mb[k] - ma[k]).sum() / max(np.abs(mb[k] - ma[k]).std(), 1e-9) for k in keys)
-            row[factor] = float(num / den)
+            row[factor] = float(num / den) if den > 1e-9 else None  # None: A and B decode alike on it
         table[latent] = row
     return table, (A, B, la, lb)
 
@@ -251,6 +297,11 @@ def main(argv=None):
     p.add_argument("--labels", type=int, default=3, help="labelled chunks per test speaker (speaker id)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--figure", action="store_true")
+    p.add_argument("--part", choices=["dev", "test"], default="test",
+                   help="speakers to evaluate on (dev: for choices; test: the table)")
+    p.add_argument("--mdvae-args", nargs="*", default=[], help="more train-prior options for MDVAE")
+    p.add_argument("--two-stage", action="store_true",
+                   help="also the two-stage design: frame-wise VAEs per modality, MDVAE on their features")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     os.makedirs(args.work, exist_ok=True)
@@ -259,21 +310,29 @@ def main(argv=None):
     model = priors.load(os.path.join(args.work, "mdvae.pt")).eval()
     dsae_v = priors.load(os.path.join(args.work, "dsae_visual.pt")).eval()
     dsae_a = priors.load(os.path.join(args.work, "dsae_audio.pt")).eval()
-    x, facts, spk = test_chunks(split, args.test_speakers)
+    x, facts, spk = test_chunks(split, args.test_speakers, part=args.part)
     table, swap_data = swaps(model, x, spk, args.pairs)
     den, den_data = denoise(model, dsae_v, x[:64], facts[:64])
+    extra = {}
+    if args.two_stage:
+        from pyro_dvae.engine import ChunkStore
+
+        two = train_two_stage(args.work, ChunkStore(os.path.join(args.work, "av_store")), args.epochs)
+        extra = {"swaps_two_stage": swaps(two, x, spk, args.pairs)[0],
+                 "denoising_two_stage": denoise(two, dsae_v, x[:64], facts[:64])[0]["mdvae"],
+                 "speaker_id_two_stage": speaker_id(two.encode(x)["w"].numpy(), spk, args.labels)}
     ids = {"mdvae (w)": speaker_id(model.encode(x)["w"].numpy(), spk, args.labels),
            "dsae visual (v)": speaker_id(static_of(dsae_v, x[..., XA:]).numpy(), spk, args.labels),
            "dsae audio (v)": speaker_id(static_of(dsae_a, x[..., :XA]).numpy(), spk, args.labels)}
-    result = {"test_chunks": len(x), "test_speakers": len(set(spk)), "swaps": table, "denoising": den,
-              "speaker_id": ids, "labels_per_speaker": args.labels, "chance": 1 / len(set(spk)),
+    result = {"part": args.part, "chunks": len(x), "speakers": len(set(spk)), "swaps": table, "denoising": den,
+              "speaker_id": ids, "labels_per_speaker": args.labels, "chance": 1 / len(set(spk)), **extra,
               "training": {n: json.load(open(os.path.join(args.work, f"{n}.pt.json")))
                            for n in ("mdvae", "dsae_visual", "dsae_audio")}}
     print(json.dumps(result, indent=1))
-    with open(os.path.join(args.work, "result.json"), "w") as f:
+    with open(os.path.join(args.work, f"result_{args.part}.json"), "w") as f:
         json.dump(result, f, indent=1)
     if args.figure:
-        figure(os.path.join(args.work, "figure.png"), swap_data, model, den_data)
+        figure(os.path.join(args.work, f"figure_{args.part}.png"), swap_data, model, den_data)
 
 
 if __name__ == "__main__":

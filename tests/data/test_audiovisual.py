@@ -58,3 +58,12 @@ def test_chunks_layout():
     assert (av[..., :513] >= 0).all()
     np.testing.assert_allclose(av[0, :, 513:], AV.render(facts[0]["appearance"], facts[0]["mouth"], facts[0]["head"],
                                                          facts[0]["blink"]), atol=1e-6)
+
+
+def test_the_mouth_measure_does_not_read_appearance_or_head():
+    """The swap benchmark tells factors apart with measure(): the mouth reading must not move with the face."""
+    mouth = np.linspace(0, 1, 6)
+    readings = [AV.measure(AV.render(AV.appearance(s), mouth, np.tile(head, (6, 1)), np.zeros(6)))["mouth"]
+                for s in ("a", "b", "c", "d") for head in ([0.0, 0.0], [2.3, -1.7])]
+    spread = np.ptp(np.array(readings), axis=0)
+    assert spread.max() <= 1.5 and np.all(np.diff(np.mean(readings, 0)) > 0)
