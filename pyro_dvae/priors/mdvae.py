@@ -13,6 +13,7 @@ features), share a static latent ``w`` (speaker identity, global emotion) and a 
   ``w_pool="mean"``, its outputs averaged over time) through an MLP; ``q(z_av_t | z_av_{<t}, x_a_t, x_v_t, w)``,
   ``q(z_a_t | z_a_{<t}, x_a_t, z_av_t, w)``, ``q(z_v_t | z_v_{<t}, x_v_t, z_av_t, w)``: MLPs on the prior GRU's
   state (driven by the posterior samples) and the current frames, a filtering posterior (no future frame);
+- ``w_beta`` weighs the KL of ``w`` (1: the ELBO);
 - the ELBO has analytic per-step KLs (:class:`~pyro_dvae.priors.distributions.SequentialNormal`).
 
 **Data layout.** The zoo's training engine handles one observation tensor, so a sequence is the per-step
@@ -37,6 +38,7 @@ from contextlib import ExitStack
 
 import pyro
 import pyro.distributions as dist
+import pyro.poutine as poutine
 import torch
 from pyro.nn import PyroModule
 from torch import nn
@@ -86,7 +88,8 @@ class MDVAE(PyroModule):
     emission = "multimodal"  # not a single spectral / gaussian stream (no gain augmentation)
 
     def __init__(self, x_dim=None, z_dim=None, *, x_a_dim=None, x_v_dim=1024, w_dim=84, z_av_dim=None, z_a_dim=8,
-                 z_v_dim=4, rnn_dim=128, w_rnn_dim=256, dense_dim=256, audio_emission="spectral", w_pool="last"):
+                 z_v_dim=4, rnn_dim=128, w_rnn_dim=256, dense_dim=256, audio_emission="spectral", w_pool="last",
+                 w_beta=1.0):
         super().__init__()
         for alias, value, own in (("x_dim", x_dim, "x_a_dim"), ("z_dim", z_dim, "z_av_dim")):
             given = x_a_dim if own == "x_a_dim" else z_av_dim
@@ -103,7 +106,9 @@ class MDVAE(PyroModule):
             raise ValueError(f"audio_emission must be 'spectral' or 'gaussian', got {audio_emission!r}")
         if w_pool not in ("last", "mean"):
             raise ValueError(f"w_pool must be 'last' or 'mean', got {w_pool!r}")
-        self.sizes, self.audio_emission, self.w_pool = sizes, audio_emission, w_pool
+        if not float(w_beta) > 0:
+            raise ValueError(f"w_beta must be positive, got {w_beta!r}")
+        self.sizes, self.audio_emission, self.w_pool, self.w_beta = sizes, audio_emission, w_pool, float(w_beta)
         for k, v in sizes.items():
             setattr(self, k, v)
         self.x_dim, self.z_dim = x_a_dim + x_v_dim, z_av_dim
@@ -131,7 +136,7 @@ class MDVAE(PyroModule):
     def config(self):
         return {"x_dim": self.x_a_dim, "z_dim": self.z_av_dim, **{k: v for k, v in self.sizes.items()
                                                                    if k not in ("x_a_dim", "z_av_dim")},
-                "audio_emission": self.audio_emission, "w_pool": self.w_pool}
+                "audio_emission": self.audio_emission, "w_pool": self.w_pool, "w_beta": self.w_beta}
 
     @property
     def is_normalised(self):
@@ -280,7 +285,8 @@ class MDVAE(PyroModule):
         x, mask = self._prepare(x, mask)
         batch, T = x.shape[:-2], x.shape[-2]
         with self._plates(batch, plates):
-            w = pyro.sample("w", dist.Normal(x.new_zeros(*batch, self.w_dim), 1.0).to_event(1))
+            with poutine.scale(scale=self.w_beta):
+                w = pyro.sample("w", dist.Normal(x.new_zeros(*batch, self.w_dim), 1.0).to_event(1))
             zs = {}
             for name, dyn, dim in (("z_av", self.p_av, self.z_av_dim), ("z_a", self.p_a, self.z_a_dim),
                                    ("z_v", self.p_v, self.z_v_dim)):
@@ -301,7 +307,8 @@ class MDVAE(PyroModule):
         ea, ev = self._embed(x)
         with self._plates(batch, plates):
             loc, scale = self._q_w(ea, ev, mask)
-            w = pyro.sample("w", dist.Normal(loc, scale).to_event(1))
+            with poutine.scale(scale=self.w_beta):
+                w = pyro.sample("w", dist.Normal(loc, scale).to_event(1))
             wt = w.unsqueeze(-2).expand(*batch, T, self.w_dim)
             q = self._posterior(self.q_av, self.p_av, torch.cat([ea, ev, wt], -1), x.new_zeros(*batch, T,
                                                                                              self.z_av_dim))
