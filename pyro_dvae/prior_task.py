@@ -7,6 +7,7 @@ import torch
 
 from . import training
 from .engine.task import SVITask
+from .priors import same_prior
 
 
 class PriorTask(SVITask):
@@ -72,6 +73,6 @@ class PriorTask(SVITask):
     def on_load_checkpoint(self, checkpoint):
         super().on_load_checkpoint(checkpoint)
         saved = checkpoint.get("pyro_dvae_prior")
-        if saved is not None and (saved["name"] != self.prior.name or saved["config"] != self.prior.config):
+        if saved is not None and not same_prior(saved["name"], saved["config"], self.prior):
             raise ValueError(f"the resume checkpoint holds a {saved['name']} prior with another config "
                              f"({saved['config']}); this run trains a {self.prior.name} prior ({self.prior.config})")

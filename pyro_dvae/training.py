@@ -225,5 +225,7 @@ def _check_resume(path, prior):
         hint = (" (it is a prior checkpoint; resume from the .resume.ckpt file written beside it)"
                 if isinstance(ckpt, dict) and "state_dict" in ckpt and "prior" in ckpt else "")
         raise ValueError(f"{path}: not a resume checkpoint written by train-prior{hint}")
-    if saved["name"] != prior.name or saved["config"] != prior.config:
+    from .priors import same_prior
+
+    if not same_prior(saved["name"], saved["config"], prior):
         raise ValueError(f"{path} holds a {saved['name']} prior with another config; cannot resume")

@@ -40,6 +40,7 @@ _PRIORS = {
 }
 
 __all__ = ["DVAE", "SequentialNormal", "available", "build", "prior_class", "load", "load_checkpoint", "load_spectral",
+           "same_prior",
            "VAE", "DKF", "STORN", "VRNN", "SRNN", "RVAE", "DSAE", "DeepAR",
            "LigHTDVAE", "HiTDVAE", "MDVAE"]
 
@@ -85,6 +86,20 @@ def build(name, x_dim=None, z_dim=None, **sizes):
         raise ValueError(f"bad options for prior {name!r}: {e}") from None
     prior.name = name
     return prior
+
+
+def same_prior(name, config, prior):
+    """Whether a checkpoint's ``(name, config)`` describe ``prior``'s architecture; a config written before an
+    option existed (the option then at its default) still matches."""
+    if name != prior.name:
+        return False
+    if config == prior.config:
+        return True
+    try:
+        config = dict(config)
+        return build(name, config.pop("x_dim"), config.pop("z_dim"), **config).config == prior.config
+    except (ValueError, KeyError):
+        return False
 
 
 def load_checkpoint(path):

@@ -102,3 +102,11 @@ def test_training_lowers_the_validation_loss_and_round_trips(tmp_path):
     assert evaluate(loaded, x[32:], batch_size=8) == pytest.approx(res.best_val, rel=1e-5)
     with pytest.raises(ValueError, match="single-stream spectral prior"):  # not a prior for the audio tasks
         priors.load_spectral(tmp_path / "m.pt", task="separation")
+
+
+def test_a_config_from_before_an_option_still_matches(model):
+    """Checkpoints written before an option existed (resume, load) describe the same model at its default."""
+    old = {k: v for k, v in model.config.items() if k not in ("w_pool", "w_beta")}
+    assert priors.same_prior("mdvae", old, model)
+    assert not priors.same_prior("mdvae", {**old, "z_v_dim": 3}, model)
+    assert not priors.same_prior("vae", model.config, model)
