@@ -14,10 +14,12 @@ know static latents by that name) and one ``z_t`` per frame.
 - Inference: ``q(w | s)`` from a bidirectional LSTM summary (as DSAE's ``q(v | x)``), ``q(z_t | s_{1:T}, w)``
   from a non-causal post-LN Transformer encoder over ``[phi(s_t), w]`` plus sinusoidal positions (padded
   steps are masked out of the attention); ``q(z)`` does not read ``z_{<t}``.
-- The decoder is autoregressive in ``s``: training is teacher-forced (``ss_prob = 0``, e.g.
-  ``TrainConfig(ss_max=0)``); the zoo's parallel scheduled sampling is honoured when ``ss_prob > 0`` is
-  asked for, like every autoregressive prior. :meth:`decode_stepwise` recomputes the causal decoder on the
-  prefix at every step (``O(T^2)``), which gives the teacher-forced values on the same path.
+- The decoder is autoregressive in ``s``. The paper trains it with teacher forcing (``ss_prob = 0``,
+  ``TrainConfig(ss_max=0)`` / ``train-prior --ss-max 0``); the zoo's parallel scheduled sampling is honoured
+  when ``ss_prob > 0``, and ``train-prior`` uses it by default (on the dev speakers it raised the resynthesis
+  SI-SDR with the model's own past by 2 dB, README). :meth:`decode_stepwise` runs the causal decoder one step
+  at a time with a key / value cache (``CausalDecoder.step``), which gives the teacher-forced values on the
+  same path.
 
 Default sizes (not published; small): ``dense_dim=128`` (the Transformer width ``d_model`` and the size of
 the input embedding ``phi``), ``n_heads=4``, ``n_layers=2`` (encoder layers, and layers per decoder),
