@@ -65,7 +65,7 @@ def main(argv=None):
             summary = args.run(args)
             if args.out_json and is_rank_zero():  # the other ranks of a launched training write nothing
                 write_json(args.out_json, summary)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"{prefix}: error: {e}", file=sys.stderr)
         return 2
     return 0

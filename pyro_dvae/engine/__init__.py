@@ -26,5 +26,11 @@ def __getattr__(name):
     if name in _WHERE:
         import importlib
 
-        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        try:
+            module = importlib.import_module(f".{_WHERE[name]}", __name__)
+        except RuntimeError as e:  # e.g. a torchvision built for another torch, which lightning imports if present
+            raise ImportError(f"the training engine could not import lightning: {e}. A torchvision that does not "
+                              "match this torch build breaks it: uninstall torchvision or install the matching "
+                              "build") from e
+        return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
