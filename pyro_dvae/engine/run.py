@@ -10,9 +10,11 @@ part, rank 0 writes). The stop decision is the same on every rank, since the val
 the ranks before anyone looks at it.
 """
 
+import dataclasses
 import logging
 import math
 import os
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -149,6 +151,21 @@ def fit(task, data, epochs, *, patience, engine=None, out=None, resume_to=None, 
     launched = engine.strategy in ("ddp_spawn", "ddp_fork", "ddp_notebook")
     tmp = tempfile.mkdtemp(prefix="pyro-dvae-fit-") if launched else None
     callbacks = [book, *callbacks] + ([_ReportBack(os.path.join(tmp, "result.pt"))] if launched else [])
+    try:
+        _run_trainer(task, data, epochs, engine, resume, progress, callbacks)
+        result = book.result
+        if launched:  # the workers trained copies of the task: take their result and best weights back
+            result = FitResult(**torch.load(os.path.join(tmp, "result.pt"), weights_only=True))
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if result.best_state is not None:
+        task.restore_state(result.best_state)
+    return result
+
+
+def _run_trainer(task, data, epochs, engine, resume, progress, callbacks):
+    """Build Lightning's ``Trainer`` for ``engine`` and fit, without Lightning's info lines and known warnings."""
     quiet = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
     levels = [q.level for q in quiet]
     for q in quiet:  # Lightning's info lines (devices found, tips) are not the user's business here
@@ -164,19 +181,11 @@ def fit(task, data, epochs, *, patience, engine=None, out=None, resume_to=None, 
                                  max_epochs=int(epochs), logger=False, enable_checkpointing=False,
                                  enable_model_summary=False, enable_progress_bar=bool(progress),
                                  num_sanity_val_steps=0, use_distributed_sampler=False, inference_mode=False,
-                                 callbacks=callbacks)
+                                 callbacks=list(callbacks))
             trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=True)
     finally:
         for q, level in zip(quiet, levels):
             q.setLevel(level)
-    result = book.result
-    if launched:  # the workers trained copies of the task: take their result and best weights back
-        result = torch.load(os.path.join(tmp, "result.pt"), weights_only=False)
-        os.remove(os.path.join(tmp, "result.pt"))
-        os.rmdir(tmp)
-    if result.best_state is not None:
-        task.restore_state(result.best_state)
-    return result
 
 
 def _reaches_every_parameter(task, data, epochs, n=4):
@@ -203,6 +212,6 @@ class _ReportBack(pl.Callback):
         self.path = path
 
     def on_fit_end(self, trainer, task):
-        if trainer.is_global_zero:
+        if trainer.is_global_zero:  # plain containers and tensors: the parent loads it with weights_only=True
             book = next(c for c in trainer.callbacks if isinstance(c, Bookkeeping))
-            torch.save(book.result, self.path)
+            torch.save(dataclasses.asdict(book.result), self.path)
