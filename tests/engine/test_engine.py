@@ -155,3 +155,26 @@ def test_two_cpu_processes_with_ddp_agree(tmp_path):
     assert training.evaluate(loaded, val, batch_size=16) < 1e6
     for k, v in loaded.state_dict().items():  # the parent's prior holds the best weights
         assert torch.equal(v, prior.state_dict()[k].cpu()), k
+
+
+def test_torchrun_launches_the_command_on_two_processes(tmp_path):
+    """`torchrun -m pyro_dvae.cli train-prior ... --devices 2`: each rank runs the command, rank 0 alone prints and
+    writes the summary, and the checkpoint loads."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port), "-m",
+           "pyro_dvae.cli", "train-prior", "--model", "vae", "--data", "synthetic-trajectories", "--epochs", "2",
+           "--num-train", "128", "--num-val", "16", "--seq-len", "12", "--batch-size", "32", "--devices", "2",
+           "--strategy", "ddp", "--out", str(tmp_path / "v.pt"), "--out-json", str(tmp_path / "v.json"), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("validation loss (negative ELBO per step)") == 1  # rank 0 only
+    summary = json.loads((tmp_path / "v.json").read_text())
+    assert summary["processes"] == 2 and summary["epochs_run"] == 2
+    assert priors.load(tmp_path / "v.pt").x_dim == 4
