@@ -22,7 +22,7 @@ from pyro.infer import TraceMeanField_ELBO
 from pyro_dvae import noise as noise_models
 from pyro_dvae.data.audio import HOP, N_FFT, SAMPLE_RATE
 
-from .enhancement import NOISES, PLATES, EnhancementModel, check_power
+from .enhancement import NOISES, PLATES, EnhancementModel, check_power, eval_mode_backward
 
 
 @dataclass
@@ -71,6 +71,8 @@ def train_noise(prior, noise, train, val, *, epochs=30, batch_size=32, lr=1e-3, 
     """
     from pyro_dvae.engine import Engine, SequenceData, Sequences, fit
 
+    from .enhancement_task import NoiseTask
+
     if noise not in NOISES or noise == "nmf":
         raise ValueError(f"train_noise trains a deep noise model (lv, no, nolv), got {noise!r}"
                          + ("; nmf is fitted per utterance, nothing to train" if noise == "nmf" else ""))
@@ -83,16 +85,16 @@ def train_noise(prior, noise, train, val, *, epochs=30, batch_size=32, lr=1e-3, 
         engine = Engine(accelerator="gpu" if device.type == "cuda" else "cpu", threads=torch.get_num_threads())
     opts = {"z_dim": prior.z_dim, **(noise_options or {})}
     torch.manual_seed(seed)
-    model = EnhancementModel(prior, noise_models.build(noise, prior.x_dim, **opts))
-    from .enhancement_task import NoiseTask
-
-    task = NoiseTask(model, prior, lr, clip_norm, engine.threads, seed, (sample_rate, n_fft, hop))
     wrap = lambda x: Sequences(x.cpu()) if torch.is_tensor(x) else x  # noqa: E731
     data = SequenceData(wrap(train), wrap(val), batch_size, seed=seed, num_workers=engine.num_workers)
     if resume_to is None and out is not None:
         resume_to = f"{out}.resume.ckpt"
-    res = fit(task, data, epochs, patience=patience, engine=engine, out=out, resume_to=resume_to, resume=resume,
-              progress=progress, log_extra={"noise": noise})
+    # a prior on CUDA is differentiated in eval mode here too (the encoder's parameter names, DDP's probe)
+    with eval_mode_backward(prior.x_loc.device):
+        model = EnhancementModel(prior, noise_models.build(noise, prior.x_dim, **opts))
+        task = NoiseTask(model, prior, lr, clip_norm, engine.threads, seed, (sample_rate, n_fft, hop))
+        res = fit(task, data, epochs, patience=patience, engine=engine, out=out, resume_to=resume_to,
+                  resume=resume, progress=progress, log_extra={"noise": noise})
     model.cpu()
     return NoiseTrainResult(model, history=res.history, best_epoch=res.best_epoch, best_val=res.best_val,
                             stopped_on_speech=res.stopped_by_task)

@@ -83,23 +83,21 @@ def render(app, mouth, head, blink):
     width, height, shade, size = app
     a, b = size * width, size * height * 1.1
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64) + 0.5
-    T = len(mouth)
-    out = np.zeros((T, SIZE, SIZE))
-    for t in range(T):
-        cx, cy = SIZE / 2 + head[t, 0], SIZE / 2 + head[t, 1]
-        u, v = xx - cx, yy - cy
-        face = _soft((np.sqrt((u / a) ** 2 + (v / b) ** 2) - 1.0) * min(a, b))
-        img = shade * face
-        for side in (-1, 1):  # eyes: disks, or thin lines while blinking
-            ex, ey = u - side * 0.38 * a, v + 0.28 * b
-            ry = 0.35 if blink[t] > 0.5 else 1.4
-            eye = _soft((np.sqrt((ex / 1.6) ** 2 + (ey / ry) ** 2) - 1.0) * min(1.6, ry))
-            img = img * (1 - 0.9 * eye)
-        mh = 0.5 + 3.5 * mouth[t]  # the mouth: half-height in px follows the opening
-        mw = 0.38 * a
-        mo = _soft((np.sqrt((u / mw) ** 2 + ((v - 0.45 * b) / mh) ** 2) - 1.0) * min(mw, mh))
-        out[t] = img * (1 - 0.9 * mo)
-    return out.reshape(T, PIXELS).astype(np.float32)
+    head = np.asarray(head, dtype=np.float64)
+    u = xx - (SIZE / 2 + head[:, 0, None, None])  # (T, SIZE, SIZE): every frame at once
+    v = yy - (SIZE / 2 + head[:, 1, None, None])
+    face = _soft((np.sqrt((u / a) ** 2 + (v / b) ** 2) - 1.0) * min(a, b))
+    out = shade * face
+    ry = np.where(np.asarray(blink) > 0.5, 0.35, 1.4)[:, None, None]
+    for side in (-1, 1):  # eyes: disks, or thin lines while blinking
+        ex, ey = u - side * 0.38 * a, v + 0.28 * b
+        eye = _soft((np.sqrt((ex / 1.6) ** 2 + (ey / ry) ** 2) - 1.0) * np.minimum(1.6, ry))
+        out = out * (1 - 0.9 * eye)
+    mh = (0.5 + 3.5 * np.asarray(mouth, dtype=np.float64))[:, None, None]  # the mouth's half-height follows it
+    mw = 0.38 * a
+    mo = _soft((np.sqrt((u / mw) ** 2 + ((v - 0.45 * b) / mh) ** 2) - 1.0) * np.minimum(mw, mh))
+    out = out * (1 - 0.9 * mo)
+    return out.reshape(len(out), PIXELS).astype(np.float32)
 
 
 def measure(frames):

@@ -150,12 +150,7 @@ class DVAE(PyroModule):
 
     def checkpoint(self, **extra):
         """The checkpoint dictionary (weights, class name, config) plus ``extra`` entries."""
-        state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
-        for k, v in state.items():
-            if not torch.isfinite(v).all():
-                raise FloatingPointError(f"refusing to checkpoint a non-finite parameter: {k}")
-        return {"format": FORMAT, "version": FORMAT_VERSION, "prior": self.name, "config": self.config,
-                "state_dict": state, **extra}
+        return checkpoint_dict(self, **extra)
 
     def save(self, path, **extra):
         """Write weights + config atomically (temporary file, then rename).
@@ -198,14 +193,7 @@ class DVAE(PyroModule):
         return (self._raw_features(x) - self.x_loc) / self.x_scale
 
     def _plates(self, batch_shape, names):
-        if names is None:
-            names = ["batch"] if len(batch_shape) == 1 else [f"batch_{i}" for i in range(len(batch_shape))]
-        if len(names) != len(batch_shape):
-            raise ValueError(f"got {len(names)} plate names for {len(batch_shape)} batch dims")
-        stack = ExitStack()
-        for i, (name, size) in enumerate(zip(names, batch_shape)):
-            stack.enter_context(pyro.plate(name, size, dim=i - len(batch_shape)))
-        return stack
+        return batch_plates(batch_shape, names)
 
     @staticmethod
     def _site(d, mask, time_shape):
@@ -447,6 +435,30 @@ class DVAE(PyroModule):
 def standard_normal_steps(like):
     """``N(0, I)`` per step with batch ``(*batch, T)`` and event ``(z_dim,)``."""
     return dist.Normal(torch.zeros_like(like), torch.ones_like(like)).to_event(1)
+
+
+def batch_plates(batch_shape, names=None):
+    """One ``pyro.plate`` per leading batch dim (names ``batch`` or ``batch_0, batch_1, ...`` by default), as one
+    context manager."""
+    if names is None:
+        names = ["batch"] if len(batch_shape) == 1 else [f"batch_{i}" for i in range(len(batch_shape))]
+    if len(names) != len(batch_shape):
+        raise ValueError(f"got {len(names)} plate names for {len(batch_shape)} batch dims")
+    stack = ExitStack()
+    for i, (name, size) in enumerate(zip(names, batch_shape)):
+        stack.enter_context(pyro.plate(name, size, dim=i - len(batch_shape)))
+    return stack
+
+
+def checkpoint_dict(prior, **extra):
+    """A prior's checkpoint dictionary (weights, registry name, config) plus ``extra``; a non-finite weight is
+    refused."""
+    state = {k: v.detach().cpu() for k, v in prior.state_dict().items()}
+    for k, v in state.items():
+        if not torch.isfinite(v).all():
+            raise FloatingPointError(f"refusing to checkpoint a non-finite parameter: {k}")
+    return {"format": FORMAT, "version": FORMAT_VERSION, "prior": prior.name, "config": prior.config,
+            "state_dict": state, **extra}
 
 
 def save_checkpoint(ckpt, path):

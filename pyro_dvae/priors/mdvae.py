@@ -34,8 +34,6 @@ Sizes default to the reference code's: ``w`` 84, ``z_av`` 16, ``z_a`` 8, ``z_v``
     ``samsad35/code-mdvae``, CC-BY-4.0).
 """
 
-from contextlib import ExitStack
-
 import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
@@ -43,7 +41,7 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
-from .base import FORMAT, FORMAT_VERSION, SPECTRAL_FLOOR, save_checkpoint
+from .base import SPECTRAL_FLOOR, batch_plates, checkpoint_dict, save_checkpoint
 from .distributions import SequentialNormal
 
 
@@ -162,12 +160,7 @@ class MDVAE(PyroModule):
         return self
 
     def checkpoint(self, **extra):
-        state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
-        for k, v in state.items():
-            if v.is_floating_point() and not torch.isfinite(v).all():
-                raise FloatingPointError(f"refusing to checkpoint a non-finite parameter: {k}")
-        return {"format": FORMAT, "version": FORMAT_VERSION, "prior": self.name, "config": self.config,
-                "state_dict": state, **extra}
+        return checkpoint_dict(self, **extra)
 
     def save(self, path, **extra):
         """Weights + config, atomically; :func:`pyro_dvae.priors.load` rebuilds the model."""
@@ -252,15 +245,6 @@ class MDVAE(PyroModule):
     def _dynamics_prior(dyn, like):
         return SequentialNormal(lambda z: dyn.params(dyn.states(z)), like)
 
-    def _plates(self, batch_shape, names):
-        names = names or (["batch"] if len(batch_shape) == 1 else [f"batch_{i}" for i in range(len(batch_shape))])
-        if len(names) != len(batch_shape):
-            raise ValueError(f"got {len(names)} plate names for {len(batch_shape)} batch dims")
-        stack = ExitStack()
-        for i, (name, size) in enumerate(zip(names, batch_shape)):
-            stack.enter_context(pyro.plate(name, size, dim=i - len(batch_shape)))
-        return stack
-
     @staticmethod
     def _steps(d, mask):
         return (d.mask(mask) if mask is not None else d).to_event(1)
@@ -284,7 +268,7 @@ class MDVAE(PyroModule):
         """``p(w) p(z_av) p(z_a) p(z_v) p(x_a | w, z_av, z_a) p(x_v | w, z_av, z_v)`` (``ss_prob`` ignored)."""
         x, mask = self._prepare(x, mask)
         batch, T = x.shape[:-2], x.shape[-2]
-        with self._plates(batch, plates):
+        with batch_plates(batch, plates):
             with poutine.scale(scale=self.w_beta):
                 w = pyro.sample("w", dist.Normal(x.new_zeros(*batch, self.w_dim), 1.0).to_event(1))
             zs = {}
@@ -305,7 +289,7 @@ class MDVAE(PyroModule):
         x, mask = self._prepare(x, mask)
         batch, T = x.shape[:-2], x.shape[-2]
         ea, ev = self._embed(x)
-        with self._plates(batch, plates):
+        with batch_plates(batch, plates):
             loc, scale = self._q_w(ea, ev, mask)
             with poutine.scale(scale=self.w_beta):
                 w = pyro.sample("w", dist.Normal(loc, scale).to_event(1))

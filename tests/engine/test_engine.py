@@ -60,7 +60,8 @@ def test_chunk_store_holds_the_folder_chunks(tmp_path):
     train, val = store.split(0.25, seed=0)
     assert len(train) + len(val) == len(store) and not set(train.indices) & set(val.indices)
     x, mask = train[(3, torch.tensor([2, 0]))]
-    torch.testing.assert_close(x, expect[np.sort(train.indices[[2, 0]])]) and mask is None
+    torch.testing.assert_close(x, expect[np.sort(train.indices[[2, 0]])])
+    assert mask is None
 
 
 # ------------------------------------------------------------------------------------------------ the task
