@@ -4,7 +4,7 @@
 Model, for ``B`` noisy utterances of ``T`` STFT frames and ``F`` frequency bins, ``x_ft = s_ft + n_ft``:
 
 - ``z ~ p(z)``: the speech prior's latent sequence (site ``z``, plus ``v`` for DSAE), any spectral prior of the
-  zoo (causal RVAE by default in the tools);
+  zoo (LigHT-DVAE, the shipped ``speech_light``, by default in the tools);
 - speech ``s_ft | z ~ CN(0, g_t v_s,ft(z))``, ``v_s`` from the prior's decoder (frozen), ``g_t`` a per-frame
   gain fitted by the NMF M-step (the reference's); with the deep noise models ``g = 1`` as in [3] (``gain=True``
   fits one gain per utterance instead: closed form for U-ND, with the other parameters by SVI otherwise);
@@ -93,9 +93,14 @@ PLATES = 3
 #: drop at 10 dB input above it); without the guard +3.62 / +0.35 and +3.10 / +0.91. Also measured, not kept:
 #: 30 iterations +3.68 / +3.05, encoder steps of 3e-4 / 3e-3 +3.77 / +2.99 and +2.29 / +1.50, rank 1 +3.68 /
 #: +3.17, 11-frame smoothing +3.36 / +2.51, the closed-form gain start +3.45 / +2.72.
+#: ``deep``: ``select=None``, the last SVI step's fit (no max-kept guard), with the LigHT-DVAE prior that ``enhance``
+#: uses by default. On the 16 dev utterances at 8 kHz (mean SI-SDR gain / worst file, guard -> last step): LV U-NA
+#: +1.93 / +0.96 -> +3.14 / +0.03, LV U-NDA +1.97 / +0.96 -> +3.55 / +0.31 (16 kHz: +3.76 / +0.58), NO U-NA +1.95 /
+#: +0.99 -> +2.93 / -0.76; with the causal RVAE the guard had been kept (LV U-NA, 16 kHz: +2.06 / +0.83 against
+#: +2.68 / -2.48 without).
 DEFAULTS = {"nmf": {"num_iters": 15, "lr": 1e-3, "rank": 4, "init": "floor", "smooth": 31,
                     "learn_dictionary": False, "quantile": 0.5, "select": None},
-            "deep": {"num_iters": 100, "lr": 5e-4, "unda_lr": 1e-4}}
+            "deep": {"num_iters": 100, "lr": 5e-4, "unda_lr": 1e-4, "select": None}}
 #: A fit whose speech estimate keeps less than this fraction of the input energy has collapsed (the noise model
 #: took the speech over, or the speech gain went to zero): :func:`enhance` detects it and recovers.
 COLLAPSE = 0.05
@@ -694,7 +699,8 @@ def _fit(model, power, kind, mode, num_iters, lr, e_steps, vem_samples, num_samp
         return fit_vem(model, power, num_iters, lr, e_steps, vem_samples, progress, nmf_init, gain,
                        DEFAULTS["nmf"]["select"])
     if mode in ("una", "unda") and num_iters > 0:
-        return fit_svi(model, power, num_iters, lr, progress=progress, fit_gain=gain)
+        return fit_svi(model, power, num_iters, lr, progress=progress, fit_gain=gain,
+                       select=DEFAULTS["deep"]["select"])
     if gain:  # U-ND: one forward pass, with the closed-form gain
         model.init_gain(power, num_samples)
     return None

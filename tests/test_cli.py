@@ -40,6 +40,22 @@ def test_train_prior_audio_folder(tmp_path):
     assert prior.emission == "spectral" and prior.x_dim == 513
 
 
+def test_train_prior_model_option(tmp_path, capsys):
+    """--model-option KEY=VALUE reaches priors.build (VALUE read as JSON); a bad one is named in a one-line error."""
+    out = tmp_path / "srnn.pt"
+    assert main(["train-prior", "--model", "srnn", "--data", "synthetic-trajectories", "--out", str(out), *TINY,
+                 "--model-option", "residual=false"]) == 0
+    assert priors.load(out, expect="srnn").residual is False  # the command turns it on for trajectories
+    capsys.readouterr()
+    assert main(["train-prior", "--model", "vae", "--data", "synthetic-trajectories", "--out", str(out), *TINY,
+                 "--model-option", "residual=true"]) == 2
+    err = capsys.readouterr().err
+    assert "--model-option residual=True" in err and "autoregressive" in err
+    assert main(["train-prior", "--model", "vae", "--data", "synthetic-trajectories", "--out", str(out),
+                 "--model-option", "no equals sign"]) == 2
+    assert "argument --model-option: expected KEY=VALUE" in capsys.readouterr().err
+
+
 def test_cli_errors(tmp_path, capsys):
     rc = main(["train-prior", "--model", "vae", "--data", str(tmp_path / "nowhere"), "--out", "x.pt"])
     err = capsys.readouterr().err

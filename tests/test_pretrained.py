@@ -92,7 +92,7 @@ def test_shipped_priors_beat_is_nmf_on_an_unseen_mixture(tmp_path):
 
 
 def test_enhance_defaults_to_the_shipped_prior_of_its_noise_model(tmp_path):
-    """Without --prior, enhance takes LigHT-DVAE for nmf and the causal RVAE for the deep noise models."""
+    """Without --prior, enhance takes LigHT-DVAE, for nmf and for the deep noise models."""
     sf = pytest.importorskip("soundfile")
     import numpy as np
 
@@ -101,7 +101,7 @@ def test_enhance_defaults_to_the_shipped_prior_of_its_noise_model(tmp_path):
 
     x = speech_like(0.5, seed=0) + 0.05 * np.random.default_rng(0).normal(size=8000)
     sf.write(tmp_path / "noisy.wav", 0.5 * x / np.abs(x).max(), 16000)
-    for noise, prior in (("nmf", "speech_light"), ("lv", "speech_rvae")):
+    for noise, prior in (("nmf", "speech_light"), ("lv", "speech_light")):
         js = tmp_path / f"{noise}.json"
         assert main(["enhance", str(tmp_path / "noisy.wav"), "--noise", noise, "--iters", "1", "--out",
                      str(tmp_path / f"{noise}.wav"), "--out-json", str(js)]) == 0

@@ -10,10 +10,11 @@ from ..data.audio import AUDIO_EXTENSIONS
 from .common import add_command, int_at_least, make_parent, set_threads
 
 EXAMPLE = "pyro-dvae enhance noisy.wav --noise nmf --out enhanced.wav --ref clean.wav --out-json scores.json"
-#: The shipped speech prior ``enhance`` uses without ``--prior``: LigHT-DVAE with RVAE-VEM's NMF noise (on the 16 dev
-#: utterances per band, mean SI-SDR gain +3.82 / +3.38 dB and ESTOI +0.067 / +0.043 at 16 / 8 kHz, against the
-#: causal RVAE's +3.62 / +3.10 and +0.025 / +0.026); the causal RVAE with the deep noise models.
-DEFAULT_PRIOR = {"nmf": "speech_light", "deep": "speech_rvae"}
+#: The shipped speech prior ``enhance`` uses without ``--prior``: LigHT-DVAE, with every noise model. With RVAE-VEM's
+#: NMF noise, on the 16 dev utterances per band: mean SI-SDR gain +3.82 / +3.38 dB and ESTOI +0.067 / +0.043 at
+#: 16 / 8 kHz, against the causal RVAE's +3.62 / +3.10 and +0.025 / +0.026. With the deep noise models (8 kHz):
+#: LV U-NA +3.14 dB against the causal RVAE's +1.77; LV U-NDA +3.55 (16 kHz +3.76), above NMF's +3.38.
+DEFAULT_PRIOR = {"nmf": "speech_light", "deep": "speech_light"}
 
 
 def add_parser(sub, parents):
@@ -21,9 +22,8 @@ def add_parser(sub, parents):
                                 "model", EXAMPLE, parents)
     p.add_argument("noisy", help="the noisy speech (wav / flac / ogg); the output has its sample rate and length")
     p.add_argument("--prior",
-                   help="spectral speech prior checkpoint (e.g. a causal rvae); default: a shipped 16 kHz speech "
-                        "prior, LigHT-DVAE (speech_light) for --noise nmf, the causal RVAE (speech_rvae) for lv / no / "
-                        "nolv (what their U-ND noise models are trained for)")
+                   help="spectral speech prior checkpoint or shipped name (e.g. speech_rvae); default: the shipped "
+                        "16 kHz LigHT-DVAE (speech_light), what train-noise trains the U-ND noise models for")
     p.add_argument("--noise", required=True, choices=["nmf", "lv", "no", "nolv"], help="noise model")
     p.add_argument("--mode", default="una", choices=["una", "und", "unda"],
                    help="una: fit per utterance; und: trained noise model, one pass; unda: und then una "

@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """``pyro-dvae train-prior``: pre-train a DVAE prior by SVI on synthetic trajectories or an audio folder."""
 
+import argparse
+import json
 import time
 
 import torch
@@ -69,10 +71,25 @@ def add_parser(sub, parents):
                    help="audio: frames between the starts of training chunks (default --seq-len: no overlap)")
     p.add_argument("--no-residual", action="store_true",
                    help="trajectory priors: predict boxes directly instead of the change from the previous box")
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE", type=model_option,
+                   help="a further option of the prior family (priors.build), repeatable; VALUE read as JSON when "
+                        "it parses (1.5, true, \"mean\"), else as text: e.g. --model-option w_pool=mean for mdvae")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_engine_options(p)
     p.set_defaults(run=run, outputs=[("out", "--out", None), ("log_json", "--log-json", None)])
     return p
+
+
+def model_option(text):
+    """``KEY=VALUE`` of ``--model-option`` as ``(key, value)``."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY a Python name, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
 
 
 def run(args):
@@ -125,9 +142,10 @@ def run(args):
             raise ValueError("--model mdvae trains on a speech folder (--data DIR): the visual stream is rendered "
                              "from it (pyro_dvae.data.audiovisual)")
         mdvae = {k: getattr(args, k) for k in ("dense_dim", "rnn_dim") if getattr(args, k) is not None}
-        prior = priors.build("mdvae", z_dim=args.z_dim, **mdvae)
+        prior = _build(priors, "mdvae", dict(z_dim=args.z_dim, **mdvae), args.model_option)
     else:
-        prior = priors.build(args.model, x_dim=train.shape[-1], z_dim=z_dim, emission=emission, **sizes)
+        prior = _build(priors, args.model, dict(x_dim=train.shape[-1], z_dim=z_dim, emission=emission, **sizes),
+                       args.model_option)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
                       warmup_epochs=args.warmup_epochs, ss_start=args.ss_start, ss_end=args.ss_end,
                       ss_max=args.ss_max, patience=args.patience, seed=args.seed, gain_db=tuple(args.gain_db))
@@ -173,3 +191,14 @@ def run(args):
           f"at epoch {res.best_epoch}; saved {args.out} ({seconds:.0f} s, median "
           f"{summary['seconds_per_epoch'] or 0:.1f} s per epoch)")
     return summary
+
+
+def _build(priors, name, kwargs, options):
+    """``priors.build`` with the ``--model-option`` pairs on top; a bad option is named in the error."""
+    extra = dict(options)
+    try:
+        return priors.build(name, **{**kwargs, **extra})
+    except (TypeError, ValueError) as e:
+        if not extra:
+            raise
+        raise ValueError(f"--model-option {' '.join(f'{k}={v!r}' for k, v in extra.items())}: {e}") from None

@@ -32,13 +32,20 @@ class DeepNoise(NoiseModel):
     :param int rnn_dim: LSTM state size (128 in the reference).
     :param int dense_dim: width of the tanh layer (128 in the reference).
     :param float quantile: quantile of the anchor (:func:`~pyro_dvae.noise.base.noise_anchor`).
+    :param int smooth: average the log-variance offsets over this many frames (odd; 1: off, the default): a
+        slowly varying noise level. Centred for LV, trailing (the current and past frames) for the models that
+        read the noisy input, which stay causal. Measured on the 16 dev utterances at 8 kHz, not the default: LV
+        U-NDA (LigHT-DVAE prior, max-kept guard) gained +1.46 dB with 31 frames, +1.97 without.
     """
 
     deep = True
     hidden_mult = 1  # width of the recurrent features, in units of rnn_dim
 
-    def __init__(self, num_bins, z_dim=16, rnn_dim=128, dense_dim=128, quantile=0.2):
+    def __init__(self, num_bins, z_dim=16, rnn_dim=128, dense_dim=128, quantile=0.2, smooth=1):
         super().__init__(num_bins)
+        if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1 or smooth % 2 == 0:
+            raise ValueError(f"smooth must be a positive odd int (frames), got {smooth!r}")
+        self.smooth = smooth
         for key, val in (("z_dim", z_dim), ("rnn_dim", rnn_dim), ("dense_dim", dense_dim)):
             if isinstance(val, bool) or not isinstance(val, int) or val < 1:
                 raise ValueError(f"{key} must be a positive int, got {val!r}")
@@ -54,7 +61,7 @@ class DeepNoise(NoiseModel):
     @property
     def config(self):
         return {"num_bins": self.num_bins, "z_dim": self.z_dim, "rnn_dim": self.rnn_dim,
-                "dense_dim": self.dense_dim, "quantile": self.quantile}
+                "dense_dim": self.dense_dim, "quantile": self.quantile, "smooth": self.smooth}
 
     def _hidden(self, feats, z):
         raise NotImplementedError
@@ -78,8 +85,12 @@ class DeepNoise(NoiseModel):
         k = z.shape[0] // power.shape[0] if self.reads_z else 1
         if k > 1:  # several draws of z per utterance (particle-major rows)
             anchor, feats = anchor.repeat(k, 1, 1), feats.repeat(k, 1, 1)
-        h = self._hidden(feats, z)
-        return torch.exp((anchor + self.out(self.dense(h))).clamp(-80.0, 80.0))
+        offset = self.out(self.dense(self._hidden(feats, z)))
+        if self.smooth > 1:  # (B, T, F): a moving average over time, trailing when the model reads x
+            k = self.smooth
+            pad = (k - 1, 0) if self.reads_x else (k // 2, k // 2)
+            offset = nn.functional.avg_pool1d(nn.functional.pad(offset.mT, pad, "replicate"), k, 1).mT
+        return torch.exp((anchor + offset).clamp(-80.0, 80.0))
 
 
 class LVNoise(DeepNoise):
@@ -89,8 +100,8 @@ class LVNoise(DeepNoise):
     reads_z = True
     hidden_mult = 2
 
-    def __init__(self, num_bins, z_dim=16, rnn_dim=128, dense_dim=128, quantile=0.2):
-        super().__init__(num_bins, z_dim, rnn_dim, dense_dim, quantile)
+    def __init__(self, num_bins, z_dim=16, rnn_dim=128, dense_dim=128, quantile=0.2, smooth=1):
+        super().__init__(num_bins, z_dim, rnn_dim, dense_dim, quantile, smooth)
         self.rnn_z = BiSeqLSTM(z_dim, rnn_dim)
 
     def _hidden(self, feats, z):
@@ -104,8 +115,8 @@ class NONoise(DeepNoise):
     reads_x = True
     hidden_mult = 1
 
-    def __init__(self, num_bins, z_dim=16, rnn_dim=128, dense_dim=128, quantile=0.2):
-        super().__init__(num_bins, z_dim, rnn_dim, dense_dim, quantile)
+    def __init__(self, num_bins, z_dim=16, rnn_dim=128, dense_dim=128, quantile=0.2, smooth=1):
+        super().__init__(num_bins, z_dim, rnn_dim, dense_dim, quantile, smooth)
         self.rnn_x = SeqLSTM(num_bins, rnn_dim)
 
     def _hidden(self, feats, z):
@@ -120,8 +131,8 @@ class NOLVNoise(DeepNoise):
     reads_x = True
     hidden_mult = 2
 
-    def __init__(self, num_bins, z_dim=16, rnn_dim=128, dense_dim=128, quantile=0.2):
-        super().__init__(num_bins, z_dim, rnn_dim, dense_dim, quantile)
+    def __init__(self, num_bins, z_dim=16, rnn_dim=128, dense_dim=128, quantile=0.2, smooth=1):
+        super().__init__(num_bins, z_dim, rnn_dim, dense_dim, quantile, smooth)
         self.rnn_x = SeqLSTM(num_bins, rnn_dim)
         self.rnn_z = SeqLSTM(z_dim, rnn_dim)
 

@@ -6,7 +6,7 @@ Trajectories (tracking): ``srnn_mot.pt``, an SRNN box-trajectory prior (x_dim 4,
 command on synthetic trajectories.
 
 Audio (16 kHz, STFT 1024 / hop 256, 513 power bins): ``speech.pt`` (SRNN), ``speech_rvae.pt`` (causal RVAE)
-and ``speech_light.pt`` (LigHT-DVAE, the default prior of ``pyro-dvae enhance --noise nmf``), trained on the
+and ``speech_light.pt`` (LigHT-DVAE, the default prior of ``pyro-dvae enhance`` and ``train-noise``), trained on the
 171 *training* speakers of :func:`pyro_dvae.data.heldout.speech_split` (LibriSpeech train-clean-100, CC BY 4.0),
 ``flute.pt`` (SRNN) on the 18 *training* notes of
 :func:`~pyro_dvae.data.heldout.note_split` (University of Iowa MIS flute, pitch-shifted by -2..2 semitones), by

@@ -5,9 +5,10 @@ choice.
 Splits come from :mod:`pyro_dvae.data.heldout` (speech by speaker, flute by note, noise recordings in time:
 train / dev / test). Every number goes through the commands a user runs:
 
-1. ``pyro-dvae train-prior`` (defaults) on the training speakers (an SRNN for separation, a causal RVAE for
-   enhancement) and on the training flute notes, pitch-shifted by -2..2 semitones (written as files, so that the
-   NMF dictionaries learn from exactly the same audio); ``pyro-dvae train-noise`` (defaults) for the U-ND noise
+1. ``pyro-dvae train-prior`` (defaults) on the training speakers (an SRNN for separation, and a causal RVAE)
+   and on the training flute notes, pitch-shifted by -2..2 semitones (written as files, so that the NMF
+   dictionaries learn from exactly the same audio); ``pyro-dvae train-noise`` (defaults: for the shipped
+   LigHT-DVAE, ``enhance``'s default prior, trained by the same recipe on the same speakers) for the U-ND noise
    models, on noisy speech only (training speakers + training noise segments, SNR uniform in [-5, 10] dB);
 2. ``pyro-dvae separate`` (defaults) on speech + flute mixtures of the chosen part (melodies of 4 of the part's
    notes), the flute 5 dB above the speech, T = 50 / 100 / 300 frames, with ``--method mixdvae --method is-nmf
@@ -95,12 +96,11 @@ def train(work, noise_models=DEEP):
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(lambda c: run(*c), cmds))
     cmds = []
-    for noise in noise_models:  # U-ND noise models, trained on noisy speech only, for the trained RVAE
+    for noise in noise_models:  # U-ND noise models, trained on noisy speech only, for train-noise's default prior
         path = os.path.join(work, f"noise_{noise}.pt")
         if not os.path.exists(path):
-            cmds.append((["pyro-dvae", "train-noise", "--noisy-dir", os.path.join(work, "noisy_train"), "--prior",
-                          os.path.join(work, "rvae.pt"), "--noise", noise, "--out", path, "--quiet", "--out-json",
-                          path + ".json"], path + ".log"))
+            cmds.append((["pyro-dvae", "train-noise", "--noisy-dir", os.path.join(work, "noisy_train"), "--noise",
+                          noise, "--out", path, "--quiet", "--out-json", path + ".json"], path + ".log"))
             jobs.append((None, None, f"noise_{noise}.pt"))
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(lambda c: run(*c), cmds))
@@ -153,11 +153,10 @@ def enhancement(work, sp, noises, part, per_snr, workers, methods):
             for method in methods:
                 noise, mode = method.split("-")
                 extra = ["--noise-model", os.path.join(work, f"noise_{noise}.pt")] if mode != "una" else []
-                # nmf: the command's default prior (the shipped LigHT-DVAE, trained on the same training speakers);
-                # the deep noise models: the RVAE of this run, which their U-ND models are trained for
-                prior = [] if noise == "nmf" else ["--prior", os.path.join(work, "rvae.pt")]
+                # the command's default prior (the shipped LigHT-DVAE, trained on the same training speakers), which
+                # train-noise trains the U-ND models for by default
                 out = f"{stem}_{method}"
-                cmds.append((dict(it, method=method), ["pyro-dvae", "enhance", f"{stem}_noisy.wav", *prior,
+                cmds.append((dict(it, method=method), ["pyro-dvae", "enhance", f"{stem}_noisy.wav",
                                                        "--noise", noise, "--mode", mode, *extra, "--ref",
                                                        f"{stem}_clean.wav", "--out", f"{out}.wav", "--out-json",
                                                        f"{out}.json"], f"{out}.log"))

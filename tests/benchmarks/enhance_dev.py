@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
 """Enhancement on the *dev* utterances of the held-out protocol: what the README's dev comparisons of priors and
-settings ran (U-NA, one noise model, one band). Never point it at the test part to choose anything. ::
+settings ran (one noise model, one mode, one band). Never point it at the test part to choose anything. ::
 
     OMP_NUM_THREADS=1 python tests/benchmarks/enhance_dev.py --prior speech_light --noise nmf --band 16k
     OMP_NUM_THREADS=1 python tests/benchmarks/enhance_dev.py --prior light.pt --noise nmf --band 8k \\
         --options '{"num_iters": 30}'
+    OMP_NUM_THREADS=1 python tests/benchmarks/enhance_dev.py --prior speech_light --noise lv --mode unda \\
+        --noise-model lv.pt --band 8k
 
 16 utterances per band (4 per input SNR of -5, 0, 5, 10 dB; dev speakers x dev noise segments, 4 s each); prints
 one line per file and the mean SI-SDR gain, the worst file, the share of files made worse and the mean ESTOI
@@ -28,16 +30,22 @@ def main(argv=None):
     from pyro_dvae.data import heldout as H
     from pyro_dvae.metrics import si_sdr
     from pyro_dvae.metrics.audio import estoi
-    from pyro_dvae.models.enhancement import enhance, load_speech_prior
+    from pyro_dvae.models.enhancement import DEFAULTS, enhance, load_speech_prior
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--prior", default="speech_light", help="prior checkpoint or shipped name")
     p.add_argument("--noise", default="nmf", choices=["nmf", "lv", "no", "nolv"])
+    p.add_argument("--mode", default="una", choices=["una", "und", "unda"])
+    p.add_argument("--noise-model", help="noise checkpoint of pyro-dvae train-noise (und / unda)")
     p.add_argument("--band", default="16k", choices=["16k", "8k"])
     p.add_argument("--options", default="{}", help="JSON keyword arguments of enhance()")
+    p.add_argument("--defaults", default="{}",
+                   help='JSON updates of models.enhancement.DEFAULTS, e.g. \'{"deep": {"select": null}}\'')
     p.add_argument("--realdata", default=os.path.join(HERE, "..", "..", "..", "shared", "realdata"))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    for kind, values in json.loads(args.defaults).items():
+        DEFAULTS[kind].update(values)
     warnings.simplefilter("ignore")
     prior = load_speech_prior(pretrained.resolve(args.prior))
     sp = H.speech_split(os.path.join(args.realdata, "speech", "librispeech", "train-clean-100"))
@@ -45,7 +53,8 @@ def main(argv=None):
                         narrow=args.band == "8k", part="dev", seconds=4.0)
     gains, d_estoi, t0 = [], [], time.perf_counter()
     for it in items:
-        out = enhance(it["noisy"], prior, args.noise, "una", **json.loads(args.options))
+        out = enhance(it["noisy"], prior, args.noise, args.mode, noise_checkpoint=args.noise_model,
+                      **json.loads(args.options))
         a, b = si_sdr(it["noisy"], it["clean"]), si_sdr(out.waveform, it["clean"])
         d = estoi(out.waveform, it["clean"], 16000) - estoi(it["noisy"], it["clean"], 16000)
         gains.append(b - a)

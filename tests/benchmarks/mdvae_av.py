@@ -66,11 +66,12 @@ def train_all(work, args):
     from pyro_dvae.training import TrainConfig, train_prior
 
     store_dir = os.path.join(work, "av_store")
-    store = ChunkStore.build(os.path.join(work, "train"), store_dir, seq_len=30, kind="audiovisual")
+    store = ChunkStore.build(os.path.join(work, "train"), store_dir, seq_len=args.seq_len, kind="audiovisual")
     jobs = []
     if not os.path.exists(os.path.join(work, "mdvae.pt.json")):
         cmd = ["pyro-dvae", "train-prior", "--model", "mdvae", "--data", os.path.join(work, "train"), "--out",
                os.path.join(work, "mdvae.pt"), "--epochs", str(args.epochs), "--dense-dim", "128", "--rnn-dim", "64",
+               "--seq-len", str(args.seq_len), "--batch-size", str(args.batch_size),
                "--chunk-cache", store_dir, "--quiet", "--out-json", os.path.join(work, "mdvae.pt.json"),
                *args.mdvae_args]
         jobs.append(lambda: run(cmd, os.path.join(work, "mdvae.log")))
@@ -88,7 +89,8 @@ def train_all(work, args):
         torch.manual_seed(0)
         prior = priors.build("dsae", x_dim=x.shape[-1], z_dim=16, emission=emission, dense_dim=128, rnn_dim=64,
                              z_dense=[64, 32], v_dim=84)
-        res = train_prior(prior, x[perm[n_val:]], x[perm[:n_val]], TrainConfig(epochs=args.epochs, batch_size=64),
+        res = train_prior(prior, x[perm[n_val:]], x[perm[:n_val]], TrainConfig(epochs=args.epochs,
+                                                                             batch_size=args.batch_size),
                           out=out)
         with open(out + ".json", "w") as f:
             json.dump({"best_val_loss": res.best_val, "best_epoch": res.best_epoch,
@@ -294,6 +296,8 @@ def main(argv=None):
     p.add_argument("--test-speakers", type=int, default=50)
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--pairs", type=int, default=64)
+    p.add_argument("--seq-len", type=int, default=30, help="frames per chunk (training and test)")
+    p.add_argument("--batch-size", type=int, default=64, help="chunks per training step")
     p.add_argument("--labels", type=int, default=3, help="labelled chunks per test speaker (speaker id)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--figure", action="store_true")
@@ -310,7 +314,7 @@ def main(argv=None):
     model = priors.load(os.path.join(args.work, "mdvae.pt")).eval()
     dsae_v = priors.load(os.path.join(args.work, "dsae_visual.pt")).eval()
     dsae_a = priors.load(os.path.join(args.work, "dsae_audio.pt")).eval()
-    x, facts, spk = test_chunks(split, args.test_speakers, part=args.part)
+    x, facts, spk = test_chunks(split, args.test_speakers, seq_len=args.seq_len, part=args.part)
     table, swap_data = swaps(model, x, spk, args.pairs)
     den, den_data = denoise(model, dsae_v, x[:64], facts[:64])
     extra = {}

@@ -344,7 +344,7 @@ def test_narrowband_input_leaves_the_empty_band_out(prior):
 @pytest.fixture(scope="module")
 def real_priors():
     """The shipped priors ``pyro-dvae enhance`` uses by default, by noise model (trained on the training speakers of
-    the held-out protocol only): LigHT-DVAE for nmf, the causal RVAE for lv."""
+    the held-out protocol only): LigHT-DVAE for both."""
     from pyro_dvae import pretrained
     from pyro_dvae.cli.enhance import DEFAULT_PRIOR
 

@@ -4,6 +4,7 @@ import torch
 
 from pyro_dvae import noise, priors
 from pyro_dvae.nmf import is_divergence
+from pyro_dvae.noise.base import FEATURE_SCALE
 
 F, T = 17, 12
 
@@ -47,6 +48,31 @@ def test_no_model_reads_only_past_frames():
     h, h_later = model._hidden(feats, None), model._hidden(later, None)
     torch.testing.assert_close(h[:, :7], h_later[:, :7])  # v_n,t reads x_{1:t-1} only
     assert not torch.allclose(h[:, 7:], h_later[:, 7:])
+
+
+@pytest.mark.parametrize("name", ["lv", "no"])
+def test_smoothed_offsets_are_moving_averages_and_stay_causal_when_reading_x(name):
+    """``smooth=k``: the log-variance offset is the k-frame moving average of the unsmoothed one (centred for LV,
+    trailing for NO, so that v_n,t still never reads x_t); even or zero windows are refused."""
+    torch.manual_seed(0)
+    raw = noise.build(name, F, z_dim=3, rnn_dim=8, dense_dim=8).double()
+    smooth = noise.build(name, F, z_dim=3, rnn_dim=8, dense_dim=8, smooth=3).double()
+    smooth.load_state_dict(raw.state_dict())
+    assert smooth.config["smooth"] == 3
+    P, z = _power(), torch.randn(2, T, 3, dtype=torch.float64)
+    off, off_s = raw.variance(P, z).log(), smooth.variance(P, z).log()
+    t = 5
+    window = off[:, t - 2:t + 1] if name == "no" else off[:, t - 1:t + 2]
+    torch.testing.assert_close(off_s[:, t], window.mean(1))
+    if name == "no":  # changing x_t and later leaves v_n,t alone (the anchor held fixed)
+        later = P.clone()
+        later[:, t:] *= 1.0 + torch.rand(2, T - t, F, dtype=torch.float64)
+        anchor = smooth.inputs(P)[0]
+        smooth.inputs = lambda power: (anchor, (noise.log_power(power) - anchor) / FEATURE_SCALE)
+        torch.testing.assert_close(smooth.variance(later, z)[:, :t + 1], smooth.variance(P, z)[:, :t + 1])
+    for bad in (0, 2, True):
+        with pytest.raises(ValueError, match="smooth"):
+            noise.build(name, F, smooth=bad)
 
 
 def test_particles_repeat_the_utterances():
