@@ -72,11 +72,18 @@ def run(args):
         if not np.ptp(ref) > 0:
             warnings.warn(f"--ref {args.ref} is silent: every score against it is undefined (null in --out-json)",
                           stacklevel=2)
-    if args.prior is None:  # chosen on the dev utterances of the held-out protocol (README)
+    defaulted = args.prior is None
+    if defaulted:  # chosen on the dev utterances of the held-out protocol (README)
         args.prior = DEFAULT_PRIOR["nmf" if args.noise == "nmf" else "deep"]
     prior = load_speech_prior(pretrained.resolve(args.prior))
-    out = enhance(noisy, prior, args.noise, args.mode, noise_checkpoint=args.noise_model, num_iters=args.iters,
-                  seed=args.seed)
+    try:
+        out = enhance(noisy, prior, args.noise, args.mode, noise_checkpoint=args.noise_model, num_iters=args.iters,
+                      seed=args.seed)
+    except ValueError as e:
+        if defaulted and args.noise_model is not None and "noise model trained for" in str(e):
+            raise ValueError(f"{e}; without --prior, enhance uses the shipped {args.prior}: pass --prior with the "
+                             "speech prior the noise model was trained for") from None
+        raise
     make_parent(args.out)
     write_like(args.out, out.waveform, rate, length)
     summary = {"out": args.out, "prior": args.prior, "noise": args.noise, "mode": args.mode,

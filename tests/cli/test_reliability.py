@@ -176,6 +176,24 @@ def test_checkpoint_with_python_objects_is_refused_for_safety(tmp_path, noisy_wa
 
 
 # ---------------------------------------------------------------------------------------------- 5. silent --ref
+def test_noise_model_for_another_prior_says_to_pass_its_prior(tmp_path, speech_prior, noisy_wav, capsys):
+    """A U-ND noise model trained for another speech prior than enhance's default: the error says to pass
+    --prior; with --prior it runs."""
+    from pyro_dvae import noise
+    from pyro_dvae.models.enhancement import EnhancementModel, load_speech_prior
+
+    prior = load_speech_prior(str(speech_prior))
+    model = EnhancementModel(prior, noise.build("lv", 513, z_dim=4, rnn_dim=4, dense_dim=4))
+    ckpt = tmp_path / "lv.pt"
+    noise.save_noise(ckpt, model.noise, prior, model.encoder_state(), SR, 1024, 256)
+    argv = ["enhance", str(noisy_wav), "--noise", "lv", "--mode", "und", "--noise-model", str(ckpt), "--out",
+            str(tmp_path / "o.wav")]
+    assert main(argv) == 2
+    one_line_error(capsys, "noise model trained for a 'rvae' speech prior", "pass --prior")
+    assert not (tmp_path / "o.wav").exists()
+    assert main(argv + ["--prior", str(speech_prior)]) == 0
+
+
 def test_silent_reference_gives_null_scores_and_succeeds(tmp_path, speech_prior, noisy_wav, capsys):
     js = tmp_path / "s.json"
     with pytest.warns(UserWarning, match="--ref .* is silent"):
