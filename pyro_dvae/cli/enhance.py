@@ -14,7 +14,7 @@ EXAMPLE = "pyro-dvae enhance noisy.wav --noise nmf --out enhanced.wav --ref clea
 #: NMF noise, on the 16 dev utterances per band: mean SI-SDR gain +3.82 / +3.38 dB and ESTOI +0.067 / +0.043 at
 #: 16 / 8 kHz, against the causal RVAE's +3.62 / +3.10 and +0.025 / +0.026. With the deep noise models (8 kHz):
 #: LV U-NA +3.14 dB against the causal RVAE's +1.77; LV U-NDA +3.55 (16 kHz +3.76), above NMF's +3.38.
-DEFAULT_PRIOR = {"nmf": "speech_light", "deep": "speech_light"}
+DEFAULT_PRIOR = "speech_light"
 
 
 def add_parser(sub, parents):
@@ -59,6 +59,7 @@ def run(args):
     from ..data.noisy import read_noisy, write_like
     from ..metrics import speech_scores
     from ..models.enhancement import enhance, load_speech_prior
+    from ..noise import PriorMismatchError
 
     _check_options(args)
     set_threads(args.threads)
@@ -74,16 +75,16 @@ def run(args):
                           stacklevel=2)
     defaulted = args.prior is None
     if defaulted:  # chosen on the dev utterances of the held-out protocol (README)
-        args.prior = DEFAULT_PRIOR["nmf" if args.noise == "nmf" else "deep"]
+        args.prior = DEFAULT_PRIOR
     prior = load_speech_prior(pretrained.resolve(args.prior))
     try:
         out = enhance(noisy, prior, args.noise, args.mode, noise_checkpoint=args.noise_model, num_iters=args.iters,
                       seed=args.seed)
-    except ValueError as e:
-        if defaulted and args.noise_model is not None and "noise model trained for" in str(e):
-            raise ValueError(f"{e}; without --prior, enhance uses the shipped {args.prior}: pass --prior with the "
-                             "speech prior the noise model was trained for") from None
-        raise
+    except PriorMismatchError as e:
+        if not defaulted:
+            raise
+        raise ValueError(f"{e}; without --prior, enhance uses the shipped {args.prior}: pass --prior with the "
+                         "speech prior the noise model was trained for") from None
     make_parent(args.out)
     write_like(args.out, out.waveform, rate, length)
     summary = {"out": args.out, "prior": args.prior, "noise": args.noise, "mode": args.mode,

@@ -38,6 +38,16 @@ def log_power(power):
     return torch.log(power + POWER_FLOOR * mean)
 
 
+def moving_average(x, k, causal=False):
+    """``x (..., T)`` averaged over ``k`` frames along the last dim, edges replicated: centred (``k`` odd), or
+    ``causal`` (frame ``t`` and the ``k - 1`` before it)."""
+    if k <= 1:
+        return x
+    pad = (k - 1, 0) if causal else (k // 2, k // 2)
+    flat = x.reshape(-1, 1, x.shape[-1])
+    return nn.functional.avg_pool1d(nn.functional.pad(flat, pad, "replicate"), k, 1).reshape(x.shape)
+
+
 def noise_anchor(power, quantile=0.2):
     """Per-utterance, per-bin ``quantile`` over time of the log-power: ``(B, 1, F)``."""
     return torch.quantile(log_power(power), quantile, dim=-2, keepdim=True)

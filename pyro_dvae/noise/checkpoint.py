@@ -4,9 +4,9 @@
 A noise checkpoint holds the noise model (name, config, weights), the fine-tuned speech *encoder* weights
 that were trained with it, the identity of the speech prior (its name, config and a SHA-256 of its
 weights: :func:`prior_fingerprint`) and the STFT front end (``sample_rate``, ``n_fft``, ``hop``). Loading
-it for another prior or front end is a :class:`ValueError`: a noise model explains what *that* prior's
-decoder leaves unexplained, and its weights mean nothing for another one. Files are written atomically
-and load with ``torch.load(weights_only=True)``.
+it for another prior or front end is a :class:`ValueError` (:class:`PriorMismatchError` for the prior): a noise
+model explains what *that* prior's decoder leaves unexplained, and its weights mean nothing for another one.
+Files are written atomically and load with ``torch.load(weights_only=True)``.
 """
 
 import hashlib
@@ -20,6 +20,10 @@ from ..checkpoint import read_torch_file
 
 FORMAT = "pyro_dvae.noise"
 FORMAT_VERSION = 1
+
+
+class PriorMismatchError(ValueError):
+    """A noise checkpoint trained for another speech prior than the one given."""
 
 
 def prior_fingerprint(prior):
@@ -67,10 +71,11 @@ def load_noise_checkpoint(path, prior=None, sample_rate=None, n_fft=None, hop=No
     if prior is not None:
         have, want = ckpt["speech_prior"], prior_fingerprint(prior)
         if have["name"] != want["name"] or have["config"] != want["config"]:
-            raise ValueError(f"{path}: noise model trained for a {have['name']!r} speech prior with config "
-                             f"{have['config']}, not for this {want['name']!r} prior with config {want['config']}")
+            raise PriorMismatchError(f"{path}: noise model trained for a {have['name']!r} speech prior with "
+                                     f"config {have['config']}, not for this {want['name']!r} prior with config "
+                                     f"{want['config']}")
         if have["sha256"] != want["sha256"]:
-            raise ValueError(f"{path}: noise model trained for another speech prior (same architecture, different "
-                             f"weights: sha256 {have['sha256'][:12]} vs {want['sha256'][:12]}); train it again "
-                             "with this prior (pyro-dvae train-noise)")
+            raise PriorMismatchError(f"{path}: noise model trained for another speech prior (same architecture, "
+                                     f"different weights: sha256 {have['sha256'][:12]} vs {want['sha256'][:12]}); "
+                                     "train it again with this prior (pyro-dvae train-noise)")
     return ckpt

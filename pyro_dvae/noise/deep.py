@@ -21,7 +21,7 @@ from torch import nn
 
 from pyro_dvae.priors.nn import BiSeqLSTM, SeqLSTM, Tanh, shift_right
 
-from .base import FEATURE_SCALE, NoiseModel, log_power
+from .base import FEATURE_SCALE, NoiseModel, log_power, moving_average
 
 
 class DeepNoise(NoiseModel):
@@ -85,11 +85,8 @@ class DeepNoise(NoiseModel):
         k = z.shape[0] // power.shape[0] if self.reads_z else 1
         if k > 1:  # several draws of z per utterance (particle-major rows)
             anchor, feats = anchor.repeat(k, 1, 1), feats.repeat(k, 1, 1)
-        offset = self.out(self.dense(self._hidden(feats, z)))
-        if self.smooth > 1:  # (B, T, F): a moving average over time, trailing when the model reads x
-            k = self.smooth
-            pad = (k - 1, 0) if self.reads_x else (k // 2, k // 2)
-            offset = nn.functional.avg_pool1d(nn.functional.pad(offset.mT, pad, "replicate"), k, 1).mT
+        offset = self.out(self.dense(self._hidden(feats, z)))  # (B, T, F); averaged over time, trailing if it reads x
+        offset = moving_average(offset.mT, self.smooth, causal=self.reads_x).mT
         return torch.exp((anchor + offset).clamp(-80.0, 80.0))
 
 

@@ -23,7 +23,7 @@ import torch
 
 from pyro_dvae.nmf import EPS, gain_step, is_divergence, is_nmf_step
 
-from .base import NoiseModel, noise_anchor
+from .base import NoiseModel, moving_average, noise_anchor
 
 
 class NMFNoise(NoiseModel):
@@ -116,10 +116,7 @@ class NMFNoise(NoiseModel):
         mask = None if bins is None else bins.view(-1, 1)
         self.W, self.H = is_nmf_step(V, gain.unsqueeze(-2) * Vs, self.W, self.H, update_W=self.learn_dictionary,
                                      power=self.exponent, mask=mask)
-        if self.smooth > 1:  # activations averaged over `smooth` frames: a slowly varying noise level
-            k = self.smooth
-            self.H = torch.nn.functional.avg_pool1d(torch.nn.functional.pad(self.H, (k // 2, k // 2), "replicate"),
-                                                    k, 1)
+        self.H = moving_average(self.H, self.smooth)  # averaged over `smooth` frames: a slowly varying noise level
         if update_gain:
             gain = gain_step(V, Vs, gain, self.W @ self.H, power=self.exponent, mask=mask)
         return gain

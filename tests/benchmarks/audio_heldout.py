@@ -5,9 +5,9 @@ choice.
 Splits come from :mod:`pyro_dvae.data.heldout` (speech by speaker, flute by note, noise recordings in time:
 train / dev / test). Every number goes through the commands a user runs:
 
-1. ``pyro-dvae train-prior`` (defaults) on the training speakers (an SRNN for separation, and a causal RVAE)
-   and on the training flute notes, pitch-shifted by -2..2 semitones (written as files, so that the NMF
-   dictionaries learn from exactly the same audio); ``pyro-dvae train-noise`` (defaults: for the shipped
+1. ``pyro-dvae train-prior`` (defaults), the SRNNs of separation: on the training speakers, and on the training
+   flute notes pitch-shifted by -2..2 semitones (written as files, so that the NMF dictionaries learn from exactly
+   the same audio); ``pyro-dvae train-noise`` (defaults: for the shipped
    LigHT-DVAE, ``enhance``'s default prior, trained by the same recipe on the same speakers) for the U-ND noise
    models, on noisy speech only (training speakers + training noise segments, SNR uniform in [-5, 10] dB);
 2. ``pyro-dvae separate`` (defaults) on speech + flute mixtures of the chosen part (melodies of 4 of the part's
@@ -85,8 +85,7 @@ def prepare(work, realdata, noise_train_files=60, seed=0):
 
 
 def train(work, noise_models=DEEP):
-    jobs = [("srnn", "speech_train", "speech.pt"), ("srnn", "flute_train", "flute.pt"),
-            ("rvae", "speech_train", "rvae.pt")]
+    jobs = [("srnn", "speech_train", "speech.pt"), ("srnn", "flute_train", "flute.pt")]
     cmds = []
     for model, data, out in jobs:
         path = os.path.join(work, out)

@@ -348,8 +348,8 @@ def real_priors():
     from pyro_dvae import pretrained
     from pyro_dvae.cli.enhance import DEFAULT_PRIOR
 
-    return {noise: E.load_speech_prior(pretrained.path(DEFAULT_PRIOR[kind])) for noise, kind in
-            (("nmf", "nmf"), ("lv", "deep"))}
+    prior = E.load_speech_prior(pretrained.path(DEFAULT_PRIOR))
+    return {"nmf": prior, "lv": prior}
 
 
 @pytest.mark.realdata
