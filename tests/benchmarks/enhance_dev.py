@@ -39,6 +39,7 @@ def main(argv=None):
     p.add_argument("--noise-model", help="noise checkpoint of pyro-dvae train-noise (und / unda)")
     p.add_argument("--band", default="16k", choices=["16k", "8k"])
     p.add_argument("--per-snr", type=int, default=4, help="dev utterances per input SNR")
+    p.add_argument("--snrs", type=int, nargs="+", default=[-5, 0, 5, 10], help="input SNRs in dB")
     p.add_argument("--options", default="{}", help="JSON keyword arguments of enhance()")
     p.add_argument("--defaults", default="{}",
                    help='JSON updates of models.enhancement.DEFAULTS, e.g. \'{"deep": {"select": null}}\'')
@@ -51,7 +52,7 @@ def main(argv=None):
     prior = load_speech_prior(pretrained.resolve(args.prior))
     sp = H.speech_split(os.path.join(args.realdata, "speech", "librispeech", "train-clean-100"))
     items = H.noisy_set(sp["dev"], H.noise_split(os.path.join(args.realdata, "noise")), per_snr=args.per_snr,
-                        narrow=args.band == "8k", part="dev", seconds=4.0)
+                        snrs=tuple(args.snrs), narrow=args.band == "8k", part="dev", seconds=4.0)
     gains, d_estoi, t0 = [], [], time.perf_counter()
     for it in items:
         out = enhance(it["noisy"], prior, args.noise, args.mode, noise_checkpoint=args.noise_model,

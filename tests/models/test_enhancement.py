@@ -411,6 +411,48 @@ def test_default_nmf_keeps_its_floor_dictionary(prior):
     assert not torch.allclose(learnt.noise.W, W0)
 
 
+def test_speech_share_reads_the_stationary_floor():
+    """The no-reference speech share: about 0 for stationary noise alone; below the true share, but near it, when
+    loud bursts (speech-like) sit on the noise in a third of the frames (they lift the floor's quantile); the live
+    bins only when a band mask is given."""
+    g = torch.Generator().manual_seed(0)
+    noise = torch.distributions.Exponential(torch.ones(300, 64)).sample() * 1.0
+    assert E.speech_share(noise) < 0.05
+    burst = torch.zeros(300, 64)
+    burst[::3] = 20.0 * torch.rand(100, 64, generator=g)
+    noisy = noise + burst
+    truth = float(burst.sum() / noisy.sum())
+    assert truth - 0.2 < E.speech_share(noisy) < truth
+    half = torch.zeros(64, dtype=torch.bool)
+    half[:32] = True
+    dead = noisy.clone()
+    dead[:, 32:] = 1e-12  # an empty top band: it must not count
+    assert abs(E.speech_share(dead, half) - E.speech_share(noisy[:, :32])) < 1e-6
+    with pytest.raises(ValueError, match="quantile"):
+        E.speech_share(noisy, quantile=1.0)
+
+
+def test_svi_floor_guard_falls_back_only_below_the_floor(prior, monkeypatch):
+    """``select="floor"``: the last step's fit while it keeps at least FLOOR_SHARE of the no-reference speech share;
+    below it, the last checked fit that did (here none can: the max-kept one)."""
+    x = speech_like(1.0, seed=6) + 0.2 * synthetic_noise("pink", 1.0, seed=6)
+    X, _ = E.prepare_noisy(x)
+    power = (X.abs() ** 2).to(torch.float32)
+    model = E.build_model(prior, "lv", "una", noise_options={"rnn_dim": 4, "dense_dim": 4})
+    monkeypatch.setattr(E, "FLOOR_SHARE", 0.0)  # every fit is above: the last step's
+    E.fit_svi(model, power, num_steps=4, check_every=2, select="floor")
+    assert model.selected_mask is None and model.selected_iter is None
+    monkeypatch.setattr(E, "FLOOR_SHARE", 2.0)  # no fit can keep twice the speech share: the max-kept checked fit
+    E.fit_svi(model, power, num_steps=4, check_every=2, select="floor")
+    assert model.selected_iter in (1, 3) and model.selected_mask.shape == power.shape
+    best = E.kept_energy(model.selected_mask, power)
+    E.fit_svi(model, power, num_steps=4, check_every=2, select="max-kept")  # the same rule picks the same share
+    assert model.selected_iter in (1, 3) and 0.0 <= best <= 1.0
+    with pytest.raises(ValueError, match="select"):
+        E.fit_svi(model, power, num_steps=1, select="best")
+    assert E.DEFAULTS["deep"]["select"] == "floor"
+
+
 def test_svi_keeps_the_checked_step_that_keeps_the_most_speech(prior):
     x = speech_like(1.0, seed=6) + 0.2 * synthetic_noise("pink", 1.0, seed=6)
     X, _ = E.prepare_noisy(x)
