@@ -91,9 +91,13 @@ def run(args):
                "iters": out.info["num_iters"], "sample_rate": rate, "samples": length, "seconds": out.info["seconds"],
                "rtf": out.info["rtf"],
                "band_bins": out.info["band_bins"], "attempts": out.info["attempts"],
-               "recovered": out.info["recovered"], "threads": torch.get_num_threads()}
+               "recovered": out.info["recovered"], "selected_iter": out.info["selected_iter"],
+               "threads": torch.get_num_threads()}
     print(f"{args.noise}-{args.mode}: wrote {args.out} ({rate} Hz, {length} samples); {out.info['seconds']:.2f} s, "
           f"real-time factor {out.info['rtf']:.3f} (1 = as long as the audio)")
+    if out.info["selected_iter"] is not None and args.noise != "nmf":
+        print(f"the last step's speech estimate kept too little of the input's speech share (the noise model took "
+              f"speech over): wrote the fit of step {out.info['selected_iter'] + 1} instead")
     if ref is not None:
         summary["output"] = {**speech_scores(out.waveform, ref, SAMPLE_RATE), "rtf": out.info["rtf"]}
         summary["input"] = {**speech_scores(noisy, ref, SAMPLE_RATE), "rtf": None}

@@ -204,6 +204,7 @@ def test_silent_reference_gives_null_scores_and_succeeds(tmp_path, speech_prior,
     res = strict_load(js)
     for kind in ("output", "input"):
         assert res[kind]["si_sdr"] is None and res[kind]["estoi"] is None
+    assert res["selected_iter"] is None  # nmf writes its last iteration's fit
     assert (tmp_path / "o.wav").exists()
 
 
