@@ -130,16 +130,21 @@ def elbo_loss(prior, x, mask=None, kl_scale=1.0, ss_prob=0.0):
 
 @torch.no_grad()
 def evaluate(prior, x, mask=None, batch_size=256, seed=1234):
-    """Validation loss: full ELBO (weight 1, teacher forcing) per valid step, fixed noise."""
-    total, steps = 0.0, 0
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for i in range(0, x.shape[0], batch_size):
-            xb = x[i : i + batch_size]
-            mb = None if mask is None else mask[i : i + batch_size]
-            n = float(mb.sum()) if mb is not None else xb.shape[:-1].numel()
-            total += float(elbo_loss(prior, xb, mb)) * n
-            steps += n
+    """Validation loss: full ELBO (weight 1, teacher forcing) per valid step, fixed noise, the prior in evaluation
+    mode (as the training loop's validation; its mode is restored)."""
+    total, steps, was_training = 0.0, 0, prior.training
+    prior.eval()
+    try:
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            for i in range(0, x.shape[0], batch_size):
+                xb = x[i : i + batch_size]
+                mb = None if mask is None else mask[i : i + batch_size]
+                n = float(mb.sum()) if mb is not None else xb.shape[:-1].numel()
+                total += float(elbo_loss(prior, xb, mb)) * n
+                steps += n
+    finally:
+        prior.train(was_training)
     return total / steps
 
 

@@ -106,6 +106,8 @@ class ChunkStore(Dataset):
         shifts = [float(k) for k in pitch_shifts] or [0.0]
         settings = {"files": [[f, os.path.getsize(f), os.path.getmtime(f)] for f in files], "seq_len": int(seq_len),
                     "hop": hop, "pitch_shifts": shifts, "silence_db": float(silence_db), "kind": kind}
+        if kind == "audiovisual":  # the rendered faces change with the generator
+            settings["generator"] = audiovisual.VERSION
         meta_path = os.path.join(store, STORE_META)
         if os.path.exists(meta_path):
             with open(meta_path) as f:

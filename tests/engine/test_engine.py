@@ -2,6 +2,7 @@
 """The training engine (pyro_dvae.engine): sampler, chunk store, schedules, the lazy-parameter trap, resume and
 a two-process CPU DDP run."""
 
+import json
 import os
 
 import lightning.pytorch as pl
@@ -179,3 +180,22 @@ def test_torchrun_launches_the_command_on_two_processes(tmp_path):
     summary = json.loads((tmp_path / "v.json").read_text())
     assert summary["processes"] == 2 and summary["epochs_run"] == 2
     assert priors.load(tmp_path / "v.pt").x_dim == 4
+
+
+def test_an_audiovisual_store_of_another_generator_version_is_rebuilt(tmp_path, monkeypatch):
+    sf = pytest.importorskip("soundfile")
+    from pyro_dvae.data import audiovisual
+    from pyro_dvae.data.synthetic_audio import speech_like
+    from pyro_dvae.engine import ChunkStore
+
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    sf.write(folder / "100-1-0000.wav", speech_like(1.5, seed=0), 16000)
+    store = ChunkStore.build(str(folder), str(tmp_path / "store"), seq_len=10, kind="audiovisual")
+    meta = tmp_path / "store" / "chunks.json"
+    first = os.path.getmtime(meta)
+    ChunkStore.build(str(folder), str(tmp_path / "store"), seq_len=10, kind="audiovisual")
+    assert os.path.getmtime(meta) == first  # the same version: reused
+    monkeypatch.setattr(audiovisual, "VERSION", audiovisual.VERSION + 1)
+    again = ChunkStore.build(str(folder), str(tmp_path / "store"), seq_len=10, kind="audiovisual")
+    assert json.load(open(meta))["settings"]["generator"] == audiovisual.VERSION and len(again) == len(store)

@@ -450,7 +450,7 @@ def test_svi_floor_guard_falls_back_only_below_the_floor(prior, monkeypatch):
     assert model.selected_iter in (1, 3) and 0.0 <= best <= 1.0
     with pytest.raises(ValueError, match="select"):
         E.fit_svi(model, power, num_steps=1, select="best")
-    assert E.DEFAULTS["deep"]["select"] == "floor"
+    assert E.DEFAULTS["deep"]["select"] == "floor" and E.DEFAULTS["deep"]["unda_select"] is None
 
 
 def test_svi_keeps_the_checked_step_that_keeps_the_most_speech(prior):

@@ -24,7 +24,7 @@ def model():
     torch.manual_seed(0)
     m = priors.build("mdvae", **SMALL)
     m.fit_normalisation(data(16))
-    return m
+    return m.eval()  # deterministic emissions (zv_center acts in training only)
 
 
 def test_default_build_and_config():
@@ -106,7 +106,32 @@ def test_training_lowers_the_validation_loss_and_round_trips(tmp_path):
 
 def test_a_config_from_before_an_option_still_matches(model):
     """Checkpoints written before an option existed (resume, load) describe the same model at its default."""
-    old = {k: v for k, v in model.config.items() if k not in ("w_pool", "w_beta")}
+    old = {k: v for k, v in model.config.items() if k not in ("w_pool", "w_beta", "zv_center")}
     assert priors.same_prior("mdvae", old, model)
     assert not priors.same_prior("mdvae", {**old, "z_v_dim": 3}, model)
     assert not priors.same_prior("vae", model.config, model)
+
+
+def test_zv_center_hides_z_v_constants_from_the_visual_decoder_in_training_only(model):
+    """zv_center=1: in training the visual emission reads z_v minus its temporal mean, so a constant added to z_v
+    changes nothing; in evaluation it does; the audio emission never reads z_v; 0 is the reference's decoder."""
+    torch.manual_seed(1)
+    w, z_av, z_a, z_v = torch.randn(4, 3), torch.randn(4, 6, 2), torch.randn(4, 6, 2), torch.randn(4, 6, 2)
+    shifted = z_v + torch.tensor([0.7, -1.3])
+    assert model.zv_center == 0.5 and model.config["zv_center"] == 0.5
+    model.zv_center = 1.0
+    model.train()
+    (a1, _), (v1, _) = model.emissions(w, z_av, z_a, z_v)
+    (a2, _), (v2, _) = model.emissions(w, z_av, z_a, shifted)
+    assert torch.allclose(v1, v2, atol=1e-6) and torch.equal(a1, a2)
+    model.eval()
+    (_, _), (v3, _) = model.emissions(w, z_av, z_a, z_v)
+    (_, _), (v4, _) = model.emissions(w, z_av, z_a, shifted)
+    assert not torch.allclose(v3, v4, atol=1e-3)
+    model.zv_center = 0.0
+    model.train()
+    (_, _), (v5, _) = model.emissions(w, z_av, z_a, z_v)
+    assert torch.allclose(v5, v3)
+    for bad in (-0.1, 1.5, True):
+        with pytest.raises(ValueError, match="zv_center"):
+            priors.build("mdvae", **SMALL, zv_center=bad)
