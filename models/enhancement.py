@@ -163,10 +163,11 @@ def speech_share(power, bins=None, quantile=0.2):
 
 def _keep_if_more(model, best, mask, power, step):
     """The max-kept selection of :func:`fit_vem` / :func:`fit_svi`: store ``mask`` on ``model`` when it keeps more
-    energy than ``best[0]``, the best so far."""
+    energy than ``best[0]``, the best so far; returns the share ``mask`` keeps."""
     kept = kept_energy(mask, power)
     if kept > best[0]:
         best[0], model.selected_mask, model.selected_iter = kept, mask.detach().clone(), step
+    return kept
 
 
 def encoder_parameter_names(prior):
@@ -668,7 +669,7 @@ def fit_svi(model, power, num_steps=100, lr=5e-4, hint_every=20, progress=False,
     model.selected_mask, model.selected_iter = None, None
     best = [-1.0]
     floor = FLOOR_SHARE * speech_share(power, model.bins) if select == "floor" else None
-    held = {}  # "floor": the last checked fit above the floor, and the max-kept one
+    above = []  # "floor": (mask, step) of the last checked fit that kept at least the floor
 
     def refresh(step, result):
         if model.prior.autoregressive and (step + 1) % hint_every == 0:
@@ -677,16 +678,17 @@ def fit_svi(model, power, num_steps=100, lr=5e-4, hint_every=20, progress=False,
             with torch.no_grad():
                 v_s, v_n, _ = model.posterior(power, 2)
             mask = wiener(v_s, v_n)
-            if select == "max-kept":
-                _keep_if_more(model, best, mask, power, step)
+            kept = _keep_if_more(model, best, mask, power, step)  # "max-kept"'s choice, "floor"'s last resort
+            if select != "floor":
                 return
-            kept = kept_energy(mask, power)
             if kept >= floor:
-                held["ok"] = (mask.detach().clone(), step)
-            if kept > held.get("max", (None, None, -1.0))[2]:
-                held["max"] = (mask.detach().clone(), step, kept)
-            if step + 1 == num_steps and kept < floor:  # taken over: fall back on an earlier fit
-                model.selected_mask, model.selected_iter = held["ok"] if "ok" in held else held["max"][:2]
+                above[:] = [mask.detach().clone(), step]
+            if step + 1 < num_steps:
+                return
+            if kept >= floor:  # the last step's fit (its mask is drawn again with all the posterior samples)
+                model.selected_mask = model.selected_iter = None
+            elif above:  # taken over: the last checked fit that kept enough (else the max-kept one, held already)
+                model.selected_mask, model.selected_iter = above
 
     model.log_gain = None
     model.gain = torch.ones((), dtype=power.dtype, device=power.device)
