@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -430,6 +431,28 @@ def test_speech_share_reads_the_stationary_floor():
     assert abs(E.speech_share(dead, half) - E.speech_share(noisy[:, :32])) < 1e-6
     with pytest.raises(ValueError, match="quantile"):
         E.speech_share(noisy, quantile=1.0)
+
+
+def test_speech_share_reads_the_median_for_noise_with_quiet_gaps():
+    """Stationary noise has the exponential law's spread (log(log 2 / -log 0.8) = 1.13) and keeps the 0.2-quantile
+    floor; noise made of loud events with quiet gaps spreads far more, its floor is near zero, and the automatic
+    choice (the median) comes closer to the true speech share than that floor."""
+    g = torch.Generator().manual_seed(1)
+    expo = torch.distributions.Exponential(torch.ones(2000, 64))
+    steady = expo.sample()
+    assert abs(E.log_power_spread(steady) - math.log(math.log(2) / -math.log(0.8))) < 0.05
+    assert E.speech_share(steady) == E.speech_share(steady, quantile=0.2)
+    level = torch.full((2000, 1), 1e-3)
+    level[torch.rand(2000, 1, generator=g) < 0.6] = 10.0  # events in 60 % of the frames, quiet gaps between
+    events = expo.sample() * level
+    speech = torch.zeros(2000, 64)
+    speech[::2] = 4.0 * torch.rand(1000, 64, generator=g)
+    noisy = events + speech
+    truth = float(speech.sum() / noisy.sum())
+    assert E.log_power_spread(noisy) > E.TRANSIENT_SPREAD > E.log_power_spread(steady + speech)
+    auto, floor = E.speech_share(noisy), E.speech_share(noisy, quantile=0.2)
+    assert floor > 0.9 > truth + 0.5  # the floor sees the gaps: almost everything looks like speech
+    assert abs(auto - truth) < abs(floor - truth) - 0.2
 
 
 def test_svi_floor_guard_falls_back_only_below_the_floor(prior, monkeypatch):
