@@ -12,6 +12,8 @@ chunks), then on the *test* speakers (never seen):
   appearance = face width, height and shade; mouth = dark mouth pixels; head = face centre) and, per factor,
   the share of the way from A's reconstruction to B's that the swap moved it:
   ``sum |F(swap) - F(A')| / sum |F(B') - F(A')|`` (1: the factor follows the swapped latent; 0: it stays A's);
+  mouth and head also split into their motion within the chunk and the chunk's mean; the same pairs swapped by
+  the generator itself (``swaps_generator``) show what the measurement reads when exactly one factor moves;
 - **denoising**: the mouth region of the visual frames replaced by noise; MDVAE (clean audio + corrupted
   frames) and the visual DSAE reconstruct the frames; mean squared error against the clean frames inside the
   corrupted box and outside it, and the mouth-opening error;
@@ -161,29 +163,64 @@ def test_chunks(split, n_speakers, seq_len=30, part="test"):
 
 
 FACTORS = {"appearance": ("width", "height", "shade"), "mouth": ("mouth",), "head": ("x", "y")}
+#: The dynamic factors split into their motion within the chunk (``~``: minus the chunk's mean) and that mean
+#: (``_``): a chunk's mean head position or mouth opening is constant over the chunk, hence static for any model
+#: of one chunk, and a static latent may rightly take it.
+SPLIT = {"mouth motion": ("mouth~",), "mouth mean": ("mouth_",), "head motion": ("x~", "y~"),
+         "head mean": ("x_", "y_")}
 
 
-def swaps(model, x, spk, pairs, seed=0):
+def split_factors(m):
+    """Add to the measured factors ``m`` (arrays ``(N, T)``) the motion (``k~``) and chunk mean (``k_``) of the
+    dynamic ones."""
+    for k in ("mouth", "x", "y"):
+        mean = m[k].mean(-1, keepdims=True)
+        m[k + "~"], m[k + "_"] = m[k] - mean, np.broadcast_to(mean, m[k].shape)
+    return m
+
+
+def swap_pairs(spk, pairs, seed=0):
+    """``pairs`` index pairs (A, B) of chunks of different speakers."""
     rng = np.random.default_rng(seed)
     idx = []
     while len(idx) < pairs:
-        a, b = rng.integers(len(x), size=2)
+        a, b = rng.integers(len(spk), size=2)
         if spk[a] != spk[b]:
             idx.append((a, b))
+    return idx
+
+
+def moved(ms, ma, mb):
+    """Per factor, the share of the way from A's measured factors ``ma`` to B's ``mb`` that ``ms`` moved."""
+    row = {}
+    for factor, keys in {**FACTORS, **SPLIT}.items():
+        num = sum(np.abs(ms[k] - ma[k]).sum() / max(np.abs(mb[k] - ma[k]).std(), 1e-9) for k in keys)
+        den = sum(np.abs(mb[k] - ma[k]).sum() / max(np.abs(mb[k] - ma[k]).std(), 1e-9) for k in keys)
+        row[factor] = float(num / den) if den > 1e-9 else None  # None: A and B decode alike on it
+    return row
+
+
+def swaps(model, x, spk, pairs, seed=0):
+    idx = swap_pairs(spk, pairs, seed)
     A, B = x[[a for a, _ in idx]], x[[b for _, b in idx]]
     la, lb = model.encode(A), model.encode(B)
-    meas = lambda lat: AV.measure(model.decode(lat)[1].clamp(0, 1).numpy())  # noqa: E731
+    meas = lambda lat: split_factors(AV.measure(model.decode(lat)[1].clamp(0, 1).numpy()))  # noqa: E731
     ma, mb = meas(la), meas(lb)
-    table = {}
-    for latent in ("w", "z_av", "z_v"):
-        ms = meas({**la, latent: lb[latent]})
-        row = {}
-        for factor, keys in FACTORS.items():
-            num = sum(np.abs(ms[k] - ma[k]).sum() / max(np.abs(mb[k] - ma[k]).std(), 1e-9) for k in keys)
-            den = sum(np.abs(mb[k] - ma[k]).sum() / max(np.abs(mb[k] - ma[k]).std(), 1e-9) for k in keys)
-            row[factor] = float(num / den) if den > 1e-9 else None  # None: A and B decode alike on it
-        table[latent] = row
+    table = {latent: moved(meas({**la, latent: lb[latent]}), ma, mb) for latent in ("w", "z_av", "z_v")}
     return table, (A, B, la, lb)
+
+
+def generator_swaps(facts, spk, pairs, seed=0):
+    """The same pairs swapped by the generator itself (A's factors with B's appearance, mouth track, or head walk
+    and blinks), rendered and measured like the model's swaps: what the measurement reads when exactly one
+    factor moves (its cross-talk, e.g. a larger face reads as a slightly different mouth opening)."""
+    idx = swap_pairs(spk, pairs, seed)
+    keys = ("appearance", "mouth", "head", "blink")
+    meas = lambda fs: split_factors(AV.measure(np.stack([AV.render(*(f[k] for k in keys)) for f in fs])))  # noqa: E731
+    ma, mb = meas([facts[a] for a, _ in idx]), meas([facts[b] for _, b in idx])
+    swapped = {"appearance": ("appearance",), "mouth": ("mouth",), "head and blinks": ("head", "blink")}
+    return {name: moved(meas([{**facts[a], **{k: facts[b][k] for k in ks}} for a, b in idx]), ma, mb)
+            for name, ks in swapped.items()}
 
 
 def mouth_box(fact):
@@ -328,7 +365,8 @@ def main(argv=None):
     ids = {"mdvae (w)": speaker_id(model.encode(x)["w"].numpy(), spk, args.labels),
            "dsae visual (v)": speaker_id(static_of(dsae_v, x[..., XA:]).numpy(), spk, args.labels),
            "dsae audio (v)": speaker_id(static_of(dsae_a, x[..., :XA]).numpy(), spk, args.labels)}
-    result = {"part": args.part, "chunks": len(x), "speakers": len(set(spk)), "swaps": table, "denoising": den,
+    result = {"part": args.part, "chunks": len(x), "speakers": len(set(spk)), "swaps": table,
+              "swaps_generator": generator_swaps(facts, spk, args.pairs), "denoising": den,
               "speaker_id": ids, "labels_per_speaker": args.labels, "chance": 1 / len(set(spk)), **extra,
               "training": {n: json.load(open(os.path.join(args.work, f"{n}.pt.json")))
                            for n in ("mdvae", "dsae_visual", "dsae_audio")}}
