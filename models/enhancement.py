@@ -668,7 +668,10 @@ class JointAdam(pyro.optim.PyroOptim):
         self.fast, self.fast_factor = {id(t) for t in fast}, float(fast_factor)
 
     def __call__(self, params, *args, **kwargs):
-        params = sorted(params, key=id)
+        # Pyro hands the step's parameters over as a set, ordered by memory address: order them by their names in
+        # the parameter store, so that the clipped norm (a sum over tensors) and hence a fit are the same run to run
+        names = {id(p): n for n, p in pyro.get_param_store().named_parameters()}
+        params = sorted(params, key=lambda p: (names.get(id(p), ""), tuple(p.shape)))
         ids = [id(p) for p in params]
         if self._opt is None or ids != self._ids:
             groups = [{"params": [p for p in params if id(p) not in self.fast]},
