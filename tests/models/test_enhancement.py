@@ -412,6 +412,24 @@ def test_default_nmf_keeps_its_floor_dictionary(prior):
     assert not torch.allclose(learnt.noise.W, W0)
 
 
+def test_nmf_dictionary_reads_a_low_quantile_when_speech_dominates(prior, monkeypatch):
+    """`enhance`'s NMF fit: W is the 0.2-quantile spectrum when the no-reference speech share reaches
+    DEFAULTS["nmf"]["high_share"] (the median then holds much speech), the median below it."""
+    x = speech_like(1.0, seed=7) + 0.2 * synthetic_noise("pink", 1.0, seed=7)
+    X, _ = E.prepare_noisy(x)
+    power = (X.abs() ** 2).to(torch.float32)
+    d = E.DEFAULTS["nmf"]
+    for share, quantile in ((d["high_share"], d["high_share_quantile"]), (d["high_share"] - 0.01, d["quantile"])):
+        monkeypatch.setattr(E, "speech_share", lambda *a, share=share, **k: share)
+        model = E.build_model(prior, "nmf", "una")
+        model.set_band(power)
+        E._fit(model, power, "nmf", "una", 2, 1e-3, 1, 2, 2, False, "floor", False)
+        ref = E.build_model(prior, "nmf", "una")
+        ref.noise.initialise(power, "floor", quantile)
+        torch.testing.assert_close(model.noise.W, ref.noise.W)
+    assert d["high_share_quantile"] < d["quantile"]
+
+
 def test_speech_share_reads_the_stationary_floor():
     """The no-reference speech share: about 0 for stationary noise alone; below the true share, but near it, when
     loud bursts (speech-like) sit on the noise in a third of the frames (they lift the floor's quantile); the live
