@@ -899,5 +899,6 @@ def _enhance(noisy, prior, noise, mode, noise_checkpoint, num_iters, lr, num_sam
             "num_samples": num_samples, "seconds": seconds, "rtf": seconds / (length / SAMPLE_RATE),
             "seconds_per_iter": result.seconds_per_iter if result is not None else None,
             "band_bins": int(model.bins.sum()) if model.bins is not None else int(power.shape[-1]),
-            "attempts": attempts, "recovered": recovered, "selected_iter": model.selected_iter}
+            "attempts": attempts, "recovered": recovered, "selected_iter": model.selected_iter,
+            "dictionary_quantile": getattr(model.noise, "start_quantile", None) if kind == "nmf" else None}
     return EnhancementResult(wave, S.detach(), mask.detach(), result, info)

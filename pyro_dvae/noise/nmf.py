@@ -56,6 +56,7 @@ class NMFNoise(NoiseModel):
             raise ValueError(f"quantile must be in (0, 1), got {quantile!r}")
         self.rank, self.seed, self.exponent, self.smooth = rank, int(seed), float(power), smooth
         self.learn_dictionary, self.quantile = bool(learn_dictionary), float(quantile)
+        self.start_quantile = None  # the quantile the last "floor" start read (initialise)
         self.register_buffer("W", torch.zeros(0))
         self.register_buffer("H", torch.zeros(0))
 
@@ -74,6 +75,7 @@ class NMFNoise(NoiseModel):
         noise estimate) times uniform noise in ``[0.5, 1.5]``, and ``W H`` starts at that floor's level.
         """
         quantile = self.quantile if quantile is None else quantile
+        self.start_quantile = float(quantile) if init == "floor" else None  # what the start read (None: uniform)
         B, T, F = power.shape
         if F != self.num_bins:
             raise ValueError(f"the NMF noise model has {self.num_bins} bins, power has {F}")

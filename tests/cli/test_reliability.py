@@ -205,6 +205,7 @@ def test_silent_reference_gives_null_scores_and_succeeds(tmp_path, speech_prior,
     for kind in ("output", "input"):
         assert res[kind]["si_sdr"] is None and res[kind]["estoi"] is None
     assert res["selected_iter"] is None  # nmf writes its last iteration's fit
+    assert res["dictionary_quantile"] in (0.2, 0.5)  # the median, or the 0.2-quantile when speech dominates
     assert (tmp_path / "o.wav").exists()
 
 

@@ -427,6 +427,7 @@ def test_nmf_dictionary_reads_a_low_quantile_when_speech_dominates(prior, monkey
         ref = E.build_model(prior, "nmf", "una")
         ref.noise.initialise(power, "floor", quantile)
         torch.testing.assert_close(model.noise.W, ref.noise.W)
+        assert model.noise.start_quantile == quantile
     assert d["high_share_quantile"] < d["quantile"]
 
 
