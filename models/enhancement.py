@@ -128,7 +128,7 @@ PLATES = 3
 #: floor rule was first applied to U-NDA too; the held-out test run then cost U-NDA 0.6-1.0 dB of mean gain.)
 DEFAULTS = {"nmf": {"num_iters": 15, "lr": 1e-3, "rank": 4, "init": "floor", "smooth": 31,
                     "learn_dictionary": False, "quantile": 0.5, "select": None,
-                    "high_share": 0.6, "high_share_quantile": 0.2},
+                    "high_share": 0.6, "high_share_quantile": 0.2, "high_share_mean_level": True},
             "deep": {"num_iters": 100, "lr": 5e-4, "unda_lr": 1e-4, "select": "floor", "unda_select": None,
                      "check_every": 10}}
 #: ``select="floor"`` of :func:`fit_svi` (the deep models' default): the last step's fit is kept while its speech
@@ -629,11 +629,12 @@ def load_speech_prior(path, sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop=HOP):
 
 # ------------------------------------------------------------------------------------------------ fitting
 def fit_vem(model, power, num_iters=30, lr=1e-3, e_steps=1, num_samples=4, progress=False, nmf_init="uniform",
-            gain_init=False, select=None, quantile=None):
+            gain_init=False, select=None, quantile=None, mean_level=False):
     """RVAE-VEM for the NMF model through ``inference.run("vem", ...)``; returns the InferenceResult.
     ``nmf_init``: :meth:`~pyro_dvae.noise.NMFNoise.initialise`; ``gain_init``: start the gain at its
     closed-form value (:meth:`EnhancementModel.init_gain`) instead of 1; ``quantile``: the ``"floor"`` start's
-    quantile (``None``: the noise model's).
+    quantile (``None``: the noise model's); ``mean_level``: that start at the mean noise level the floor implies
+    (:meth:`~pyro_dvae.noise.NMFNoise.initialise`).
 
     ``select=None`` (default): the last iteration's fit. ``select="max-kept"`` keeps, in ``model.selected_mask``,
     the Wiener mask (from the E-V block's posterior draws) of the iteration whose speech estimate keeps the
@@ -647,7 +648,7 @@ def fit_vem(model, power, num_iters=30, lr=1e-3, e_steps=1, num_samples=4, progr
 
     if select not in (None, "max-kept"):
         raise ValueError(f"select must be None or 'max-kept', got {select!r}")
-    model.noise.initialise(power, nmf_init, quantile)
+    model.noise.initialise(power, nmf_init, quantile, mean_level)
     model.speech_hint = None
     model.log_gain = None
     model.selected_mask, model.selected_iter = None, None
@@ -807,7 +808,7 @@ def _fit(model, power, kind, mode, num_iters, lr, e_steps, vem_samples, num_samp
         d = DEFAULTS["nmf"]
         high = d["high_share"] is not None and speech_share(power, model.bins) >= d["high_share"]
         return fit_vem(model, power, num_iters, lr, e_steps, vem_samples, progress, nmf_init, gain, d["select"],
-                       d["high_share_quantile"] if high else None)
+                       d["high_share_quantile"] if high else None, high and d["high_share_mean_level"])
     if mode in ("una", "unda") and num_iters > 0:
         return fit_svi(model, power, num_iters, lr, progress=progress, fit_gain=gain,
                        select=DEFAULTS["deep"]["unda_select" if mode == "unda" else "select"],

@@ -19,6 +19,8 @@ which never increases the sample-averaged IS divergence).
     Beta-Divergence", Neural Computation 23(9).
 """
 
+import math
+
 import torch
 
 from pyro_dvae.nmf import EPS, gain_step, is_divergence, is_nmf_step
@@ -66,13 +68,17 @@ class NMFNoise(NoiseModel):
                 "smooth": self.smooth, "learn_dictionary": self.learn_dictionary, "quantile": self.quantile}
 
     @torch.no_grad()
-    def initialise(self, power, init="uniform", quantile=None):
+    def initialise(self, power, init="uniform", quantile=None, mean_level=False):
         """Random positive ``W``, ``H`` (seeded; ``W`` columns summing to 1).
 
         ``init="uniform"`` (the reference's): entries uniform in ``[0.5, 1.5]`` times a scale giving ``W H``
         half the mean noisy power; ``"floor"``: each column of ``W`` is the per-bin ``quantile`` (default: the
         model's) over time of the noisy power (:func:`~pyro_dvae.noise.noise_anchor`, a minimum-statistics-like
-        noise estimate) times uniform noise in ``[0.5, 1.5]``, and ``W H`` starts at that floor's level.
+        noise estimate) times uniform noise in ``[0.5, 1.5]``, and ``W H`` starts at that floor's level, or with
+        ``mean_level=True`` at the *mean* noise level the floor implies: the floor divided by ``-log(1 - quantile)``,
+        the ``quantile`` of an exponential law of mean 1 (the power of stationary noise in one bin). That is right
+        for a low quantile, which sits under most speech; a median of noisy power that holds speech in many frames
+        is above the noise mean already.
         """
         quantile = self.quantile if quantile is None else quantile
         self.start_quantile = float(quantile) if init == "floor" else None  # what the start read (None: uniform)
@@ -85,7 +91,7 @@ class NMFNoise(NoiseModel):
         W = torch.rand(F, self.rank, generator=gen, dtype=torch.float64).to(power) + 0.5
         if init == "floor":
             floor = noise_anchor(power, quantile).exp().squeeze(-2)  # (B, F)
-            W, target = floor.unsqueeze(-1) * W, floor.mean(-1)
+            W, target = floor.unsqueeze(-1) * W, floor.mean(-1) / (-math.log1p(-float(quantile)) if mean_level else 1.0)
         else:
             W, target = W.expand(B, F, self.rank), 0.5 * power.mean((-2, -1))
         W = W / W.sum(-2, keepdim=True)

@@ -413,8 +413,9 @@ def test_default_nmf_keeps_its_floor_dictionary(prior):
 
 
 def test_nmf_dictionary_reads_a_low_quantile_when_speech_dominates(prior, monkeypatch):
-    """`enhance`'s NMF fit: W is the 0.2-quantile spectrum when the no-reference speech share reaches
-    DEFAULTS["nmf"]["high_share"] (the median then holds much speech), the median below it."""
+    """`enhance`'s NMF fit: W is the 0.2-quantile spectrum, started at the mean noise level that floor implies,
+    when the no-reference speech share reaches DEFAULTS["nmf"]["high_share"] (the median then holds much
+    speech), the median at its own level below it."""
     x = speech_like(1.0, seed=7) + 0.2 * synthetic_noise("pink", 1.0, seed=7)
     X, _ = E.prepare_noisy(x)
     power = (X.abs() ** 2).to(torch.float32)
@@ -423,12 +424,21 @@ def test_nmf_dictionary_reads_a_low_quantile_when_speech_dominates(prior, monkey
         monkeypatch.setattr(E, "speech_share", lambda *a, share=share, **k: share)
         model = E.build_model(prior, "nmf", "una")
         model.set_band(power)
+        seen = {}
+        monkeypatch.setattr(model.noise, "initialise",
+                            lambda *a, _f=model.noise.initialise, **k: seen.update(args=a) or _f(*a, **k))
         E._fit(model, power, "nmf", "una", 2, 1e-3, 1, 2, 2, False, "floor", False)
+        high = quantile == d["high_share_quantile"]
+        assert seen["args"][2:] == (quantile if high else None, high and d["high_share_mean_level"])  # None: 0.5
         ref = E.build_model(prior, "nmf", "una")
-        ref.noise.initialise(power, "floor", quantile)
+        ref.noise.initialise(power, "floor", quantile, mean_level=high)
         torch.testing.assert_close(model.noise.W, ref.noise.W)
         assert model.noise.start_quantile == quantile
-    assert d["high_share_quantile"] < d["quantile"]
+        start = ref.noise.variance().mean()
+        low = ref.noise.initialise(power, "floor", quantile).variance().mean()
+        torch.testing.assert_close(start / low, torch.tensor(1 / -math.log1p(-quantile) if high else 1.0,
+                                                             dtype=start.dtype))
+    assert d["high_share_quantile"] < d["quantile"] and d["high_share_mean_level"]
 
 
 def test_speech_share_reads_the_stationary_floor():

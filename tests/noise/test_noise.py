@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
+import math
+
 import pytest
 import torch
 
@@ -110,6 +112,21 @@ def test_nmf_m_step_never_raises_the_is_divergence(learn_dictionary):
     # the cost is the sample average of D_IS(|x|^2 | g v_s + W H)
     manual = sum(is_divergence(P, gain.unsqueeze(-1) * v + model.variance()) for v in v_s) / 4
     torch.testing.assert_close(cost, manual)
+
+
+@pytest.mark.parametrize("quantile", [0.2, 0.5])
+def test_nmf_floor_start_levels(quantile):
+    """The "floor" start on stationary noise: W H starts at the floor (the quantile of the power, -log(1 - q) times
+    its mean: 0.22 / 0.69), or with mean_level=True at the mean power, the floor divided by -log(1 - q)."""
+    g = torch.Generator().manual_seed(0)
+    level = torch.linspace(0.5, 4.0, F, dtype=torch.float64)  # a coloured stationary noise
+    P = -torch.log(torch.rand(1, 4000, F, generator=g, dtype=torch.float64)) * level
+    model = noise.build("nmf", F, rank=3, quantile=quantile)
+    floor = float(model.initialise(P, "floor").variance().mean() / P.mean())
+    assert abs(floor / -math.log1p(-quantile) - 1.0) < 0.05
+    assert abs(float(model.initialise(P, "floor", mean_level=True).variance().mean() / P.mean()) - 1.0) < 0.05
+    assert model.start_quantile == quantile
+    assert model.initialise(P, "uniform").start_quantile is None
 
 
 def test_checkpoint_roundtrip_and_identity_checks(tmp_path):
