@@ -135,7 +135,7 @@ PLATES = 3
 #: floor rule was first applied to U-NDA too; the held-out test run then cost U-NDA 0.6-1.0 dB of mean gain.)
 DEFAULTS = {"nmf": {"num_iters": 15, "lr": 1e-3, "rank": 4, "init": "floor", "smooth": 31,
                     "learn_dictionary": False, "quantile": 0.5, "select": None,
-                    "high_share": 0.6, "high_share_quantile": 0.2, "high_share_mean_level": True, "low_kept": 0.8},
+                    "high_share": 0.6, "high_share_quantile": 0.2, "high_share_mean_level": True},
             "deep": {"num_iters": 100, "lr": 5e-4, "unda_lr": 1e-4, "select": "floor", "unda_select": None,
                      "check_every": 10}}
 #: ``select="floor"`` of :func:`fit_svi` (the deep models' default): the last step's fit is kept while its speech
@@ -317,7 +317,6 @@ class EnhancementModel(nn.Module):
         self.speech_hint = None
         self.bins = None  # (F,) bool: the bins that count in the likelihood (None: all); see set_band
         self.selected_mask = self.selected_iter = None  # fit_vem's max-kept selection
-        self.nmf_start = None  # the start of enhance's NMF fit and each tried start's ELBO (_fit_nmf)
         self.param_prefix = param_prefix
         self.register_params = False  # True while svi runs (see fit_svi)
         self.parallel = bool(parallel) and tuple(self.prior.latent_sites) == ("z",)
@@ -813,7 +812,10 @@ def eval_mode_backward(device):
 def _fit(model, power, kind, mode, num_iters, lr, e_steps, vem_samples, num_samples, progress, nmf_init, gain):
     """One fit of ``model`` to ``power`` for :func:`enhance`; returns the InferenceResult (``None`` for U-ND)."""
     if kind == "nmf":
-        return _fit_nmf(model, power, num_iters, lr, e_steps, vem_samples, num_samples, progress, nmf_init, gain)
+        d = DEFAULTS["nmf"]
+        high = d["high_share"] is not None and speech_share(power, model.bins) >= d["high_share"]
+        return fit_vem(model, power, num_iters, lr, e_steps, vem_samples, progress, nmf_init, gain, d["select"],
+                       d["high_share_quantile"] if high else None, high and d["high_share_mean_level"])
     if mode in ("una", "unda") and num_iters > 0:
         return fit_svi(model, power, num_iters, lr, progress=progress, fit_gain=gain,
                        select=DEFAULTS["deep"]["unda_select" if mode == "unda" else "select"],
@@ -821,46 +823,6 @@ def _fit(model, power, kind, mode, num_iters, lr, e_steps, vem_samples, num_samp
     if gain:  # U-ND: one forward pass, with the closed-form gain
         model.init_gain(power, num_samples)
     return None
-
-
-#: The NMF starts :func:`_fit_nmf` tries when the first fit kept too little: ``(quantile, mean_level)``.
-NMF_STARTS = ((0.5, False), (0.2, False), (0.2, True))
-
-
-def _fit_nmf(model, power, num_iters, lr, e_steps, vem_samples, num_samples, progress, nmf_init, gain):
-    """The NMF fit of :func:`enhance`: the dictionary rule of :data:`DEFAULTS` picks the start (the median, or the
-    0.2-quantile at the mean noise level when :func:`speech_share` reaches ``high_share``). **Low-kept restart**: if
-    the fit's speech estimate keeps under ``DEFAULTS["nmf"]["low_kept"]`` times that share, the noise model took
-    speech (a start above the noise level can settle there: noise over-estimated, speech suppressed), and the fit
-    is run again from each other start of :data:`NMF_STARTS` (the same encoder weights and seed); the one with the
-    highest ELBO (the mean of its last three iterations' estimates) is kept. Sets ``model.selected_mask`` (the
-    Wiener mask of the kept fit, from ``num_samples`` draws) and ``model.nmf_start`` (its start, each fit's ELBO
-    and kept share)."""
-    d = DEFAULTS["nmf"]
-    share = speech_share(power, model.bins)
-    high = d["high_share"] is not None and share >= d["high_share"]
-    first = (d["high_share_quantile"], bool(d["high_share_mean_level"])) if high else (None, False)
-    state, rng = model.encoder_state(), pyro.util.get_rng_state()
-    fits, result = [], None
-    for quantile, mean_level in [first, *NMF_STARTS]:
-        if fits and (quantile if quantile is not None else model.noise.quantile, mean_level) == fits[0]["start"]:
-            continue  # the first fit's own start
-        if fits:
-            model.load_encoder_state(state)
-            pyro.util.set_rng_state(rng)
-        res = fit_vem(model, power, num_iters, lr, e_steps, vem_samples, progress, nmf_init, gain, d["select"],
-                      quantile, mean_level)
-        mask = model.selected_mask if model.selected_mask is not None else model.wiener_gain(power, num_samples)
-        fits.append({"start": (model.noise.start_quantile, mean_level), "elbo": float(np.mean(res.elbo[-3:])),
-                     "kept": kept_energy(mask[0], power[0]), "mask": mask, "result": res})
-        if len(fits) == 1 and (d["low_kept"] is None or fits[0]["kept"] >= d["low_kept"] * share):
-            break
-    best = max(fits, key=lambda f: f["elbo"])
-    model.selected_mask, result = best["mask"], best["result"]
-    model.nmf_start = {"quantile": best["start"][0], "mean_level": best["start"][1], "speech_share": share,
-                       "fits": [{"quantile": f["start"][0], "mean_level": f["start"][1], "elbo": f["elbo"],
-                                 "kept_energy": f["kept"]} for f in fits]}
-    return result
 
 
 def enhance(noisy, prior, noise="nmf", mode="una", *, noise_checkpoint=None, num_iters=None, lr=None,
@@ -955,6 +917,5 @@ def _enhance(noisy, prior, noise, mode, noise_checkpoint, num_iters, lr, num_sam
             "seconds_per_iter": result.seconds_per_iter if result is not None else None,
             "band_bins": int(model.bins.sum()) if model.bins is not None else int(power.shape[-1]),
             "attempts": attempts, "recovered": recovered, "selected_iter": model.selected_iter,
-            "dictionary_quantile": model.nmf_start["quantile"] if kind == "nmf" else None,
-            "nmf_fits": model.nmf_start["fits"] if kind == "nmf" else None}
+            "dictionary_quantile": model.noise.start_quantile if kind == "nmf" else None}
     return EnhancementResult(wave, S.detach(), mask.detach(), result, info)

@@ -92,7 +92,7 @@ def run(args):
                "rtf": out.info["rtf"],
                "band_bins": out.info["band_bins"], "attempts": out.info["attempts"],
                "recovered": out.info["recovered"], "selected_iter": out.info["selected_iter"],
-               "dictionary_quantile": out.info["dictionary_quantile"], "nmf_fits": out.info["nmf_fits"],
+               "dictionary_quantile": out.info["dictionary_quantile"],
                "threads": torch.get_num_threads()}
     print(f"{args.noise}-{args.mode}: wrote {args.out} ({rate} Hz, {length} samples); {out.info['seconds']:.2f} s, "
           f"real-time factor {out.info['rtf']:.3f} (1 = as long as the audio)")

@@ -206,8 +206,6 @@ def test_silent_reference_gives_null_scores_and_succeeds(tmp_path, speech_prior,
         assert res[kind]["si_sdr"] is None and res[kind]["estoi"] is None
     assert res["selected_iter"] is None  # nmf writes its last iteration's fit
     assert res["dictionary_quantile"] in (0.2, 0.5)  # the median, or the 0.2-quantile when speech dominates
-    fits = res["nmf_fits"]  # each start tried (more than one after a low-kept restart), with its ELBO
-    assert 1 <= len(fits) <= 3 and res["dictionary_quantile"] == max(fits, key=lambda f: f["elbo"])["quantile"]
     assert (tmp_path / "o.wav").exists()
 
 

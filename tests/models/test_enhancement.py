@@ -420,7 +420,6 @@ def test_nmf_dictionary_reads_a_low_quantile_when_speech_dominates(prior, monkey
     X, _ = E.prepare_noisy(x)
     power = (X.abs() ** 2).to(torch.float32)
     d = E.DEFAULTS["nmf"]
-    monkeypatch.setitem(d, "low_kept", None)  # one fit: the low-kept restart has its own test
     for share, quantile in ((d["high_share"], d["high_share_quantile"]), (d["high_share"] - 0.01, d["quantile"])):
         monkeypatch.setattr(E, "speech_share", lambda *a, share=share, **k: share)
         model = E.build_model(prior, "nmf", "una")
@@ -441,34 +440,6 @@ def test_nmf_dictionary_reads_a_low_quantile_when_speech_dominates(prior, monkey
                                                              dtype=start.dtype))
     assert d["high_share_quantile"] < d["quantile"] and d["high_share_mean_level"]
 
-
-
-def test_nmf_low_kept_restart_keeps_the_best_elbo(prior, monkeypatch):
-    """`enhance`'s NMF fit: when its speech estimate keeps under DEFAULTS["nmf"]["low_kept"] of the speech share,
-    every other start of NMF_STARTS is fitted from the same encoder weights and seed (each the same as a fresh
-    fit from that start) and the highest ELBO wins; otherwise one fit, as before."""
-    x = speech_like(1.0, seed=7) + 0.2 * synthetic_noise("pink", 1.0, seed=7)
-    X, _ = E.prepare_noisy(x)
-    power = (X.abs() ** 2).to(torch.float32)
-
-    def fit(share):
-        monkeypatch.setattr(E, "speech_share", lambda *a, **k: share)
-        model = E.build_model(prior, "nmf", "una")
-        model.set_band(power)
-        pyro.set_rng_seed(3)
-        E._fit_nmf(model, power, 3, 1e-3, 1, 2, 2, False, "floor", False)
-        return model
-
-    quiet = fit(0.0)  # nothing can keep under 0.8 of a share of 0
-    assert [(f["quantile"], f["mean_level"]) for f in quiet.nmf_start["fits"]] == [(0.5, False)]
-    loud = fit(1.0)  # speech dominates (the 0.2-quantile at the mean level first) and every fit keeps under 0.8
-    fits = loud.nmf_start["fits"]
-    assert [(f["quantile"], f["mean_level"]) for f in fits] == [(0.2, True), (0.5, False), (0.2, False)]
-    assert all(f["kept_energy"] < E.DEFAULTS["nmf"]["low_kept"] for f in fits)
-    best = max(fits, key=lambda f: f["elbo"])
-    assert (loud.nmf_start["quantile"], loud.nmf_start["mean_level"]) == (best["quantile"], best["mean_level"])
-    assert fits[1]["elbo"] == quiet.nmf_start["fits"][0]["elbo"]  # the restart = a fresh fit from that start
-    assert loud.selected_mask.shape == power.shape and torch.isfinite(loud.selected_mask).all()
 
 def test_speech_share_reads_the_stationary_floor():
     """The no-reference speech share: about 0 for stationary noise alone; below the true share, but near it, when
