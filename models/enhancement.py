@@ -109,7 +109,8 @@ PLATES = 3
 #: (floor / -log 0.8) instead of the floor (0.22 of it): the fit had under-estimated the noise (0.52-0.92 of its
 #: true energy on 10 of 12 dev files) and the start was part of it. 24 dev files per band (``enhance_dev.py
 #: --noise nmf --band B --per-snr 6``, mean / worst), 16 kHz and 8 kHz: off +3.73 / +0.61 and +3.75 / +0.83, on
-#: +4.19 / +0.96 and +3.99 / +1.08; the mean level for the median start too: +4.24 / +0.96 and +3.81 / +1.08 (8 kHz
+#: +4.20 / +0.94 and +3.99 / +1.07; the mean level for the median start too (a scratch patch, scored from fresh
+#: posterior draws after each fit): +4.24 / +0.96 and +3.81 / +1.08 (8 kHz
 #: at -5 dB +3.83 -> +3.21: a median that holds speech, divided by log 2, over-estimates the noise). Stress set
 #: +2.46 / -0.96 -> +2.50 / -1.06.
 #: Tried, not kept: a restart when the fit keeps under 0.8 of :func:`speech_share` (refit from the other starts,
@@ -220,7 +221,7 @@ def speech_share(power, bins=None, quantile=None):
         quantile = 0.5 if _spread(lp) > TRANSIENT_SPREAD else 0.2
     if not 0.0 < float(quantile) < 1.0:
         raise ValueError(f"quantile must lie in (0, 1), got {quantile}")
-    floor = torch.quantile(lp, float(quantile), dim=-2).exp() / -math.log1p(-float(quantile))
+    floor = torch.quantile(lp, float(quantile), dim=-2).exp() / noise_models.exponential_quantile(quantile)
     noise = floor.sum() * p.shape[-2]
     return float((1.0 - noise / p.sum().clamp_min(torch.finfo(p.dtype).tiny)).clamp(0.0, 1.0))
 

@@ -23,7 +23,7 @@ Example::
     Dynamical Generative Speech and Noise Models", Interspeech.
 """
 
-from .base import NoiseModel, log_power, noise_anchor
+from .base import NoiseModel, exponential_quantile, log_power, noise_anchor
 from .checkpoint import FORMAT, PriorMismatchError, load_noise_checkpoint, prior_fingerprint, save_noise
 from .deep import DeepNoise, LVNoise, NOLVNoise, NONoise
 from .nmf import NMFNoise
@@ -31,8 +31,8 @@ from .nmf import NMFNoise
 _NOISE = {"nmf": NMFNoise, "lv": LVNoise, "no": NONoise, "nolv": NOLVNoise}
 
 __all__ = ["FORMAT", "DeepNoise", "LVNoise", "NMFNoise", "NOLVNoise", "NONoise", "NoiseModel", "PriorMismatchError",
-           "available", "build", "from_checkpoint", "load_noise_checkpoint", "log_power", "noise_anchor",
-           "prior_fingerprint", "save_noise"]
+           "available", "build", "exponential_quantile", "from_checkpoint", "load_noise_checkpoint", "log_power",
+           "noise_anchor", "prior_fingerprint", "save_noise"]
 
 
 def available():

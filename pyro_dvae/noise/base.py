@@ -23,6 +23,8 @@ initial noise estimate is the anchor itself.
     Statistics", IEEE Trans. Speech and Audio Processing 9(5).
 """
 
+import math
+
 import torch
 from torch import nn
 
@@ -46,6 +48,12 @@ def moving_average(x, k, causal=False):
     pad = (k - 1, 0) if causal else (k // 2, k // 2)
     flat = x.reshape(-1, 1, x.shape[-1])
     return nn.functional.avg_pool1d(nn.functional.pad(flat, pad, "replicate"), k, 1).reshape(x.shape)
+
+
+def exponential_quantile(quantile):
+    """``-log(1 - quantile)``: the ``quantile`` of an exponential law of mean 1, the law of the power of stationary
+    noise in one bin. A power quantile divided by it estimates the mean noise power."""
+    return -math.log1p(-float(quantile))
 
 
 def noise_anchor(power, quantile=0.2):

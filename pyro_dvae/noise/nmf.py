@@ -19,13 +19,11 @@ which never increases the sample-averaged IS divergence).
     Beta-Divergence", Neural Computation 23(9).
 """
 
-import math
-
 import torch
 
 from pyro_dvae.nmf import EPS, gain_step, is_divergence, is_nmf_step
 
-from .base import NoiseModel, moving_average, noise_anchor
+from .base import NoiseModel, exponential_quantile, moving_average, noise_anchor
 
 
 class NMFNoise(NoiseModel):
@@ -91,7 +89,8 @@ class NMFNoise(NoiseModel):
         W = torch.rand(F, self.rank, generator=gen, dtype=torch.float64).to(power) + 0.5
         if init == "floor":
             floor = noise_anchor(power, quantile).exp().squeeze(-2)  # (B, F)
-            W, target = floor.unsqueeze(-1) * W, floor.mean(-1) / (-math.log1p(-float(quantile)) if mean_level else 1.0)
+            level = floor.mean(-1)
+            W, target = floor.unsqueeze(-1) * W, level / exponential_quantile(quantile) if mean_level else level
         else:
             W, target = W.expand(B, F, self.rank), 0.5 * power.mean((-2, -1))
         W = W / W.sum(-2, keepdim=True)
