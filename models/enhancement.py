@@ -140,7 +140,8 @@ PLATES = 3
 #: floor rule was first applied to U-NDA too; the held-out test run then cost U-NDA 0.6-1.0 dB of mean gain.)
 DEFAULTS = {"nmf": {"num_iters": 15, "lr": 1e-3, "rank": 4, "init": "floor", "smooth": 31,
                     "learn_dictionary": False, "quantile": 0.5, "select": None,
-                    "high_share": 0.6, "high_share_quantile": 0.2, "high_share_mean_level": True},
+                    "high_share": 0.6, "high_share_quantile": 0.2, "high_share_mean_level": True,
+                    "gain_floor": 0.1},
             "deep": {"num_iters": 100, "lr": 5e-4, "unda_lr": 1e-4, "select": "floor", "unda_select": None,
                      "check_every": 10}}
 #: ``select="floor"`` of :func:`fit_svi` (the deep models' default): the last step's fit is kept while its speech
@@ -322,6 +323,7 @@ class EnhancementModel(nn.Module):
         self.speech_hint = None
         self.bins = None  # (F,) bool: the bins that count in the likelihood (None: all); see set_band
         self.selected_mask = self.selected_iter = None  # fit_vem's max-kept selection
+        self.gain_floor = None  # fit_vem: the NMF M-step's floor on the per-frame gain (a share of its mean)
         self.param_prefix = param_prefix
         self.register_params = False  # True while svi runs (see fit_svi)
         self.parallel = bool(parallel) and tuple(self.prior.latent_sites) == ("z",)
@@ -552,7 +554,7 @@ class NMFMStep(ClosedFormBlock):
     def update(self, model, guide, power, **kw):
         v_s = guide["v"].v_s
         gain = model.gain if model.gain.dim() else model.gain.expand(power.shape[:-1])
-        model.gain = model.noise.m_step(power, v_s, gain, bins=model.bins)
+        model.gain = model.noise.m_step(power, v_s, gain, bins=model.bins, gain_floor=model.gain_floor)
 
 
 class EnhancementGuide(StructuredGuide):
@@ -641,12 +643,13 @@ def load_speech_prior(path, sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop=HOP):
 
 # ------------------------------------------------------------------------------------------------ fitting
 def fit_vem(model, power, num_iters=30, lr=1e-3, e_steps=1, num_samples=4, progress=False, nmf_init="uniform",
-            gain_init=False, select=None, quantile=None, mean_level=False):
+            gain_init=False, select=None, quantile=None, mean_level=False, gain_floor=None):
     """RVAE-VEM for the NMF model through ``inference.run("vem", ...)``; returns the InferenceResult.
     ``nmf_init``: :meth:`~pyro_dvae.noise.NMFNoise.initialise`; ``gain_init``: start the gain at its
     closed-form value (:meth:`EnhancementModel.init_gain`) instead of 1; ``quantile``: the ``"floor"`` start's
     quantile (``None``: the noise model's); ``mean_level``: that start at the mean noise level the floor implies
-    (:meth:`~pyro_dvae.noise.NMFNoise.initialise`).
+    (:meth:`~pyro_dvae.noise.NMFNoise.initialise`); ``gain_floor``: no frame's speech gain falls below this share
+    of the utterance's mean gain in the M-step (:meth:`~pyro_dvae.noise.NMFNoise.m_step`; ``None``: no floor).
 
     ``select=None`` (default): the last iteration's fit. ``select="max-kept"`` keeps, in ``model.selected_mask``,
     the Wiener mask (from the E-V block's posterior draws) of the iteration whose speech estimate keeps the
@@ -664,6 +667,7 @@ def fit_vem(model, power, num_iters=30, lr=1e-3, e_steps=1, num_samples=4, progr
     model.speech_hint = None
     model.log_gain = None
     model.selected_mask, model.selected_iter = None, None
+    model.gain_floor = gain_floor
     model.gain = torch.ones(power.shape[:-1], dtype=power.dtype, device=power.device)
     if gain_init:
         model.init_gain(power, num_samples)
@@ -820,7 +824,8 @@ def _fit(model, power, kind, mode, num_iters, lr, e_steps, vem_samples, num_samp
         d = DEFAULTS["nmf"]
         high = d["high_share"] is not None and speech_share(power, model.bins) >= d["high_share"]
         return fit_vem(model, power, num_iters, lr, e_steps, vem_samples, progress, nmf_init, gain, d["select"],
-                       d["high_share_quantile"] if high else None, high and d["high_share_mean_level"])
+                       d["high_share_quantile"] if high else None, high and d["high_share_mean_level"],
+                       d["gain_floor"])
     if mode in ("una", "unda") and num_iters > 0:
         return fit_svi(model, power, num_iters, lr, progress=progress, fit_gain=gain,
                        select=DEFAULTS["deep"]["unda_select" if mode == "unda" else "select"],

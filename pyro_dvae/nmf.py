@@ -123,19 +123,25 @@ def is_nmf_step(V, V_fixed, W, H, update_W=True, update_H=True, power=0.5, eps=E
     return W, H
 
 
-def gain_step(V, V_s, g, V_other, power=0.5, eps=EPS, mask=None):
+def gain_step(V, V_s, g, V_other, power=0.5, eps=EPS, mask=None, floor=None):
     """Multiplicative IS update of a per-frame gain ``g (*batch, T)`` in ``V_hat = g_t V_s + V_other``.
 
     ``g <- g [sum_f V V_s V_hat^-2 / sum_f V_s V_hat^-1]^(1/2)`` (Leglaive et al. 2018, 2020), monotone like
     :func:`is_nmf_step`; ``V_s`` may carry extra leading sample dims (summed over). ``mask``: as in
     :func:`is_nmf_step` (bins outside it do not count).
+
+    ``floor`` (broadcastable against ``g``): the update is kept at or above it, ``max(g_new, floor)``. The
+    majorising function of each gain is ``a / g + b g`` (``a, b > 0``), convex, so the floored update is its
+    minimiser over ``g >= floor`` and stays monotone from a start at or above the floor. Without a floor a gain
+    that reaches zero never comes back (a multiplicative update's fixed point).
     """
     V = V.clamp_min(eps)
     Vh = (g.unsqueeze(-2) * V_s + V_other).clamp_min(eps)
     m = 1.0 if mask is None else mask.to(V.dtype)
     num = _reduce_to((m * V * V_s / Vh**2).sum(-2), g.shape)
     den = _reduce_to((m * V_s / Vh).sum(-2), g.shape)
-    return g * _ratio(num, den, power)
+    g = g * _ratio(num, den, power)
+    return g if floor is None else torch.maximum(g, torch.as_tensor(floor, dtype=g.dtype, device=g.device))
 
 
 def _init(V, rank, W, H, seed):

@@ -109,7 +109,7 @@ class NMFNoise(NoiseModel):
         return is_divergence(power, v.clamp_min(EPS)) / v_s.shape[0]
 
     @torch.no_grad()
-    def m_step(self, power, v_s, gain, update_gain=True, bins=None):
+    def m_step(self, power, v_s, gain, update_gain=True, bins=None, gain_floor=None):
         """One multiplicative update of ``H``, ``W`` (if ``learn_dictionary``) and (``update_gain``) ``gain``;
         returns the new gain.
 
@@ -118,6 +118,10 @@ class NMFNoise(NoiseModel):
         :param gain: per-frame speech gain ``(B, T)``.
         :param bins: optional ``(F,)`` boolean mask of the frequency bins that count (e.g. the band of a
             narrowband input); the others are left out of the cost.
+        :param float gain_floor: no frame's gain may fall below this share of the utterance's mean gain (the
+            mean of ``gain`` as it comes in; :func:`~pyro_dvae.nmf.gain_step`'s ``floor``). A zero gain is a fixed
+            point of the multiplicative update: without a floor the noise model can take a stretch of speech
+            over for good. ``None``: no floor.
         """
         V, Vs = power.mT, v_s.mT  # NMF layout (..., F, T)
         mask = None if bins is None else bins.view(-1, 1)
@@ -125,5 +129,6 @@ class NMFNoise(NoiseModel):
                                      power=self.exponent, mask=mask)
         self.H = moving_average(self.H, self.smooth)  # averaged over `smooth` frames: a slowly varying noise level
         if update_gain:
-            gain = gain_step(V, Vs, gain, self.W @ self.H, power=self.exponent, mask=mask)
+            floor = None if gain_floor is None else float(gain_floor) * gain.mean(-1, keepdim=True)
+            gain = gain_step(V, Vs, gain, self.W @ self.H, power=self.exponent, mask=mask, floor=floor)
         return gain

@@ -427,9 +427,13 @@ def test_nmf_dictionary_reads_a_low_quantile_when_speech_dominates(prior, monkey
         seen = {}
         monkeypatch.setattr(model.noise, "initialise",
                             lambda *a, _f=model.noise.initialise, **k: seen.update(args=a) or _f(*a, **k))
+        floors = []
+        monkeypatch.setattr(model.noise, "m_step", lambda *a, _f=model.noise.m_step, **k:
+                            floors.append(k["gain_floor"]) or _f(*a, **k))
         E._fit(model, power, "nmf", "una", 2, 1e-3, 1, 2, 2, False, "floor", False)
         high = quantile == d["high_share_quantile"]
         assert seen["args"][2:] == (quantile if high else None, high and d["high_share_mean_level"])  # None: 0.5
+        assert floors == [d["gain_floor"]] * 2 and model.gain_floor == d["gain_floor"]  # every M-step floors the gain
         ref = E.build_model(prior, "nmf", "una")
         ref.noise.initialise(power, "floor", quantile, mean_level=high)
         torch.testing.assert_close(model.noise.W, ref.noise.W)

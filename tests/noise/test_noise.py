@@ -87,6 +87,26 @@ def test_particles_repeat_the_utterances():
         model.variance(P, z[:, :5])
 
 
+def test_nmf_m_step_gain_floor_is_a_share_of_the_incoming_mean_gain():
+    """``m_step(gain_floor=r)``: no frame's gain ends below ``r`` times the utterance's mean gain as it came in;
+    frames above it get the free update, and ``None`` is the free update everywhere."""
+    P = _power()
+    g = torch.Generator().manual_seed(2)
+    v_s = torch.rand(4, 2, T, F, generator=g, dtype=torch.float64) + 0.05
+    v_s[..., 3:7, :] *= 1e3  # a loud speech estimate on frames the noisy power does not back: their gain drops
+    gain = torch.rand(2, T, generator=g, dtype=torch.float64) + 0.5
+    free_model = noise.build("nmf", F, rank=3).initialise(P, "floor")
+    floored_model = noise.build("nmf", F, rank=3).initialise(P, "floor")
+    free = free_model.m_step(P, v_s, gain)
+    floored = floored_model.m_step(P, v_s, gain, gain_floor=0.2)
+    floor = 0.2 * gain.mean(-1, keepdim=True)
+    torch.testing.assert_close(floored, torch.maximum(free, floor))
+    assert bool((free < floor).any())  # the floor binds on the frames the noise model would otherwise take
+    torch.testing.assert_close(floored_model.H, free_model.H)  # W, H move as without a floor
+    none = noise.build("nmf", F, rank=3).initialise(P, "floor").m_step(P, v_s, gain, gain_floor=None)
+    torch.testing.assert_close(none, free)
+
+
 @pytest.mark.parametrize("learn_dictionary", [True, False])
 def test_nmf_m_step_never_raises_the_is_divergence(learn_dictionary):
     P = _power()
