@@ -106,8 +106,8 @@ def test_floored_gain_step_is_the_constrained_minimiser_and_stays_monotone():
         costs.append(cost(gain))
     _assert_monotone(costs)
     assert bool((gain >= floor).all()) and bool((gain == floor).any())  # the floor binds somewhere
-    # brute force on a grid: each floored gain is the best value >= the floor of its own majoriser's cost
-    # (checked through the true cost of one frame with the others held: a frame's cost depends on its gain only)
+    # brute force on a grid, on the true cost: a frame's cost depends on its own gain only, and where the floor binds
+    # no gain on [floor, 5] gives that frame a lower cost than the floor itself
     t = int(torch.nonzero(gain == floor)[0])
     grid = torch.linspace(0.3, 5.0, 400, dtype=DT)
     frame = [float(sum(nmf.is_divergence(V[:, t], c * v_s[r, :, t] + other[:, t]) for r in range(3))) for c in grid]

@@ -121,7 +121,8 @@ class NMFNoise(NoiseModel):
         :param float gain_floor: no frame's gain may fall below this share of the utterance's mean gain (the
             mean of ``gain`` as it comes in; :func:`~pyro_dvae.nmf.gain_step`'s ``floor``). A zero gain is a fixed
             point of the multiplicative update: without a floor the noise model can take a stretch of speech
-            over for good. ``None``: no floor.
+            over for good. ``None``: no floor. The gain update stays monotone only where every incoming gain is
+            at or above the floor; the floor follows the mean gain from one M-step to the next.
         """
         V, Vs = power.mT, v_s.mT  # NMF layout (..., F, T)
         mask = None if bins is None else bins.view(-1, 1)
