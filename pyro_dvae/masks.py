@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Time-frequency masks for the separation baselines: oracle masks from the reference sources and the
-Wiener masks of supervised NMF. A mask ``(B, N, T, F)`` multiplies the mixture STFT ``(B, T, F)`` to give
-the source estimates ``mask * mix[:, None]``.
+"""Time-frequency masks: oracle masks from the reference sources, the Wiener masks of supervised NMF (a mask
+``(B, N, T, F)`` multiplies the mixture STFT ``(B, T, F)`` to give the source estimates ``mask * mix[:, None]``),
+and the posterior-mean gains of one source in additive noise, Gaussian (:func:`wiener_gain`) or with a
+heavy-tailed source (:func:`scale_mixture_gain`).
 
 **References:**
 
@@ -11,14 +12,20 @@ the source estimates ``mask * mix[:, None]``.
     Single-Channel Mixtures", ICA.
 [3] T. Virtanen (2007), "Monaural Sound Source Separation by Nonnegative Matrix Factorization with Temporal
     Continuity and Sparseness Criteria", IEEE TASLP 15(3).
+[4] R. Martin (2005), "Speech Enhancement Based on Minimum Mean-Square Error Estimation and Supergaussian
+    Priors", IEEE TSAP 13(5).
+[5] S. Leglaive, U. Simsekli, A. Liutkus, L. Girin, R. Horaud (2019), "Speech Enhancement with Variational
+    Autoencoders and Alpha-stable Distributions", ICASSP.
 """
+
+import math
 
 import torch
 
 from .likelihoods.spectral import abs2
 from .nmf import nmf_separate
 
-__all__ = ["nmf_masks", "oracle_masks"]
+__all__ = ["nmf_masks", "oracle_masks", "scale_mixture_gain", "wiener_gain"]
 
 
 def oracle_masks(refs, kind="ibm", eps=1e-12):
@@ -45,3 +52,54 @@ def nmf_masks(X, separator, names, method="is", iters=100, alpha=None, beta=None
                        separator.alpha if alpha is None else alpha, separator.beta if beta is None else beta,
                        separator.seed)
     return out.masks.mT
+
+
+def wiener_gain(v_s, v_n):
+    """The Wiener gain ``E[s | x] / x = v_s / (v_s + v_n)`` of ``s ~ CN(0, v_s)`` in ``x = s + n``,
+    ``n ~ CN(0, v_n)``, averaged over the leading (posterior sample) dim: ``(R, ...) -> (...)``."""
+    return (v_s / (v_s + v_n).clamp_min(torch.finfo(v_s.dtype).tiny)).mean(0)
+
+
+def scale_mixture_gain(v_s, v_n, power, shape=None, num_nodes=41, log_range=(-10.0, 5.0)):
+    """The posterior-mean gain ``E[s | x] / x`` of a heavy-tailed source in Gaussian noise, averaged over the
+    leading (posterior sample) dim like :func:`wiener_gain`: ``(R, ...) -> (...)``.
+
+    Model, per bin: ``x = s + n``, ``n ~ CN(0, v_n)``, ``s | u ~ CN(0, u v_s)`` with a variance scale
+    ``u ~ Gamma(shape, rate=shape)`` (mean 1) of its own: a Gaussian scale mixture, whose ``s`` has heavier tails
+    than a Gaussian of variance ``v_s`` (smaller ``shape``, heavier; ``shape -> inf`` is the Wiener gain) [4, 5].
+    Given ``x``, ``E[s | x] = E[u v_s / (u v_s + v_n) | x] x``: bins whose observed ``power = |x|^2`` exceeds what
+    ``v_s + v_n`` predicts get a larger gain, bins below it a smaller one. ``u`` is integrated out by quadrature:
+    ``num_nodes`` nodes evenly spaced in ``log u`` over ``log_range``, plus one node at ``u = 0`` that carries the
+    prior mass below the range (there ``s`` is negligible against ``n``); weights ``p(u) p(x | u) du``
+    normalised per bin. Within 1e-2 of adaptive quadrature for ``shape >= 0.25`` (tested).
+
+    :param v_s: source variances ``(R, ...)``; :param v_n: noise variances broadcastable against ``v_s``;
+    :param power: ``|x|^2`` broadcastable against ``v_s[0]``; :param shape: the Gamma shape ``> 0``; ``inf`` (the
+        Gaussian limit) or ``None``: :func:`wiener_gain`.
+    """
+    if shape is None or float(shape) == math.inf:
+        return wiener_gain(v_s, v_n)
+    if not float(shape) > 0.0:
+        raise ValueError(f"shape must be > 0 (or None for the Wiener gain), got {shape}")
+    if int(num_nodes) < 2 or not log_range[0] < log_range[1]:
+        raise ValueError(f"need num_nodes >= 2 and log_range[0] < log_range[1], got {num_nodes}, {log_range}")
+    tiny, a = torch.finfo(v_s.dtype).tiny, float(shape)
+    lu = torch.linspace(*log_range, int(num_nodes), dtype=v_s.dtype, device=v_s.device)
+    step = float(lu[1] - lu[0])
+    below = torch.special.gammainc(torch.tensor(a, dtype=torch.float64), torch.tensor(a * math.exp(log_range[0]),
+                                                                                          dtype=torch.float64))
+    # log prior weights: the Gamma(a, a) density times the Jacobian u of the log grid (up to a constant), and
+    # the mass below the grid in the same units (the density's constant a^a / Gamma(a) and the spacing divided out)
+    log_prior = a * lu - a * lu.exp()
+    log_below = float(below.log()) - a * math.log(a) + math.lgamma(a) - math.log(step)
+    lead = [1] * (v_s.dim() - 1)
+    u, log_prior = lu.exp().view(-1, *lead), log_prior.view(-1, *lead)
+    vn = v_n.expand_as(v_s) if torch.is_tensor(v_n) else torch.full_like(v_s, float(v_n))
+    out = 0.0
+    for s, n in zip(v_s, vn):  # one posterior draw at a time: (K + 1, ...) per draw
+        n = n.clamp_min(tiny)
+        v = torch.cat([n.unsqueeze(0), (u * s + n).clamp_min(tiny)])
+        lp = torch.cat([torch.full_like(n, log_below).unsqueeze(0), log_prior.expand_as(v[1:])])
+        w = torch.softmax(lp - v.log() - power / v, dim=0)
+        out = out + (w[1:] * (u * s) / v[1:]).sum(0)
+    return out / v_s.shape[0]

@@ -2,6 +2,8 @@
 """``pyro-dvae enhance``: unsupervised speech enhancement of one noisy recording with a DVAE speech prior and a
 noise model (NMF or deep), fitted per utterance (U-NA), trained beforehand (U-ND) or both (U-NDA)."""
 
+import argparse
+import math
 import warnings
 
 import torch
@@ -32,10 +34,26 @@ def add_parser(sub, parents):
     p.add_argument("--iters", type=int_at_least(1),
                    help="VEM iterations (nmf, default 15) or SVI steps (lv / no / nolv una / unda, default 100); "
                         "und runs no iterations")
+    p.add_argument("--speech-shape", type=speech_shape, metavar="SHAPE",
+                   help="the speech estimate's model: each bin's speech variance carries a Gamma(SHAPE, SHAPE) scale "
+                        "(heavier-tailed speech for smaller SHAPE), integrated out given the bin's power; inf: "
+                        "Gaussian speech, the Wiener filter of the fit (default: the dev-chosen value of "
+                        "models.enhancement.DEFAULTS)")
     p.add_argument("--out", required=True, help="enhanced speech (.wav / .flac / .ogg)")
     p.add_argument("--ref", help="clean reference: print and store SI-SDR, PESQ wb/nb and ESTOI of output and input")
     p.set_defaults(run=run, outputs=[("out", "--out", AUDIO_EXTENSIONS)])
     return p
+
+
+def speech_shape(text):
+    """``--speech-shape``: a number > 0, or ``inf``."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0.0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0 or inf, got {text!r}")
+    return value
 
 
 def _check_options(args):
@@ -79,7 +97,7 @@ def run(args):
     prior = load_speech_prior(pretrained.resolve(args.prior))
     try:
         out = enhance(noisy, prior, args.noise, args.mode, noise_checkpoint=args.noise_model, num_iters=args.iters,
-                      seed=args.seed)
+                      seed=args.seed, speech_shape=args.speech_shape)
     except PriorMismatchError as e:
         if not defaulted:
             raise
@@ -92,7 +110,7 @@ def run(args):
                "rtf": out.info["rtf"],
                "band_bins": out.info["band_bins"], "attempts": out.info["attempts"],
                "recovered": out.info["recovered"], "selected_iter": out.info["selected_iter"],
-               "dictionary_quantile": out.info["dictionary_quantile"],
+               "dictionary_quantile": out.info["dictionary_quantile"], "speech_shape": out.info["speech_shape"],
                "threads": torch.get_num_threads()}
     print(f"{args.noise}-{args.mode}: wrote {args.out} ({rate} Hz, {length} samples); {out.info['seconds']:.2f} s, "
           f"real-time factor {out.info['rtf']:.3f} (1 = as long as the audio)")

@@ -130,6 +130,9 @@ def test_outputs_go_to_new_folders(tmp_path, speech_prior, noisy_wav):
     assert main(["enhance", str(noisy_wav), "--prior", str(speech_prior), "--noise", "nmf", "--iters", "1",
                  "--out", str(out), "--out-json", str(js)]) == 0
     assert out.exists() and strict_load(js)["noise"] == "nmf"
+    assert main(["enhance", str(noisy_wav), "--prior", str(speech_prior), "--noise", "nmf", "--iters", "1",
+                 "--speech-shape", "inf", "--out", str(out), "--out-json", str(js)]) == 0
+    assert strict_load(js)["speech_shape"] is None  # inf: the Gaussian speech of the fit (the Wiener gain)
 
 
 # ---------------------------------------------------------------------------------------------- 3. option ranges
@@ -141,6 +144,8 @@ def test_outputs_go_to_new_folders(tmp_path, speech_prior, noisy_wav):
     (["track", "--mot-dir", "m", "--clutter-prob", "1.5"], "argument --clutter-prob: must be in [0, 1)"),
     (["track", "--mot-dir", "m", "--num-sources", "0"], "argument --num-sources"),
     (["enhance", "n.wav", "--prior", "p.pt", "--noise", "lv", "--iters", "0", "--out", "o.wav"], "argument --iters"),
+    (["enhance", "n.wav", "--noise", "nmf", "--speech-shape", "0", "--out", "o.wav"], "argument --speech-shape"),
+    (["enhance", "n.wav", "--noise", "nmf", "--speech-shape", "x", "--out", "o.wav"], "argument --speech-shape"),
     (["train-prior", "--model", "vae", "--data", "d", "--out", "o.pt", "--epochs", "0"], "argument --epochs"),
     (["train-prior", "--model", "vae", "--data", "d", "--out", "o.pt", "--lr", "-1"], "argument --lr"),
     (["train-prior", "--model", "vae", "--data", "d", "--out", "o.pt", "--val-fraction", "1"], "--val-fraction"),

@@ -14,6 +14,7 @@ from pyro_dvae import noise, priors
 from pyro_dvae.data import audio
 from pyro_dvae.data.noisy import mix_at_snr, synthetic_noise
 from pyro_dvae.data.synthetic_audio import speech_like
+from pyro_dvae.masks import scale_mixture_gain
 from pyro_dvae.metrics import si_sdr
 from pyro_dvae.models import enhancement as E
 from pyro_dvae.models import enhancement_training as U
@@ -558,3 +559,36 @@ def test_train_noise_stops_when_the_noise_model_takes_the_speech(prior, noisy_po
                         noise_options={"rnn_dim": 4, "dense_dim": 4})
     assert res.stopped_on_speech and len(res.history) == 3 and res.best_epoch <= 2
     assert [h["kept_energy"] for h in res.history] == [0.8, 0.79, 0.8 * U.KEPT_RATIO - 0.01]
+
+
+def test_speech_shape_sets_the_output_gain_and_not_the_guards(prior):
+    """``speech_shape``: the output gain is the Gamma scale mixture's posterior mean over the fit's posterior draws
+    (:func:`~pyro_dvae.masks.scale_mixture_gain`); the guards still read the Wiener gain's kept energy."""
+    clean, noisy = _tones_mixture(5.0)
+    model = E.build_model(prior, "nmf", "una")
+    out = E.enhance(noisy, prior, model=model, num_iters=2, speech_shape=0.5)
+    assert out.info["speech_shape"] == 0.5 and model.speech_shape == 0.5
+    X, _ = E.prepare_noisy(noisy)
+    power = (X.abs() ** 2).to(torch.float32)
+    pyro.set_rng_seed(3)
+    got = model.wiener_gain(power, 4)
+    pyro.set_rng_seed(3)
+    v_s, v_n, _ = model.posterior(power, 4)
+    torch.testing.assert_close(got, scale_mixture_gain(v_s, v_n, power, 0.5))
+    assert not torch.allclose(got, E.wiener(v_s, v_n), atol=1e-3)
+    plain = E.enhance(noisy, prior, num_iters=2, speech_shape=math.inf)
+    assert plain.info["speech_shape"] is None and not torch.allclose(plain.mask, out.mask, atol=1e-3)
+    for bad in (0.0, -1.0, math.nan):
+        with pytest.raises(ValueError, match="speech_shape"):
+            E.enhance(noisy, prior, num_iters=1, speech_shape=bad)
+
+    def svi(shape):
+        m = E.build_model(prior, "lv", "una", noise_options={"rnn_dim": 4, "dense_dim": 4}, seed=0)
+        m.speech_shape = shape
+        pyro.set_rng_seed(0)
+        E.fit_svi(m, power, num_steps=4, check_every=2, select="max-kept")
+        return m
+
+    gaussian, heavy = svi(None), svi(0.5)
+    assert heavy.selected_iter == gaussian.selected_iter  # chosen on the Wiener gain's kept energy
+    assert not torch.allclose(heavy.selected_mask, gaussian.selected_mask, atol=1e-3)  # but the output gain is stored
