@@ -14,8 +14,11 @@ Model, for ``B`` noisy utterances of ``T`` STFT frames and ``F`` frequency bins,
   g_t v_s,ft + v_n,ft)`` (the same density up to a constant: the Itakura-Saito fit).
 
 Plates: ``batch`` over the latents (dim -1); ``batch_tf`` x ``time`` x ``freq`` (dims -3, -2, -1) over the
-observed bins (``max_plate_nesting=3``). The speech estimate is the posterior mean, the Wiener filter
-``E[s | x] = E_q(z)[g v_s / (g v_s + v_n)] x`` averaged over posterior samples of ``z``.
+observed bins (``max_plate_nesting=3``). The speech estimate is the posterior mean ``E[s | x]`` averaged over
+posterior samples of ``z``: the Wiener filter ``E_q(z)[g v_s / (g v_s + v_n)] x`` under the Gaussian speech of the
+fit, or (the default, :data:`DEFAULTS`) under heavy-tailed speech whose variance in each bin carries a
+``Gamma(a, a)`` scale ``u_ft`` of its own, ``E_q(z)[E[u g v_s / (u g v_s + v_n) | x]] x``
+(:func:`~pyro_dvae.masks.scale_mixture_gain`; the fit itself keeps ``u = 1``).
 
 Inference, all through :func:`pyro_dvae.inference.run`:
 
@@ -44,6 +47,8 @@ non-autoregressive priors (VAE, DKF, RVAE, DSAE) do not need.
     Variational Autoencoders", IEEE/ACM TASLP 30.
 [3] X. Lin, S. Leglaive, L. Girin, X. Alameda-Pineda (2023), "Unsupervised Speech Enhancement with Deep
     Dynamical Generative Speech and Noise Models", Interspeech.
+[4] R. Martin (2005), "Speech Enhancement Based on Minimum Mean-Square Error Estimation and Supergaussian
+    Priors", IEEE TSAP 13(5).
 """
 
 import contextlib
