@@ -166,12 +166,24 @@ PLATES = 3
 #: ``unda_select=None``: U-NDA keeps its last step. On the 16 dev utterances at 8 kHz LV U-NDA gave +3.55 / +0.31 with
 #: the last step, +3.35 / +1.12 with the floor rule (0.95; 0.9: +3.31 / +0.97): no tail to remove, a lower mean. (The
 #: floor rule was first applied to U-NDA too; the held-out test run then cost U-NDA 0.6-1.0 dB of mean gain.)
+#: ``start="mean"``, ``num_iters=50`` (U-NA; ``unda_num_iters=100``, U-NDA starts from a trained model): a fresh
+#: noise network starts at the anchor, the 0.2-quantile of each bin's power, which is 0.22 of a stationary noise's
+#: mean: at -5 dB the fits then kept 0.5-0.6 of the input energy at step 10 for a true speech share near 0.25, and
+#: SI-SDR was still rising at step 100 (dev, a scratch script scoring every 10th step of ``enhance``). Started at
+#: the mean level (:class:`~pyro_dvae.noise.deep.DeepNoise` ``start``), the first check already held most of the
+#: gain, and later
+#: steps mostly drifted towards takeover. LV U-NA with the floor rule, on the 32 dev files of every SNR (``--per-snr
+#: 8``) and the 30 at 10 dB, each band (mean / worst; files worse by more than 1 dB): anchor, 100 steps: 8 kHz
+#: +4.62 / +0.49, +3.53 / -1.31 (1); 16 kHz +4.53 / +0.37, +3.69 / -0.50. Mean start, 50 steps: +4.58 / +0.80,
+#: +3.45 / -0.96 (0); +4.69 / +0.68, +3.70 / -0.41. Mean start, 10 / 30 / 100 steps: 8 kHz +4.49 / +4.54 /
+#: +4.63, at 10 dB +3.19 / +3.29 / +3.48 (worst -1.52 at 100 steps); 16 kHz 10 / 30 steps +4.64 / +4.48, at 10 dB
+#: +3.43 / +3.43. Half the time of 100 steps. ``nmf`` on the same files: +4.69, +3.22, +4.76, +3.39.
 DEFAULTS = {"nmf": {"num_iters": 15, "lr": 1e-3, "rank": 4, "init": "floor", "smooth": 31,
                     "learn_dictionary": False, "quantile": 0.5, "select": None,
                     "high_share": 0.6, "high_share_quantile": 0.2, "high_share_mean_level": True,
                     "gain_floor": 0.1, "speech_shape": 0.25},
-            "deep": {"num_iters": 100, "lr": 5e-4, "unda_lr": 1e-4, "select": "floor", "unda_select": None,
-                     "check_every": 10, "speech_shape": 0.25}}
+            "deep": {"num_iters": 50, "unda_num_iters": 100, "lr": 5e-4, "unda_lr": 1e-4, "start": "mean",
+                     "select": "floor", "unda_select": None, "check_every": 10, "speech_shape": 0.25}}
 #: ``select="floor"`` of :func:`fit_svi` (the deep models' default): the last step's fit is kept while its speech
 #: estimate keeps at least this share of :func:`speech_share`. Chosen on dev (the comment above :data:`DEFAULTS`).
 FLOOR_SHARE = 0.95
@@ -642,6 +654,7 @@ def build_model(prior, noise="nmf", mode="una", noise_checkpoint=None, noise_opt
                 opts.setdefault(key, DEFAULTS["nmf"][key])
         else:
             opts.setdefault("z_dim", prior.z_dim)
+            opts.setdefault("start", DEFAULTS["deep"]["start"])
             torch.manual_seed(seed)  # the fresh network's initial weights
         return EnhancementModel(prior, noise_models.build(noise, prior.x_dim, **opts))
     if noise_checkpoint is None:
@@ -921,7 +934,9 @@ def _enhance(noisy, prior, noise, mode, noise_checkpoint, num_iters, lr, num_sam
     if model is None:
         model = build_model(prior, noise, mode, noise_checkpoint, noise_options, seed, n_fft=n_fft, hop=hop)
     kind = "nmf" if model.noise.name == "nmf" else "deep"
-    num_iters = DEFAULTS[kind]["num_iters"] if num_iters is None else int(num_iters)
+    if num_iters is None:
+        num_iters = DEFAULTS[kind]["unda_num_iters" if kind == "deep" and mode == "unda" else "num_iters"]
+    num_iters = int(num_iters)
     lr = DEFAULTS[kind]["unda_lr" if mode == "unda" else "lr"] if lr is None else float(lr)
     if num_iters < 0 or (kind == "nmf" and num_iters < 1):
         raise ValueError(f"num_iters must be >= {1 if kind == 'nmf' else 0} for {model.noise.name}, got {num_iters}")

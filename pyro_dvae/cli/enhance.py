@@ -32,7 +32,7 @@ def add_parser(sub, parents):
                         "(nmf: una only)")
     p.add_argument("--noise-model", help="noise checkpoint written by train-noise (und / unda)")
     p.add_argument("--iters", type=int_at_least(1),
-                   help="VEM iterations (nmf, default 15) or SVI steps (lv / no / nolv una / unda, default 100); "
+                   help="VEM iterations (nmf, default 15) or SVI steps (lv / no / nolv: una default 50, unda 100); "
                         "und runs no iterations")
     p.add_argument("--speech-shape", type=speech_shape, metavar="SHAPE",
                    help="the speech estimate's model: each bin's speech variance carries a Gamma(SHAPE, SHAPE) scale "

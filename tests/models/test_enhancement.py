@@ -513,6 +513,18 @@ def test_svi_floor_guard_falls_back_only_below_the_floor(prior, monkeypatch):
     assert E.DEFAULTS["deep"]["select"] == "floor" and E.DEFAULTS["deep"]["unda_select"] is None
 
 
+def test_deep_una_defaults_start_at_the_mean_level_and_unda_runs_longer(prior, monkeypatch):
+    """U-NA's fresh deep noise model starts at the mean noise level (``DEFAULTS["deep"]["start"]``) and runs
+    ``num_iters`` steps; U-NDA, started from a trained model, runs ``unda_num_iters``."""
+    assert E.DEFAULTS["deep"]["start"] == "mean" and E.build_model(prior, "lv", "una").noise.start == "mean"
+    steps = []
+    monkeypatch.setattr(E, "_fit", lambda model, power, kind, mode, num_iters, *a: steps.append(num_iters))
+    x = speech_like(1.0, seed=7) + 0.2 * synthetic_noise("pink", 1.0, seed=7)
+    for mode in ("una", "unda"):
+        E.enhance(x, prior, "lv", mode, model=E.build_model(prior, "lv", "una"))
+    assert steps == [E.DEFAULTS["deep"]["num_iters"], E.DEFAULTS["deep"]["unda_num_iters"]] == [50, 100]
+
+
 def test_joint_adam_orders_parameters_by_name_not_address():
     """Pyro passes a step's parameters as a set (ordered by memory address, which changes run to run): JointAdam
     must order them by their parameter-store names, or the clipped norm's summation order, hence the fit, changes

@@ -41,6 +41,31 @@ def test_deep_models_are_level_invariant_and_start_at_the_anchor(name):
     torch.testing.assert_close(model.variance(P, z), noise.noise_anchor(P, model.quantile).exp().expand(2, T, F))
 
 
+@pytest.mark.parametrize("name", ["lv", "no", "nolv"])
+def test_mean_start_sits_at_the_mean_level_the_anchor_implies(name):
+    P, z = _power(), torch.randn(2, T, 3, dtype=torch.float64)
+    v = {}
+    for start in ("anchor", "mean"):
+        torch.manual_seed(0)  # the same weights; only the output bias differs
+        model = noise.build(name, F, z_dim=3, rnn_dim=8, dense_dim=8, start=start).double()
+        assert model.config["start"] == start
+        v[start] = model.variance(P, z)
+    torch.testing.assert_close(v["mean"], v["anchor"] / noise.exponential_quantile(0.2))
+    # stationary noise (exponential power per bin): the mean start is near the true mean, the anchor at 0.22 of it
+    torch.manual_seed(1)
+    model = noise.build(name, F, z_dim=3, rnn_dim=8, dense_dim=8, start="mean").double()
+    with torch.no_grad():
+        model.out.weight.zero_()
+    mean = torch.linspace(0.5, 4.0, F, dtype=torch.float64)
+    x = torch.distributions.Exponential(1.0 / mean).sample((1, 4000))
+    ratio = model.variance(x, torch.zeros(1, 4000, 3, dtype=torch.float64))[0, 0] / mean
+    assert ((ratio - 1.0).abs() < 0.1).all(), ratio
+    with pytest.raises(ValueError, match="start must be one of"):
+        noise.build(name, F, start="median")
+    with pytest.raises(ValueError, match="quantile"):
+        noise.build(name, F, quantile=0.0, start="mean")
+
+
 def test_no_model_reads_only_past_frames():
     torch.manual_seed(0)
     model = noise.build("no", F, rnn_dim=8, dense_dim=8).double()
