@@ -112,12 +112,7 @@ def synthetic_data(seed, num_train=SYNTHETIC_TRAIN):
     n = num_train + 2
     speakers = np.random.default_rng(seed).permutation(n)
     sp = [speech_like(6.0, seed=1000 * seed + int(k)) for k in speakers]
-    scale = chromatic()
-    if os.environ.get("SCASS_DISJOINT"):
-        fl = [flute_like(6.0, seed=1000 * seed + 500 + k, notes=scale[0::2] if k < num_train else scale[1::2])
-              for k in range(n)]
-    else:
-        fl = [flute_like(6.0, seed=1000 * seed + 500 + k, notes=scale) for k in range(n)]
+    fl = [flute_like(6.0, seed=1000 * seed + 500 + k, notes=chromatic()) for k in range(n)]
     print(f"SYNTHETIC data: {num_train} train / 2 test speech-like speakers, {num_train} train / 2 test flute-like "
           "melodies (same scale)")
     return {"speech": (sp[:num_train], sp[num_train:]), "flute": (fl[:num_train], fl[num_train:])}
