@@ -171,13 +171,12 @@ PLATES = 3
 #: mean: at -5 dB the fits then kept 0.5-0.6 of the input energy at step 10 for a true speech share near 0.25, and
 #: SI-SDR was still rising at step 100 (dev, a scratch script scoring every 10th step of ``enhance``). Started at
 #: the mean level (:class:`~pyro_dvae.noise.deep.DeepNoise` ``start``), the first check already held most of the
-#: gain, and later
-#: steps mostly drifted towards takeover. LV U-NA with the floor rule, on the 32 dev files of every SNR (``--per-snr
-#: 8``) and the 30 at 10 dB, each band (mean / worst; files worse by more than 1 dB): anchor, 100 steps: 8 kHz
-#: +4.62 / +0.49, +3.53 / -1.31 (1); 16 kHz +4.53 / +0.37, +3.69 / -0.50. Mean start, 50 steps: +4.58 / +0.80,
-#: +3.45 / -0.96 (0); +4.69 / +0.68, +3.70 / -0.41. Mean start, 10 / 30 / 100 steps: 8 kHz +4.49 / +4.54 /
-#: +4.63, at 10 dB +3.19 / +3.29 / +3.48 (worst -1.52 at 100 steps); 16 kHz 10 / 30 steps +4.64 / +4.48, at 10 dB
-#: +3.43 / +3.43. Half the time of 100 steps. ``nmf`` on the same files: +4.69, +3.22, +4.76, +3.39.
+#: gain, and later steps mostly drifted towards takeover. LV U-NA with the floor rule, on the 32 dev files of every
+#: SNR (``--per-snr 8``) and the 30 at 10 dB, each band (mean / worst; files worse by more than 1 dB): anchor,
+#: 100 steps: 8 kHz +4.62 / +0.49, +3.53 / -1.31 (1); 16 kHz +4.53 / +0.37, +3.69 / -0.50. Mean start, 50 steps:
+#: +4.58 / +0.80, +3.45 / -0.96 (0); +4.69 / +0.68, +3.70 / -0.41. Mean start, 10 / 30 / 100 steps: 8 kHz +4.49 /
+#: +4.54 / +4.63, at 10 dB +3.19 / +3.29 / +3.48 (worst -1.52 at 100 steps); 16 kHz 10 / 30 steps +4.64 / +4.48,
+#: at 10 dB +3.43 / +3.43. Half the time of 100 steps. ``nmf`` on the same files: +4.69, +3.22, +4.76, +3.39.
 DEFAULTS = {"nmf": {"num_iters": 15, "lr": 1e-3, "rank": 4, "init": "floor", "smooth": 31,
                     "learn_dictionary": False, "quantile": 0.5, "select": None,
                     "high_share": 0.6, "high_share_quantile": 0.2, "high_share_mean_level": True,
