@@ -796,7 +796,7 @@ def fit_svi(model, power, num_steps=100, lr=5e-4, hint_every=20, progress=False,
             with torch.no_grad():
                 v_s, v_n, _ = model.posterior(power, 2)
             mask = wiener(v_s, v_n)  # the guards read the Wiener gain's kept energy, whatever the output gain
-            out = mask if model.speech_shape is None else model.output_gain(v_s, v_n, power)
+            out = model.output_gain(v_s, v_n, power)
             kept = _keep_if_more(model, best, mask, power, step, out)  # "max-kept"'s choice, "floor"'s last resort
             if select != "floor":
                 return
