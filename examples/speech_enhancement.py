@@ -184,7 +184,7 @@ def train_speech_prior(train, out, args):
 
 
 def train_noise_models(prior, noisy_train, out_dir, args):
-    from pyro_dvae.models.enhancement_training import train_noise
+    from pyro_dvae.models.enhancement.training import train_noise
 
     chunks = audio.power_chunks(noisy_train, seq_len=args.noise_seq_len)
     perm = torch.randperm(len(chunks), generator=torch.Generator().manual_seed(args.seed))

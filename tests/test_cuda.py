@@ -91,7 +91,7 @@ def test_enhancement_on_cuda(noise):
 
 
 def test_noise_training_on_cuda(tmp_path):
-    from pyro_dvae.models.enhancement_training import train_noise
+    from pyro_dvae.models.enhancement.training import train_noise
 
     torch.manual_seed(0)
     prior = priors.build("rvae", x_dim=513, z_dim=4, emission="spectral", dense_dim=32, rnn_dim=16, z_dense=[16])

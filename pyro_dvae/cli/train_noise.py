@@ -37,7 +37,7 @@ def run(args):
     from .. import pretrained
     from ..engine.ranks import is_rank_zero
     from ..models.enhancement import load_speech_prior
-    from ..models.enhancement_training import KEPT_RATIO, train_noise
+    from ..models.enhancement.training import KEPT_RATIO, train_noise
 
     set_threads(args.threads)
     torch.manual_seed(args.seed)

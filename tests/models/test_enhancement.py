@@ -14,10 +14,13 @@ from pyro_dvae import noise, priors
 from pyro_dvae.data import audio
 from pyro_dvae.data.noisy import mix_at_snr, synthetic_noise
 from pyro_dvae.data.synthetic_audio import speech_like
-from pyro_dvae.masks import scale_mixture_gain
+from pyro_dvae.masks import scale_mixture_gain, wiener_gain
 from pyro_dvae.metrics import si_sdr
 from pyro_dvae.models import enhancement as E
-from pyro_dvae.models import enhancement_training as U
+from pyro_dvae.models.enhancement import fit as EF
+from pyro_dvae.models.enhancement import run as ER
+from pyro_dvae.models.enhancement import training as U
+from pyro_dvae.priors.rvae import RVAEPathSampler
 from pyro_dvae.training import TrainConfig, train_prior
 
 REALDATA = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
@@ -82,10 +85,10 @@ def test_wiener_filter_of_known_variances_is_the_posterior_mean():
     s, x = cn(v_s), None
     x = s + cn(v_n)
     slope = (s * x.conj()).mean(0).real / (x.abs() ** 2).mean(0)  # least-squares E[s | x] = a x
-    torch.testing.assert_close(slope, E.wiener(v_s[None], v_n[None]), atol=0.01, rtol=0.0)
+    torch.testing.assert_close(slope, wiener_gain(v_s[None], v_n[None]), atol=0.01, rtol=0.0)
     # samples of the variances are averaged as masks, not as variances
     vs2, vn2 = torch.tensor([[1.0], [3.0]]), torch.tensor([[1.0], [1.0]])
-    torch.testing.assert_close(E.wiener(vs2, vn2), torch.tensor([0.5 * (0.5 + 0.75)]))
+    torch.testing.assert_close(wiener_gain(vs2, vn2), torch.tensor([0.5 * (0.5 + 0.75)]))
 
 
 def test_wiener_gain_averages_the_posterior_draws(prior):
@@ -152,12 +155,12 @@ def test_enhancement_raises_si_sdr_on_a_synthetic_noisy_signal(prior):
 def test_fast_rvae_draw_is_the_priors_own_draw(name):
     torch.manual_seed(0)
     p = priors.build(name, x_dim=9, z_dim=3, emission="spectral", dense_dim=8, rnn_dim=6, z_dense=[8, 5])
-    sampler = E.RVAEPathSampler.build(p)
+    sampler = RVAEPathSampler.build(p)
     assert sampler is not None
     x, eps = torch.rand(2, 7, 9) + 0.1, torch.randn(2, 7, 3)
     with torch.no_grad():
         torch.testing.assert_close(sampler(x, eps), p.encode(x).sample_fn(eps)[0])
-    assert E.RVAEPathSampler.build(priors.build("dkf", x_dim=9, z_dim=3, emission="spectral", dense_dim=8,
+    assert RVAEPathSampler.build(priors.build("dkf", x_dim=9, z_dim=3, emission="spectral", dense_dim=8,
                                                 rnn_dim=6, z_dense=[8])) is None
 
 
@@ -295,7 +298,7 @@ def test_collapse_is_detected_and_recovered(prior, monkeypatch):
     """A fit whose speech estimate vanishes is detected; the other gain start is tried; if every start fails the
     input is returned unchanged (never a near-silent file)."""
     x = speech_like(1.0, seed=7) + 0.1 * synthetic_noise("pink", 1.0, seed=7)
-    fit, calls = E._fit, []
+    fit, calls = ER._fit, []
 
     def collapse_first(model, *args):
         calls.append(args[-1])
@@ -305,7 +308,7 @@ def test_collapse_is_detected_and_recovered(prior, monkeypatch):
             model.selected_mask = None  # the final mask is then the collapsed fit's
         return result
 
-    monkeypatch.setattr(E, "_fit", collapse_first)
+    monkeypatch.setattr(ER, "_fit", collapse_first)
     with pytest.warns(UserWarning, match="collapsed"):
         out = E.enhance(x, prior, "nmf", "una", num_iters=2)
     assert calls == [False, True]  # the closed-form gain start was the recovery
@@ -319,7 +322,7 @@ def test_collapse_is_detected_and_recovered(prior, monkeypatch):
         model.selected_mask = None
         return result
 
-    monkeypatch.setattr(E, "_fit", always)
+    monkeypatch.setattr(ER, "_fit", always)
     with pytest.warns(UserWarning, match="unchanged"):
         out = E.enhance(x, prior, "nmf", "una", num_iters=2)
     assert out.info["recovered"] == "input"
@@ -387,7 +390,7 @@ def test_vem_keeps_the_iteration_that_keeps_the_most_speech(prior):
     fit = E.fit_vem(model, power, num_iters=4, nmf_init="floor", select="max-kept")
     assert len(fit.losses) == 4 and 0 <= model.selected_iter < 4
     v_s, v_n, _ = model.posterior(power, 4)
-    last = E.kept_energy(E.wiener(v_s, v_n), power)
+    last = E.kept_energy(wiener_gain(v_s, v_n), power)
     assert E.kept_energy(model.selected_mask, power) >= last - 0.05  # about what the last fit keeps, or more
     with pytest.raises(ValueError, match="select"):
         E.fit_vem(model, power, num_iters=1, select="best")
@@ -422,7 +425,7 @@ def test_nmf_dictionary_reads_a_low_quantile_when_speech_dominates(prior, monkey
     power = (X.abs() ** 2).to(torch.float32)
     d = E.DEFAULTS["nmf"]
     for share, quantile in ((d["high_share"], d["high_share_quantile"]), (d["high_share"] - 0.01, d["quantile"])):
-        monkeypatch.setattr(E, "speech_share", lambda *a, share=share, **k: share)
+        monkeypatch.setattr(ER, "speech_share", lambda *a, share=share, **k: share)
         model = E.build_model(prior, "nmf", "una")
         model.set_band(power)
         seen = {}
@@ -431,7 +434,7 @@ def test_nmf_dictionary_reads_a_low_quantile_when_speech_dominates(prior, monkey
         floors = []
         monkeypatch.setattr(model.noise, "m_step", lambda *a, _f=model.noise.m_step, **k:
                             floors.append(k["gain_floor"]) or _f(*a, **k))
-        E._fit(model, power, "nmf", "una", 2, 1e-3, 1, 2, 2, False, "floor", False)
+        ER._fit(model, power, "nmf", "una", 2, 1e-3, 1, 2, 2, False, "floor", False)
         high = quantile == d["high_share_quantile"]
         assert seen["args"][2:] == (quantile if high else None, high and d["high_share_mean_level"])  # None: 0.5
         assert floors == [d["gain_floor"]] * 2 and model.gain_floor == d["gain_floor"]  # every M-step floors the gain
@@ -497,7 +500,7 @@ def test_svi_floor_guard_falls_back_only_below_the_floor(prior, monkeypatch):
     power = (X.abs() ** 2).to(torch.float32)
 
     def fit(select, share):
-        monkeypatch.setattr(E, "FLOOR_SHARE", share)
+        monkeypatch.setattr(EF, "FLOOR_SHARE", share)
         model = E.build_model(prior, "lv", "una", noise_options={"rnn_dim": 4, "dense_dim": 4}, seed=0)
         pyro.set_rng_seed(0)
         E.fit_svi(model, power, num_steps=4, check_every=2, select=select)
@@ -518,7 +521,7 @@ def test_deep_una_defaults_start_at_the_mean_level_and_unda_runs_longer(prior, m
     ``num_iters`` steps; U-NDA, started from a trained model, runs ``unda_num_iters``."""
     assert E.DEFAULTS["deep"]["start"] == "mean" and E.build_model(prior, "lv", "una").noise.start == "mean"
     steps = []
-    monkeypatch.setattr(E, "_fit", lambda model, power, kind, mode, num_iters, *a: steps.append(num_iters))
+    monkeypatch.setattr(ER, "_fit", lambda model, power, kind, mode, num_iters, *a: steps.append(num_iters))
     x = speech_like(1.0, seed=7) + 0.2 * synthetic_noise("pink", 1.0, seed=7)
     for mode in ("una", "unda"):
         E.enhance(x, prior, "lv", mode, model=E.build_model(prior, "lv", "una"))
@@ -587,7 +590,7 @@ def test_speech_shape_sets_the_output_gain_and_not_the_guards(prior):
     pyro.set_rng_seed(3)
     v_s, v_n, _ = model.posterior(power, 4)
     torch.testing.assert_close(got, scale_mixture_gain(v_s, v_n, power, 0.5))
-    assert not torch.allclose(got, E.wiener(v_s, v_n), atol=1e-3)
+    assert not torch.allclose(got, wiener_gain(v_s, v_n), atol=1e-3)
     plain = E.enhance(noisy, prior, num_iters=2, speech_shape=math.inf)
     assert plain.info["speech_shape"] is None and not torch.allclose(plain.mask, out.mask, atol=1e-3)
     for bad in (0.0, -1.0, math.nan):

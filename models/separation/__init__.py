@@ -64,19 +64,12 @@ NMF) on waveforms or STFTs, through :func:`pyro_dvae.inference.run`.
     Autoencoders: A Comprehensive Review", Foundations and Trends in Machine Learning.
 [3] C. Fevotte, N. Bertin, J.-L. Durrieu (2009), "Nonnegative Matrix Factorization with the Itakura-Saito
     Divergence: With Application to Music Analysis", Neural Computation 21(3).
+
+**Layout:** :mod:`.model` (the Pyro model), :mod:`.guide` (the VEM blocks and the structured guide),
+:mod:`.run` (:func:`run_separation`, the baselines and the audio front end).
 """
 
-# The implementation is split in three modules (the model, the VEM blocks and guide, the runner and baselines);
-# this one is the public import path.
-from .separation_model import SeparationModel, SourceSpectra, check_priors
-from .separation_run import (
-    METHODS,
-    SeparationResult,
-    load_separation_prior,
-    prepare_mixture,
-    run_separation,
-)
-from .separation_vem import (
+from .guide import (
     FAMILIES,
     MODES,
     OUTPUTS,
@@ -88,6 +81,14 @@ from .separation_vem import (
     SourceBlock,
     WeightMStep,
     check_mixture,
+)
+from .model import SeparationModel, SourceSpectra, check_priors
+from .run import (
+    METHODS,
+    SeparationResult,
+    load_separation_prior,
+    prepare_mixture,
+    run_separation,
 )
 
 __all__ = ["AssignmentBlock", "FAMILIES", "GainMStep", "LatentBlock", "METHODS", "MODES", "NoiseMStep", "OUTPUTS",

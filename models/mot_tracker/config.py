@@ -1,0 +1,36 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Settings of the whole-sequence tracker."""
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrackerConfig:
+    """Settings of the whole-sequence tracker (defaults: ByteTrack's MOT17 evaluation settings for stage 1).
+
+    :ivar high_score: detections at or above this score are matched first and may start tracks.
+    :ivar low_score: detections in ``[low_score, high_score)`` are matched second, to unmatched tracks only.
+    :ivar birth_score: a new track needs a detection at or above this score.
+    :ivar match_iou: first tier: a pair needs ``IoU * score >= match_iou``.
+    :ivar low_match_iou: second tier: a pair needs ``IoU >= low_match_iou``.
+    :ivar confirm_iou: a tentative track is confirmed by a detection with ``IoU * score >= confirm_iou``.
+    :ivar max_age: frames a track survives without a detection (at 30 fps; scaled by the frame rate).
+    :ivar refine: run the MixDVAE refinement (stage 2).
+    :ivar dynamics: the refinement's dynamics: ``"dvae"`` (the DVAE prior, MixDVAE) or ``"cv"`` (constant
+        velocity, the VKF baseline of the same model).
+    :ivar window: frames per refinement window; ``iters``: VEM iterations; ``clutter_prob``: prior weight of
+        the clutter class in E-W.
+    """
+
+    high_score: float = 0.6
+    low_score: float = 0.1
+    birth_score: float = 0.7
+    match_iou: float = 0.1
+    low_match_iou: float = 0.5
+    confirm_iou: float = 0.3
+    max_age: int = 30
+    refine: bool = True
+    dynamics: str = "dvae"
+    window: int = 60
+    iters: int = 10
+    clutter_prob: float = 0.0

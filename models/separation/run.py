@@ -1,0 +1,250 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Running MixDVAE separation and its baselines (:func:`run_separation`), described in
+:mod:`pyro_dvae.models.separation`."""
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+
+from pyro_dvae.data.audio import HOP, N_FFT, SAMPLE_RATE, istft, stft
+from pyro_dvae.likelihoods import ComplexGaussianBins, abs2
+from pyro_dvae.masks import nmf_masks, oracle_masks
+
+from .guide import OUTPUTS, SeparationGuide, check_mixture
+from .model import SeparationModel, check_priors
+
+# ------------------------------------------------------------------------------------------------- running
+METHODS = ("mixdvae", "mixture", "oracle_ibm", "oracle_wiener", "is_nmf", "temporal_nmf")
+
+
+@dataclass
+class SeparationResult:
+    """The output of :func:`run_separation`.
+
+    :ivar list names: source names, in the order of the source dim.
+    :ivar torch.Tensor stft: estimated source STFTs ``(B, N, T, F)`` (``(N, T, F)`` for an unbatched input),
+        in the units of the input.
+    :ivar numpy.ndarray waveforms: ``(B, N, L)`` / ``(N, L)`` estimated source signals (waveform input only).
+    :ivar result: the :class:`~pyro_dvae.inference.InferenceResult` (``None`` for mask baselines).
+    :ivar dict info: method, algorithm, final residual scale and gains, seconds.
+    """
+
+    names: list
+    stft: torch.Tensor
+    waveforms: object = None
+    result: object = None
+    info: dict = field(default_factory=dict)
+
+
+def _as_batch(x, what, dims):
+    """``x`` as a tensor with a leading batch dim; ``dims`` is the unbatched rank."""
+    x = torch.as_tensor(x)
+    if x.dim() not in (dims, dims + 1):
+        raise ValueError(f"{what} must have {dims} or {dims + 1} dims, got shape {tuple(x.shape)}")
+    return (x.unsqueeze(0), False) if x.dim() == dims else (x, True)
+
+
+def prepare_mixture(mix, n_fft=N_FFT, hop=HOP):
+    """A waveform ``(L,)`` / ``(B, L)`` (peak-normalised per mixture here, as the priors' training files
+    were) or a complex STFT ``(T, F)`` / ``(B, T, F)`` (used as given) -> ``(stft (B, T, F), length or None,
+    scale (B,), batched)``. Silent, too short (under one frame of ``n_fft`` samples) or non-finite
+    input is a :class:`ValueError`."""
+    if torch.is_tensor(mix) and mix.is_complex():
+        X, batched = _as_batch(mix, "a mixture STFT", 2)
+        return check_mixture(X), None, torch.ones(X.shape[0]), batched
+    x, batched = _as_batch(torch.as_tensor(mix, dtype=torch.float32), "a mixture waveform", 1)
+    if x.shape[-1] < n_fft:
+        raise ValueError(f"the mixture has {x.shape[-1]} samples, shorter than one STFT frame ({n_fft})")
+    if not torch.isfinite(x).all():
+        raise ValueError("the mixture contains NaN or inf samples")
+    scale = x.abs().amax(-1)
+    if not (scale > 0).all():
+        raise ValueError("the mixture is silent (all samples are zero)")
+    return stft(x / scale[:, None], n_fft, hop), x.shape[-1], scale, batched
+
+
+def _prepare_refs(refs, X, length, scale, num_sources, n_fft, hop):
+    if refs is None:
+        return None
+    refs = torch.as_tensor(np.asarray(refs) if not torch.is_tensor(refs) else refs)
+    if refs.is_complex():
+        R, _ = _as_batch(refs, "reference STFTs", 3)
+    else:
+        R, _ = _as_batch(refs.to(torch.float32), "reference waveforms", 2)
+        if length is None or R.shape[-1] != length:
+            raise ValueError(f"reference waveforms need a waveform mixture of the same length ({length}), got "
+                             f"{R.shape[-1]} samples")
+        if not torch.isfinite(R).all():
+            raise ValueError("the references contain NaN or inf samples")
+        R = stft(R / scale[:, None, None], n_fft, hop)
+    if R.shape[0] != X.shape[0] or R.shape[1] != num_sources or R.shape[2:] != X.shape[1:]:
+        raise ValueError(f"references must be {num_sources} sources matching the mixture, got shape "
+                         f"{tuple(R.shape)} for a mixture STFT {tuple(X.shape)}")
+    return R.to(X.dtype)
+
+
+def run_separation(mix, priors=None, *, names=None, method="mixdvae", algo="vem", num_iters=30, refs=None, nmf=None,
+                   init="equal", mode="sequential", family="meanfield", output="wiener", noise="proportional",
+                   noise_ratio=0.03, learn_noise=False, learn_gain=True, learn_weights=False, sample_z=False,
+                   parallel_z=True, average=0, lr=0.02, nmf_iters=100, nmf_alpha=None, nmf_beta=None, chunk=None,
+                   seed=0, n_fft=N_FFT, hop=HOP, progress=False):
+    """Separate the sources of one or a batch of mixtures.
+
+    :param mix: waveform ``(L,)`` / ``(B, L)`` (peak-normalised here, outputs scaled back) or complex STFT
+        ``(T, F)`` / ``(B, T, F)`` of a peak-normalised mixture (:func:`prepare_mixture`).
+    :param list priors: one spectral prior per source (``mixdvae``); also gives the number of sources.
+    :param list names: source names (default: ``source0``, ...; NMF dictionaries are looked up by name).
+    :param str method: one of :data:`METHODS`: ``"mixdvae"``; ``"mixture"`` (every estimate is the
+        mixture); ``"oracle_ibm"`` / ``"oracle_wiener"`` (need ``refs``); ``"is_nmf"`` / ``"temporal_nmf"``
+        (need ``nmf``, an :class:`~pyro_dvae.nmf.NMFSeparator` with one dictionary per source name).
+    :param str algo: ``"vem"`` (the structured guide), ``"svi"`` or ``"enum-svi"`` (an ``AutoNormal`` guide
+        over ``s`` and the latents, ``w`` summed out exactly, started from the closed-form initialisation),
+        all through :func:`pyro_dvae.inference.run`.
+    :param int num_iters: VEM iterations or SVI steps.
+    :param refs: reference sources (waveforms ``([B,] N, L)`` or STFTs ``([B,] N, T, F)``).
+    :param init: ``"equal"`` (the reference's ``q(w = n) = 1 / N``), ``"prior"``, ``"nmf"`` (IS-NMF Wiener
+        masks from ``nmf``) or masks ``(B, N, T, F)`` (:meth:`SeparationGuide.initialise`).
+    :param str mode: ``"sequential"`` or ``"parallel"`` E-S for autoregressive priors.
+    :param str family: ``"structured"`` (``q(w) q(s | w)``) or ``"meanfield"`` (the reference's ``q(w) q(s)``).
+    :param str output: how the source STFTs are read from the posterior (:meth:`SeparationGuide.estimate`).
+    :param str noise: ``"proportional"`` or ``"global"`` residual variance
+        (:class:`~pyro_dvae.likelihoods.ComplexGaussianBins`), initial scale ``noise_ratio`` (the reference's
+        ``v_x = 0.03 |o|^2`` by default).
+    :param bool learn_noise: M-step of the residual scale; ``learn_gain``: of the source gains;
+        ``learn_weights``: of the assignment weights ``pi``.
+    :param bool sample_z: E-Z draws ``z`` (default: the encoder's noiseless path, each ``z_t`` at its
+        conditional mean).
+    :param bool parallel_z: Jacobi E-Z (one teacher-forced encoder pass per iteration instead of a loop over
+        time, :class:`LatentBlock`).
+
+    The defaults (``init``, ``noise_ratio``, ``sample_z``, ``parallel_z``, sequential E-S) are the best of a
+    sweep on a development split of real speech + flute mixtures (README, "Audio source separation").
+    :param int average: ``vem`` only: read the estimates from the posterior source moments averaged over the
+        last ``average`` iterations (a Monte Carlo average over that many draws of ``z``; 0 or 1: the last).
+    :param float lr: SVI learning rate.
+    :param int chunk: MixDVAE only: separate mixtures longer than ``chunk`` frames as independent chunks of
+        ``chunk`` frames run as one batch (the priors are trained on short chunks; the time loop of a
+        sequential E-S then runs ``chunk`` steps whatever the length), the last completed by mirroring.
+        ``None``: the whole mixture at once.
+    :returns: :class:`SeparationResult`.
+    """
+    from pyro_dvae import inference
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if algo not in ("vem", "svi", "enum-svi"):
+        raise ValueError(f"algo must be 'vem', 'svi' or 'enum-svi', got {algo!r}")
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    if method == "mixdvae" or priors is not None:
+        priors, names = check_priors(priors, names)
+    elif names is None:
+        raise ValueError(f"method {method!r} without priors needs names=[...] (one per source)")
+    names = list(names)
+    X, length, scale, batched = prepare_mixture(mix, n_fft, hop)
+    R = _prepare_refs(refs, X, length, scale, len(names), n_fft, hop)
+    if method.startswith("oracle") and R is None:
+        raise ValueError(f"method {method!r} needs the reference sources (refs=...)")
+    if (method.endswith("nmf") or (isinstance(init, str) and init == "nmf")) and nmf is None:
+        raise ValueError("NMF (method or init) needs nmf=NMFSeparator(...) fitted on each source's training audio")
+    pyro.set_rng_seed(seed)
+    start = time.perf_counter()
+    result, info = None, {"method": method}
+    if method == "mixture":
+        S = X.unsqueeze(1).expand(-1, len(names), -1, -1)
+    elif method.startswith("oracle"):
+        S = oracle_masks(R, method[len("oracle_"):]) * X.unsqueeze(1)
+    elif method.endswith("nmf"):
+        kind = "is" if method == "is_nmf" else "temporal"
+        S = nmf_masks(X, nmf, names, kind, nmf_iters, nmf_alpha, nmf_beta) * X.unsqueeze(1)
+    else:
+        param = next(priors[0].parameters())  # the priors' device and precision (CPU or CUDA alike)
+        X = check_mixture(X.to(param.device, torch.complex128 if param.dtype == torch.float64 else torch.complex64),
+                          priors[0].x_dim)
+        if isinstance(init, str) and init == "nmf":
+            init = nmf_masks(X.cpu(), nmf, names, "is", nmf_iters)
+        if torch.is_tensor(init):
+            init = init.to(X.device, X.real.dtype)
+        frames = X.shape[1]
+        if chunk is not None and frames > chunk:
+            X = _split(X, chunk)
+            init = _split(init.transpose(1, 2), chunk).transpose(1, 2) if torch.is_tensor(init) else init
+        model = SeparationModel(priors, names, ComplexGaussianBins(noise_ratio, kind=noise), learn_noise=learn_noise,
+                                learn_gain=learn_gain, learn_weights=learn_weights).to(X.device)
+        guide = SeparationGuide(model, mode=mode, family=family, sample_z=sample_z,
+                                parallel_z=parallel_z).initialise(X, init)
+        if algo == "vem":
+            acc = []
+
+            def collect(i, _):
+                if i >= num_iters - average:
+                    acc.append(guide.source_moments() + (guide["w"].eta,))
+
+            with torch.no_grad():
+                result = inference.run("vem", model, guide, X, num_iters=num_iters, progress=progress,
+                                       callback=collect if average > 1 else None)
+            moments = tuple(sum(m) / len(acc) for m in zip(*acc)) if acc else None
+            S = guide.estimate(X, output, moments)
+        else:
+            S, result = _run_svi(model, guide, X, algo, num_iters, lr, progress, output)
+        info.update(algo=algo, noise_scale=model.likelihood.scale.tolist(), gain=model.gain.tolist())
+        if S.shape[2] != frames:  # chunked: (B * K, N, chunk, F) -> (B, N, T, F)
+            S = S.unflatten(0, (scale.shape[0], -1)).movedim(1, 2).flatten(2, 3)[:, :, :frames]
+    info["seconds"] = time.perf_counter() - start
+    S = S.detach().cpu() * scale.to(S.real.dtype).view(-1, 1, 1, 1)
+    waves = None
+    if length is not None:
+        waves = istft(S, length, n_fft, hop).numpy()
+    if not batched:
+        S, waves = S[0], (None if waves is None else waves[0])
+    return SeparationResult(names, S, waves, result, info)
+
+
+def _split(X, size):
+    """``(B, T, ...)`` -> ``(B * K, size, ...)``, ``K = ceil(T / size)``; the last chunk is completed by
+    mirroring the frames before the end (``T > size``)."""
+    pad = -X.shape[1] % size
+    if pad:
+        X = torch.cat([X, X[:, -pad - 1:-1].flip(1)], 1)
+    return X.unflatten(1, (-1, size)).flatten(0, 1)
+
+
+def _run_svi(model, guide, X, algo, num_iters, lr, progress, output):
+    from pyro.infer.autoguide import AutoNormal, init_to_value
+
+    from pyro_dvae import inference
+
+    values = {"s": torch.view_as_real(guide.source_moments()[0]).contiguous()}
+    for n, lat in zip(model.names, guide["z"].latents):
+        values.update({f"{k}_{n}": v for k, v in lat.items() if v.shape[-1] > 0})
+    blocked = poutine.block(model.model, hide_types=["param"])  # the priors stay fixed
+    auto = AutoNormal(poutine.block(model.model, hide=["w"]), init_scale=1e-2, init_loc_fn=init_to_value(values=values))
+    pyro.clear_param_store()
+    result = inference.run(algo, blocked, auto, X, num_steps=num_iters, lr=lr, progress=progress)
+    with torch.no_grad():
+        S = torch.view_as_complex(auto.median(X)["s"].contiguous())
+    if output == "wiener":
+        P = abs2(S)
+        S = P / P.sum(1, keepdim=True).clamp_min(1e-30) * X.unsqueeze(1)
+    elif output == "mask":
+        raise ValueError("output='mask' needs the closed-form q(w) of algo='vem'")
+    return S, result
+
+
+# ------------------------------------------------------------------------------------------------- files
+def load_separation_prior(path, sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop=HOP):
+    """Load a spectral prior checkpoint for separation, checking that it matches the front end.
+
+    Checkpoints may carry ``sample_rate``, ``n_fft`` and ``hop`` entries (``prior.save(path, **extra)``);
+    a checkpoint without them is taken to use the package's front end (16 kHz, 1024, 256: what
+    ``pyro-dvae train-prior`` uses for audio). Another value, a Gaussian (trajectory) prior or a prior of
+    another number of bins than ``n_fft // 2 + 1`` is a :class:`ValueError`.
+    """
+    from pyro_dvae import priors as zoo
+
+    return zoo.load_spectral(path, sample_rate, n_fft, hop, task="separation")
+

@@ -1,0 +1,277 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The MixDVAE tracking blocks (E-W, E-Z, E-S), the structured guide that holds them, and the guide's
+initialisation by :func:`greedy_tracks`."""
+
+import math
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from pyro_dvae.assignment import entropy, responsibilities
+from pyro_dvae.data.mot import iou_xyxy
+from pyro_dvae.inference import ClosedFormBlock, StructuredGuide
+from pyro_dvae.priors.distributions import SequentialNormal
+from pyro_dvae.smoothing import cv_kalman_smoother, dvae_parallel_smoother, dvae_smoother
+
+from .model import BOX, check_observations
+
+
+# --------------------------------------------------------------------------------------------- guide blocks
+class AssignmentBlock(ClosedFormBlock):
+    """E-W: ``q(w_tk = n) ∝ pi_n exp(E_q(s)[log p(o_tk | s_tn)])``, clutter included."""
+
+    def __init__(self):
+        super().__init__("w")
+        self.eta = None
+        self._ell = None  # (key, value) of the last expected_log_lik without autograd
+
+    def expected_log_lik(self, model, obs, mean, var):
+        """``E_q(s)[log p(o_tk | w_tk = n, s)]``, ``(B, T, K, N [+ 1 clutter])``. Without autograd the last
+        value is reused while its inputs are the same unmodified tensors and the likelihoods' parameters,
+        buffers and number / string attributes are unchanged: the ELBO at the end of a VEM iteration and the
+        next E-W step need the same values."""
+        modules = [m for m in (model.likelihood, model.clutter) if m is not None]
+        key = None
+        if not torch.is_grad_enabled():
+            key = tuple((id(t), t._version) for t in (obs, mean, var))
+            key += tuple((id(t), t._version) for m in modules for t in (*m.parameters(), *m.buffers()))
+            key += tuple((k, v) for m in modules for k, v in vars(m).items() if isinstance(v, (int, float, str)))
+            if self._ell is not None and self._ell[0] == key:
+                return self._ell[1]
+        # mean, var: (B, N, T, 4) -> (B, T, 1, N, 4) against obs (B, T, K, 1, 4)
+        m, v = mean.permute(0, 2, 1, 3).unsqueeze(2), var.permute(0, 2, 1, 3).unsqueeze(2)
+        ell = model.likelihood.expected_log_lik(obs.unsqueeze(3), m, v)
+        if model.clutter is not None:
+            ell = torch.cat([ell, model.clutter.log_density(obs).unsqueeze(-1)], -1)
+        # the key holds the tensors' ids; keeping the tensors alive keeps those ids unique
+        self._ell = None if key is None else (key, ell, (obs, mean, var))
+        return ell
+
+    @torch.no_grad()
+    def update(self, model, guide, obs, obs_mask, **kw):
+        obs, obs_mask = check_observations(obs, obs_mask)
+        qs = guide["s"]
+        ell = self.expected_log_lik(model, obs, qs.mean, qs.var)
+        log_pi = model.log_pi(obs)
+        eta = responsibilities(ell, log_pi)
+        self.eta = torch.where(obs_mask.unsqueeze(-1), eta, log_pi.exp())  # padded slots keep the prior
+
+    def guide(self, obs, obs_mask, values, **kw):
+        B, T, K, _ = obs.shape
+        with pyro.plate("batch_det", B, dim=-3), pyro.plate("time", T, dim=-2), pyro.plate("detections", K, dim=-1):
+            return {"w": pyro.sample("w", dist.Categorical(self.eta))}
+
+
+class LatentBlock(ClosedFormBlock):
+    """E-Z: ``q(z | s)`` is the prior's encoder run on the current source means; its draw (or its
+    noiseless path, ``sample=False``) is what the decoder of the next E-S step reads.
+
+    ``parallel=True``: for encoders with a recurrence on ``z`` (``q(z_t | z_{<t}, s)``), the step
+    conditionals are evaluated in one teacher-forced pass on the previous iteration's path (a Jacobi
+    sweep per VEM iteration, converging to the sequential draw as the iterations proceed) instead of a
+    loop over time. The first update always draws sequentially.
+    """
+
+    def __init__(self, sample=True, parallel=True):
+        super().__init__("z")
+        self.sample, self.parallel, self.z, self.latents = sample, parallel, None, {}
+        self._prior = None  # set by TrackingGuide (kept out of the module tree)
+
+    @property
+    def prior(self):
+        return self._prior[0]
+
+    @torch.no_grad()
+    def update(self, model, guide, obs, obs_mask, **kw):
+        prior, mean = model.prior, guide["s"].mean
+        q, self.latents = prior.encode(mean, with_statics=True)
+        if self.parallel and isinstance(q, SequentialNormal) and self.z is not None and self.z.shape == q._like.shape:
+            loc, scale = q.params_fn(self.z)
+            self.z = loc + scale * torch.randn_like(loc) if self.sample else loc
+        elif self.sample:
+            self.z = q.rsample()
+        else:
+            self.z = q.noiseless() if isinstance(q, SequentialNormal) else q.mean
+
+    def guide(self, obs, obs_mask, values, **kw):
+        prior, s = self.prior, values["s"]
+        B, N = s.shape[:2]
+        with pyro.plate("batch", B, dim=-2), pyro.plate("sources", N, dim=-1):
+            prior._run_sites(prior._guide_sites(s, None), None, s.shape[:-1])
+        return {}
+
+
+class SourceBlock(ClosedFormBlock):
+    """E-S: closed-form Gaussian ``q(s_n) = prod_t N(mean_tn, diag(var_tn))`` from the responsibility-
+    weighted detections and the dynamics (``"dvae"``: the prior's decoder fed step by step, then a
+    backward smoothing pass; ``"cv"``: a constant-velocity Kalman smoother, the VKF baseline).
+
+    ``init_var`` (parallel DVAE mode): variance of the first position, in normalised image units. The
+    pre-trained prior's own first step is whatever it learnt about *synthetic* start positions; the
+    default 1.0 is flat over the image whatever that was (``None`` keeps the prior's).
+    """
+
+    def __init__(self, dynamics="dvae", mode="parallel", accel_var=2e-6, vel_var=1e-4, smooth=True, init_var=1.0):
+        super().__init__("s")
+        if dynamics not in ("dvae", "cv"):
+            raise ValueError(f"dynamics must be 'dvae' or 'cv', got {dynamics!r}")
+        if mode not in ("parallel", "sequential"):
+            raise ValueError(f"mode must be 'parallel' or 'sequential', got {mode!r}")
+        self.dynamics, self.mode, self.accel_var, self.vel_var, self.smooth = dynamics, mode, accel_var, vel_var, smooth
+        self.init_var = init_var
+        self.mean = self.var = self.prior_mean = self.prior_var = self.sq_err = None
+
+    def information(self, model, guide, obs, obs_mask):
+        eta = guide["w"].eta[..., : model.num_sources] * obs_mask.unsqueeze(-1)  # (B, T, K, N)
+        prec = 1.0 / model.likelihood.variance(obs)  # (B, T, K, 4)
+        J = torch.einsum("btkn,btkd->bntd", eta, prec)
+        h = torch.einsum("btkn,btkd->bntd", eta, prec * obs)
+        return J, h
+
+    @torch.no_grad()
+    def update(self, model, guide, obs, obs_mask, **kw):
+        obs, obs_mask = check_observations(obs, obs_mask)
+        J, h = self.information(model, guide, obs, obs_mask)
+        if self.dynamics == "dvae" and self.mode == "parallel":
+            zb = guide["z"]
+            self.mean, self.var, self.prior_mean, self.prior_var, self.sq_err = dvae_parallel_smoother(
+                model.prior, zb.z, J, h, self.mean, zb.latents, var_scale=model.dynamics_scale,
+                init_var=self.init_var)
+        elif self.dynamics == "dvae":
+            zb = guide["z"]
+            self.mean, self.var, self.prior_mean, self.prior_var = dvae_smoother(
+                model.prior, zb.z, J, h, zb.latents, x_hint=self.mean, smooth=self.smooth,
+                var_scale=model.dynamics_scale)
+        else:
+            init_var = (self.var[..., 0, :] * 4).clamp_min(1e-6)
+            self.mean, self.var = cv_kalman_smoother(J, h, self.accel_var, self.mean[..., 0, :], init_var,
+                                                     self.vel_var)
+
+    def expected_sq_err(self):
+        """``E_q[(s_t - E_p[s_t | s_{t-1}])^2]`` of the last E-S step (parallel mode: the linearised chain's
+        innovation; sequential mode: ``(m - mu)^2 + var`` around the forward pass's predictions)."""
+        if self.sq_err is not None and self.mode == "parallel":
+            return self.sq_err
+        return (self.mean - self.prior_mean) ** 2 + self.var
+
+    def guide(self, obs, obs_mask, values, **kw):
+        B, N = self.mean.shape[:2]
+        with pyro.plate("batch", B, dim=-2), pyro.plate("sources", N, dim=-1):
+            s = pyro.sample("s", dist.Normal(self.mean, self.var.sqrt()).to_event(2))
+        return {"s": s}
+
+
+class TrackingGuide(StructuredGuide):
+    """Structured guide for :class:`TrackingModel`: blocks ``w`` (E-W), ``z`` (E-Z, DVAE only), ``s`` (E-S).
+
+    The update order is E-W, E-Z, E-S (then the model's M-step), as in MixDVAE. The guide samples
+    ``s``, then ``z | s`` with the prior's encoder, then ``w``. :meth:`exact_elbo` is the ELBO
+    conditional on the current ``z`` (exact for non-autoregressive priors; it omits the ``z`` terms,
+    which these closed-form steps do not change).
+    """
+
+    def __init__(self, model, dynamics="dvae", mode="parallel", sample_z=True, **dynamics_options):
+        self.dynamics = dynamics
+        blocks = [AssignmentBlock()]
+        if dynamics == "dvae":
+            if model.prior is None:
+                raise ValueError("dynamics='dvae' needs a model with a prior")
+            blocks.append(LatentBlock(sample=sample_z, parallel=mode == "parallel"))
+            blocks[-1]._prior = [model.prior]
+        blocks.append(SourceBlock(dynamics, mode=mode, **dynamics_options))
+        super().__init__(blocks)
+        self._model = [model]  # not a submodule: model parameters stay out of the guide
+
+    def initialise(self, obs, obs_mask, init_var=1e-4, seeds=None):
+        """Start from a greedy IoU tracker (:func:`greedy_tracks`, optionally seeded with the first-frame
+        boxes ``seeds (B, N, 4)``) and the matching responsibilities."""
+        obs, obs_mask = check_observations(obs, obs_mask)
+        model = self._model[0]
+        mean = greedy_tracks(obs, obs_mask, model.num_sources, seeds=seeds)
+        qs = self["s"]
+        qs.mean, qs.var = mean, torch.full_like(mean, init_var)
+        self["w"].update(model, self, obs, obs_mask)
+        return self
+
+    def forward(self, obs, obs_mask, **kw):
+        obs, obs_mask = check_observations(obs, obs_mask)
+        values = {}
+        values.update(self["s"].guide(obs, obs_mask, values))
+        if self.dynamics == "dvae":
+            self["z"].guide(obs, obs_mask, values)
+        values.update(self["w"].guide(obs, obs_mask, values))
+        return values
+
+    def exact_elbo(self, model, obs, obs_mask, **kw):
+        obs, obs_mask = check_observations(obs, obs_mask)
+        qw, qs = self["w"], self["s"]
+        if qs.prior_mean is None and self.dynamics == "dvae":
+            return None
+        eta = qw.eta
+        ell = qw.expected_log_lik(model, obs, qs.mean, qs.var)
+        per_det = (eta * (ell + model.log_pi(obs))).sum(-1) + entropy(eta)
+        elbo = (per_det * obs_mask).sum()
+        h_s = 0.5 * torch.log(2 * math.pi * math.e * qs.var).sum()
+        if self.dynamics == "dvae":
+            P = qs.prior_var
+            e_log_p = -0.5 * (torch.log(2 * math.pi * P) + qs.expected_sq_err() / P).sum()
+            elbo = elbo + e_log_p + h_s
+        return elbo
+
+
+def greedy_tracks(obs, obs_mask, num_sources, min_iou=0.1, gate=0.05, velocity_decay=0.5, seeds=None):
+    """A deterministic tracking-by-detection initialisation, ``(B, N, T, 4)``.
+
+    Sources are seeded by the detections of the first frame (a source with no detection there takes
+    the first unclaimed detection of a later frame). Each source keeps a velocity (exponentially
+    smoothed displacement per frame); every later frame matches detections to the sources' *predicted*
+    boxes (last matched box + velocity x frames since) by the Hungarian algorithm on
+    ``-IoU + 0.1 * centre distance``, accepting a pair when the IoU reaches ``min_iou`` or the centres
+    are closer than ``gate``. Unmatched sources keep their last matched box; the frames before a late
+    seed take the seed box. No identity information is used, unless ``seeds`` ``(B, N, 4)`` gives the
+    sources' boxes in the first frame (a single-target-tracking style start, which makes windows with
+    clutter well posed: there, other pedestrians' detections are indistinguishable from the sources').
+    """
+    o = obs.detach().cpu().numpy().astype(np.float64)
+    m = obs_mask.detach().cpu().numpy()
+    B, T, K, _ = o.shape
+    N = num_sources
+    out = np.zeros((B, N, T, BOX))
+    centre = lambda x: (x[..., :2] + x[..., 2:]) / 2  # noqa: E731
+    seeds = None if seeds is None else torch.as_tensor(seeds).detach().cpu().numpy().astype(np.float64)
+    if seeds is not None and seeds.shape != (B, N, BOX):
+        raise ValueError(f"seeds must be shaped {(B, N, BOX)}, got {seeds.shape}")
+    for b in range(B):
+        pos = np.full((N, BOX), np.nan) if seeds is None else seeds[b].copy()
+        vel = np.zeros((N, BOX))
+        last = np.zeros(N)
+        seeded_at = np.full(N, -1) if seeds is None else np.zeros(N, int)
+        for t in range(T):
+            dets = o[b, t][m[b, t]]
+            free = np.ones(len(dets), bool)
+            known = np.where(~np.isnan(pos[:, 0]))[0]
+            pred = pos + vel * (t - last)[:, None]
+            if len(known) and len(dets):
+                iou = iou_xyxy(pred[known], dets)
+                dist_ = np.linalg.norm(centre(pred[known])[:, None] - centre(dets)[None], axis=-1)
+                r, c = linear_sum_assignment(-iou + 0.1 * dist_)
+                for i, j in zip(r, c):
+                    if iou[i, j] >= min_iou or dist_[i, j] < gate:
+                        n = known[i]
+                        step = (dets[j] - pos[n]) / max(t - last[n], 1)
+                        vel[n] = velocity_decay * vel[n] + (1 - velocity_decay) * step
+                        pos[n], last[n], free[j] = dets[j], t, False
+            for n in np.where(np.isnan(pos[:, 0]))[0]:
+                idx = np.where(free)[0]
+                if len(idx):
+                    pos[n], free[idx[0]], seeded_at[n], last[n] = dets[idx[0]], False, t, t
+            out[b, :, t] = np.nan_to_num(pos, nan=0.5)
+        for n in range(N):
+            if seeded_at[n] > 0:
+                out[b, n, : seeded_at[n]] = out[b, n, seeded_at[n]]
+            elif seeded_at[n] < 0:  # never seen: a default box in the image centre
+                out[b, n] = np.array([0.45, 0.35, 0.5, 0.6])
+    return torch.as_tensor(out, dtype=obs.dtype, device=obs.device)
