@@ -20,6 +20,7 @@ Two stages :
 **References:**
 
 [1] Y. Zhang et al. (2022), "ByteTrack: Multi-Object Tracking by Associating Every Detection Box", ECCV.
+
 [2] X. Lin, L. Girin, X. Alameda-Pineda (2023), "Mixture of Dynamical Variational Autoencoders for Multi-Source
     Trajectory Modeling and Separation", TMLR.
 
