@@ -81,7 +81,7 @@ def dvae_smoother(prior, z, J, h, latents=None, x_hint=None, smooth=True, var_sc
     if prior.autoregressive:
         prior.decode_stepwise(z, update, latents=latents)
     else:
-        loc, logvar = prior._emission(z, x_hint, latents or {})
+        loc, logvar = prior.emission_params(z, x_hint, latents or {})
         mean_all, var_all = prior.expected(loc, logvar)
         for t in range(T):
             update(t, mean_all[..., t, :], var_all[..., t, :])
@@ -247,7 +247,7 @@ def dvae_parallel_smoother(prior, z, J, h, m_old, latents=None, var_scale=None, 
         smoother; ``(m_t - mu_t)^2 + var_t`` for non-autoregressive priors and at ``t = 0``), the
         quantity in ``E_q[log p(s)] = -1/2 sum log(2 pi v) + sq_err / v``.
     """
-    loc, logvar = prior._emission(z, m_old, latents or {})
+    loc, logvar = prior.emission_params(z, m_old, latents or {})
     mu, v = prior.expected(loc, logvar)
     v = scale_dynamics_var(v, var_scale, prior.autoregressive)
     if init_var is not None and prior.autoregressive:  # a flat prior on the first position

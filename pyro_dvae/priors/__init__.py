@@ -17,7 +17,7 @@ from .distributions import SequentialNormal
 from .dkf import DKF
 from .dsae import DSAE
 from .light import HiTDVAE, LigHTDVAE
-from .mdvae import MDVAE
+from .mdvae import MDVAE, MDVAESizes
 from .rvae import RVAE
 from .srnn import SRNN
 from .storn import STORN
@@ -38,11 +38,12 @@ _PRIORS = {
     "hit-dvae": (HiTDVAE, {}),
     "mdvae": (MDVAE, {}),
 }
+_BUILT_IN = frozenset(_PRIORS)
 
 __all__ = ["DVAE", "SequentialNormal", "available", "build", "prior_class", "load", "load_checkpoint", "load_spectral",
-           "same_prior",
+           "register", "same_prior", "unregister",
            "VAE", "DKF", "STORN", "VRNN", "SRNN", "RVAE", "DSAE", "DeepAR",
-           "LigHTDVAE", "HiTDVAE", "MDVAE"]
+           "LigHTDVAE", "HiTDVAE", "MDVAE", "MDVAESizes"]
 
 
 def available(multimodal=True):
@@ -56,6 +57,39 @@ def prior_class(name):
     if name not in _PRIORS:
         raise ValueError(f"unknown prior {name!r}; available: {', '.join(_PRIORS)}")
     return _PRIORS[name][0]
+
+
+def register(name, cls, **fixed):
+    """Add a prior class to the zoo under ``name``: :func:`build`, :func:`load` (checkpoints store the name),
+    :func:`available` and ``pyro-dvae`` commands that take a prior file then know it.
+
+    Example (``docs/priors/writing_a_prior.md``)::
+
+        priors.register("frame-mlp", FrameMLP)
+        prior = priors.build("frame-mlp", x_dim=4, z_dim=2)
+
+    :param str name: the registry name; give the class the same ``name`` attribute.
+    :param type cls: a :class:`DVAE` subclass, built as ``cls(x_dim, z_dim, **options)``.
+    :param fixed: options the name fixes (as ``causal=False`` for ``"rvae-noncausal"``).
+    :raises TypeError: if ``cls`` is not a :class:`DVAE` subclass.
+    :raises ValueError: if the name is taken.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, DVAE)):
+        raise TypeError(f"register takes a DVAE subclass, got {cls!r}")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a prior's registry name is a non-empty string, got {name!r}")
+    if name in _PRIORS:
+        raise ValueError(f"a prior is already registered as {name!r} ({_PRIORS[name][0].__name__})")
+    _PRIORS[name] = (cls, dict(fixed))
+
+
+def unregister(name):
+    """Remove a prior added with :func:`register` (the built-in ones stay)."""
+    if name in _BUILT_IN:
+        raise ValueError(f"{name!r} is a built-in prior")
+    if name not in _PRIORS:
+        raise ValueError(f"no prior registered as {name!r}")
+    del _PRIORS[name]
 
 
 def build(name, x_dim=None, z_dim=None, **sizes):

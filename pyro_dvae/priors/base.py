@@ -14,16 +14,22 @@ with any number of leading batch dimensions, each of which becomes a :class:`pyr
   teacher-forced on a given sequence; :meth:`DVAE.decode_stepwise` — the same fed step by step by an
   external estimate (what a VEM E-S step needs).
 
-Subclasses implement three generator/teacher-forcing hooks (see :meth:`_guide_sites`,
-:meth:`_model_sites`, :meth:`_decode`) and are registered by name in :mod:`pyro_dvae.priors`.
+Subclasses implement three public generator/teacher-forcing hooks, :meth:`DVAE.guide_sites`,
+:meth:`DVAE.model_sites` and :meth:`DVAE.decode_params` (plus :meth:`DVAE.stepwise_decode` when autoregressive),
+may override :meth:`DVAE.z_prior_params`, :meth:`DVAE.emission_params` and :meth:`DVAE.extra_config`, and are
+registered by name in :mod:`pyro_dvae.priors` (``docs/priors/writing_a_prior.md``). The task models (tracking,
+separation, enhancement) use only these public methods. The underscore names of the hooks
+(:data:`DEPRECATED_HOOKS`) still work for one release, with a :class:`DeprecationWarning`.
 
 Emissions: ``"gaussian"`` (``x_t ~ N(loc, diag(var))``, for trajectories and boxes) or
 ``"spectral"`` (``x`` is a power spectrum ``|X|^2`` and ``|X_ft|^2 ~ Exponential(mean v_ft)``, which
 is the complex Gaussian ``X_ft ~ CN(0, v_ft)`` up to a constant, i.e. an Itakura-Saito fit).
 """
 
+import functools
 import os
 import tempfile
+import warnings
 from contextlib import ExitStack
 
 import pyro
@@ -42,6 +48,21 @@ FORMAT = "pyro_dvae.prior"
 FORMAT_VERSION = 1
 SPECTRAL_FLOOR = 1e-8
 NORM_BUFFERS = ("x_loc", "x_scale", "out_scale")
+#: The hooks' underscore names before they became public -> their public names. A subclass that still defines
+#: an old name (and not the new one) has it aliased to the new name with a :class:`DeprecationWarning`; calling
+#: an old name on any prior forwards to the public method with one. Both go in the next release.
+DEPRECATED_HOOKS = {
+    "_guide_sites": "guide_sites",
+    "_model_sites": "model_sites",
+    "_decode": "decode_params",
+    "_decode_stepwise": "stepwise_decode",
+    "_z_prior": "z_prior_params",
+    "_emission": "emission_params",
+    "_extra_config": "extra_config",
+    "_prepare": "prepare_input",
+    "_run_sites": "run_sites",
+    "_site": "site_dist",
+}
 
 
 class Emission(nn.Module):
@@ -60,6 +81,16 @@ class Emission(nn.Module):
 
 class DVAE(PyroModule):
     """Base class of the DVAE zoo.
+
+    Derived classes must implement :meth:`guide_sites`, :meth:`model_sites` and :meth:`decode_params`, and, when
+    they set ``autoregressive = True``, :meth:`stepwise_decode`. They may override :meth:`z_prior_params` (must,
+    when the prior of ``z`` is not ``N(0, I)``), :meth:`emission_params` (must, when the decoder reads a static
+    latent such as DSAE's ``v``) and :meth:`extra_config` (must, when ``__init__`` takes options beyond this
+    class's). Everything else (:meth:`model`, :meth:`guide`, :meth:`encode`, :meth:`decode`,
+    :meth:`decode_stepwise`, :meth:`latent_sequence`, checkpoints, normalisation) is built on those hooks.
+    Class attributes: ``name`` (the registry name), ``autoregressive``, ``decoder_reads_x`` and
+    ``latent_sites`` (site names the guide yields, ``("z",)`` by default, ``("v", "z")`` with a static latent
+    ``v``). See ``docs/priors/writing_a_prior.md``.
 
     :param int x_dim: observation size (4 for boxes, 513 for a 1024-point spectrum).
     :param int z_dim: latent size per time step.
@@ -83,6 +114,22 @@ class DVAE(PyroModule):
     autoregressive = False  # True when p(x_t | ...) reads x_{<t}
     decoder_reads_x = False  # True when the decoder needs the sequence for another reason (DSAE's v)
     latent_sites = ("z",)
+
+    def __init_subclass__(cls, **kwargs):
+        """Keep subclasses written against the underscore hook names working for one release
+        (:data:`DEPRECATED_HOOKS`): an old name the class defines without the new one becomes the new one (with a
+        :class:`DeprecationWarning`); a new name it defines gets a deprecated old-name alias that calls this
+        class's own implementation (so ``super()._decode(...)`` in an old-style subclass still reaches it)."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__
+        for old, new in DEPRECATED_HOOKS.items():
+            if old in own and new not in own:
+                warnings.warn(f"{cls.__qualname__}.{old} is deprecated: rename it {new} (the DVAE hooks are public; "
+                              "the underscore names stop working in the next release)", DeprecationWarning,
+                              stacklevel=2)
+                setattr(cls, new, own[old])
+            elif new in own and old not in own:
+                setattr(cls, old, _deprecated_alias(own[new], old, new))
 
     def __init__(self, x_dim, z_dim=16, emission="gaussian", dense_dim=256, rnn_dim=128, z_dense=(64, 32),
                  residual=False):
@@ -115,7 +162,7 @@ class DVAE(PyroModule):
         at 1e-6 of the largest. Call before training (:func:`~pyro_dvae.training.train_prior` does
         when the prior still has the identity normalisation).
         """
-        x, mask, _ = self._prepare(torch.as_tensor(x, dtype=self.x_loc.dtype, device=self.x_loc.device), mask)
+        x, mask, _ = self.prepare_input(torch.as_tensor(x, dtype=self.x_loc.dtype, device=self.x_loc.device), mask)
         valid = torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device) if mask is None else mask
         f = self._raw_features(x)[valid]
         loc, scale = f.mean(0), f.std(0)
@@ -142,10 +189,19 @@ class DVAE(PyroModule):
             "rnn_dim": self.rnn_dim,
             "z_dense": list(self.z_dense),
             **({"residual": True} if self.residual else {}),
-            **self._extra_config(),
+            **self.extra_config(),
         }
 
-    def _extra_config(self):
+    def extra_config(self):
+        """Options of this class's ``__init__`` beyond the base class's, as keyword arguments of
+        :func:`pyro_dvae.priors.build` (merged into :attr:`config`, so they are saved in checkpoints).
+
+        Subclasses whose ``__init__`` takes extra options MUST override it (e.g. DSAE returns ``{"v_dim": ...}``),
+        or a saved checkpoint rebuilds with the defaults; the base returns ``{}``.
+
+        :returns: a dict of JSON-like values (ints, floats, strings, lists).
+        :rtype: dict
+        """
         return {}
 
     def checkpoint(self, **extra):
@@ -161,7 +217,17 @@ class DVAE(PyroModule):
         save_checkpoint(self.checkpoint(**extra), path)
 
     # ---------------------------------------------------------------- input handling
-    def _prepare(self, x, mask):
+    def prepare_input(self, x, mask):
+        """Validate a batch of sequences and zero-fill its padded steps: what :meth:`model`, :meth:`guide`,
+        :meth:`encode` and :meth:`decode` run first, and what a caller driving :meth:`guide_sites` /
+        :meth:`model_sites` itself (the separation model) runs before them. Subclasses need not override it.
+
+        :param torch.Tensor x: ``(*batch, T, x_dim)`` observations (power spectra are checked non-negative).
+        :param mask: optional prefix mask ``(*batch, T)`` (valid steps first); padded steps of ``x`` are set to 0.
+        :returns: ``(x, mask, lengths)``: the zero-filled ``x``, the boolean mask (or ``None``) and the valid
+            lengths ``(*batch)`` (``None`` without a mask).
+        :raises ValueError: on a wrong shape, a non-prefix mask, NaN / inf, or negative power.
+        """
         if not torch.is_tensor(x) or x.dim() < 2:
             raise ValueError(f"x must be a tensor shaped (*batch, T, {self.x_dim}); got "
                              f"{type(x).__name__} {tuple(getattr(x, 'shape', ()))}")
@@ -196,19 +262,38 @@ class DVAE(PyroModule):
         return batch_plates(batch_shape, names)
 
     @staticmethod
-    def _site(d, mask, time_shape):
+    def site_dist(d, mask, time_shape):
+        """The distribution a site yielded by :meth:`guide_sites` / :meth:`model_sites` is sampled with: a
+        per-time-step site (batch shape ``time_shape``) gets the step mask and its time dimension moved to the
+        event (event ``(T, dim)``); a static site (batch ``(*batch)``, e.g. DSAE's ``v``) is returned as is.
+
+        :param d: a distribution with event ``(dim,)``.
+        :param mask: optional prefix mask ``(*batch, T)``.
+        :param tuple time_shape: ``(*batch, T)``.
+        """
         if tuple(d.batch_shape) == tuple(time_shape):  # a per-time-step site: T becomes an event dim
             if mask is not None:
                 d = d.mask(mask)
             return d.to_event(1)
         return d
 
-    def _run_sites(self, gen, mask, time_shape):
+    def run_sites(self, gen, mask, time_shape):
+        """Run a site generator (:meth:`guide_sites` or :meth:`model_sites`, possibly wrapped, e.g. to rename
+        its sites) as Pyro sample sites (:meth:`site_dist`), sending each sampled value back into it and binding
+        :class:`~pyro_dvae.priors.distributions.SequentialNormal` sites to it. Call inside the batch plates.
+        Subclasses need not override it.
+
+        :param gen: the generator.
+        :param mask: optional prefix mask ``(*batch, T)``.
+        :param tuple time_shape: ``(*batch, T)``.
+        :returns: the generator's return value (the emission ``(loc, logvar)`` for :meth:`model_sites`,
+            ``None`` for :meth:`guide_sites`).
+        """
         value = None
         try:
             while True:
                 name, d = gen.send(value)
-                value = pyro.sample(name, self._site(d, mask, time_shape))
+                value = pyro.sample(name, self.site_dist(d, mask, time_shape))
                 if isinstance(d, SequentialNormal):
                     d.bind(value)
         except StopIteration as stop:
@@ -236,11 +321,11 @@ class DVAE(PyroModule):
             input ``x_{t-1}`` is replaced by the decoder's own prediction with this probability.
         :param list plates: optional names for the leading batch plates.
         """
-        x, mask, lengths = self._prepare(x, mask)
+        x, mask, lengths = self.prepare_input(x, mask)
         if not 0.0 <= float(ss_prob) <= 1.0:
             raise ValueError(f"ss_prob must lie in [0, 1], got {ss_prob}")
         with self._plates(x.shape[:-2], plates):
-            loc, logvar = self._run_sites(self._model_sites(x, lengths, float(ss_prob)), mask, x.shape[:-1])
+            loc, logvar = self.run_sites(self.model_sites(x, lengths, float(ss_prob)), mask, x.shape[:-1])
             d = self.emission_dist(loc, logvar)
             if mask is not None:
                 d = d.mask(mask)
@@ -248,9 +333,9 @@ class DVAE(PyroModule):
 
     def guide(self, x, mask=None, ss_prob=0.0, plates=None):
         """Amortised variational posterior ``q(z | x)`` (``ss_prob`` is accepted and ignored)."""
-        x, mask, lengths = self._prepare(x, mask)
+        x, mask, lengths = self.prepare_input(x, mask)
         with self._plates(x.shape[:-2], plates):
-            self._run_sites(self._guide_sites(x, lengths), mask, x.shape[:-1])
+            self.run_sites(self.guide_sites(x, lengths), mask, x.shape[:-1])
 
     # ---------------------------------------------------------------- VEM pieces
     def encode(self, x, mask=None, with_statics=False):
@@ -258,8 +343,8 @@ class DVAE(PyroModule):
         ``(*batch, T)`` and event shape ``(z_dim,)``; draw with ``rsample()``. Static latents
         (DSAE ``v``) are set to their posterior mean; ``with_statics=True`` also returns them as a
         dict by site name (empty for priors without static latents)."""
-        x, mask, lengths = self._prepare(x, mask)
-        gen, value, statics = self._guide_sites(x, lengths), None, {}
+        x, mask, lengths = self.prepare_input(x, mask)
+        gen, value, statics = self.guide_sites(x, lengths), None, {}
         while True:
             name, d = gen.send(value)
             if name == "z":
@@ -273,10 +358,10 @@ class DVAE(PyroModule):
             raise ValueError(f"z must have z_dim={self.z_dim} features, got {z.shape[-1]}")
         lengths = None
         if x is not None:
-            x, mask, lengths = self._prepare(x, mask)
+            x, mask, lengths = self.prepare_input(x, mask)
         elif self.autoregressive or self.decoder_reads_x:
             raise ValueError(f"the {self.name} decoder reads the observed sequence: pass x")
-        return self.expected(*self._decode(z, x, lengths))
+        return self.expected(*self.decode_params(z, x, lengths))
 
     def decode_stepwise(self, z, feed, x=None, latents=None):
         """Run the decoder one step at a time, feeding back an external estimate.
@@ -295,23 +380,75 @@ class DVAE(PyroModule):
             for t in range(z.shape[-2]):
                 feed(t, means[..., t, :], vars_[..., t, :])
             return means, vars_
-        return self._decode_stepwise(z, feed)
+        return self.stepwise_decode(z, feed)
 
     # ---------------------------------------------------------------- subclass hooks
-    def _guide_sites(self, x, lengths):
-        """Generator: ``yield (name, distribution)`` for each latent site and receive its value."""
-        raise NotImplementedError(f"{type(self).__name__} must implement _guide_sites")
+    def guide_sites(self, x, lengths):
+        """The amortised posterior ``q(latents | x)`` as a generator of sites. Subclasses MUST implement it.
 
-    def _model_sites(self, x, lengths, ss_prob):
-        """Generator like :meth:`_guide_sites` for the prior; returns the emission ``(loc, logvar)``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement _model_sites")
+        The generator yields ``(name, distribution)`` for each latent site, in the order of
+        ``latent_sites`` (static sites first, ``"z"`` last), and receives the sampled value back
+        (``value = yield name, d``); it returns nothing. Per-step sites have batch shape ``(*batch, T)`` and event
+        ``(z_dim,)``: ``dist.Normal(loc, scale).to_event(1)`` or a
+        :class:`~pyro_dvae.priors.distributions.SequentialNormal` (an encoder with a recurrence on ``z``); the
+        task models read their ``loc`` / ``scale`` (analytic KLs), so use one of these two. Static sites
+        (DSAE's ``v``) have batch ``(*batch)`` and event ``(dim,)``. :meth:`guide`, :meth:`encode` and the task
+        models' E-Z steps all run this one generator (:meth:`run_sites`).
 
-    def _decode(self, z, x, lengths):
-        """Teacher-forced emission ``(loc, logvar)`` given ``z`` (and ``x`` where needed)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement _decode")
+        :param torch.Tensor x: ``(*batch, T, x_dim)`` observations, already through :meth:`prepare_input`
+            (padded steps zero-filled); read them through :meth:`features`.
+        :param torch.Tensor lengths: valid lengths ``(*batch)`` of ragged sequences, or ``None`` (all ``T``
+            steps valid). Encoders that run backwards in time should start each sequence at its last valid
+            step (:class:`~pyro_dvae.priors.nn.SeqLSTM` does given ``lengths``).
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement guide_sites")
 
-    def _decode_stepwise(self, z, feed):
-        raise NotImplementedError(f"{type(self).__name__} must implement _decode_stepwise")
+    def model_sites(self, x, lengths, ss_prob):
+        """The prior ``p(latents)`` as a generator of sites, returning the emission. Subclasses MUST implement it.
+
+        Yields the same sites as :meth:`guide_sites` (same names, shapes and order) from the generative model:
+        ``z`` from :func:`standard_normal_steps` (``N(0, I)``) or a
+        :class:`~pyro_dvae.priors.distributions.SequentialNormal` over ``p(z_t | z_{<t}, x_{<t})`` (then
+        also override :meth:`z_prior_params`), and returns the emission parameters of ``p(x_t | ...)`` at the
+        received values, teacher-forced on ``x`` (the same numbers as :meth:`emission_params` on those
+        latents). :meth:`model` samples the sites and observes ``x`` with :meth:`emission_dist`.
+
+        :param torch.Tensor x: ``(*batch, T, x_dim)`` observations (see :meth:`guide_sites`).
+        :param torch.Tensor lengths: valid lengths ``(*batch)`` or ``None``.
+        :param float ss_prob: scheduled-sampling probability in ``[0, 1]`` (autoregressive priors may replace
+            each past input by their own prediction with it, e.g. with ``_scheduled_inputs``; others ignore it).
+        :returns: ``(loc, logvar)``, each ``(*batch, T, x_dim)`` (``loc`` is ``None`` for a spectral emission),
+            best built with ``self._out(h, x)`` from decoder features ``h`` (it undoes the output
+            normalisation).
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement model_sites")
+
+    def decode_params(self, z, x, lengths):
+        """Teacher-forced emission parameters given ``z``. Subclasses MUST implement it.
+
+        Static latents (DSAE's ``v``) are not given: a decoder that reads one infers it from ``x`` (its
+        posterior mean). :meth:`decode` returns :meth:`expected` of this.
+
+        :param torch.Tensor z: ``(*batch, T, z_dim)`` latents.
+        :param torch.Tensor x: ``(*batch, T, x_dim)`` past of the sequence for autoregressive decoders (step
+            ``t`` reads ``x_{<t}``) and decoders that summarise it (``decoder_reads_x``); ``None`` otherwise.
+        :param torch.Tensor lengths: valid lengths ``(*batch)`` or ``None``.
+        :returns: ``(loc, logvar)``, each ``(*batch, T, x_dim)`` (``loc`` ``None`` for a spectral emission).
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement decode_params")
+
+    def stepwise_decode(self, z, feed):
+        """The decoder run one step at a time on an external past: the hook behind :meth:`decode_stepwise` for
+        autoregressive priors, which MUST implement it (non-autoregressive ones need not: :meth:`decode_stepwise`
+        then calls :meth:`decode`). Priors with static latents override :meth:`decode_stepwise` itself to
+        pass them.
+
+        :param torch.Tensor z: ``(*batch, T, z_dim)`` latents.
+        :param callable feed: ``feed(t, mean_t, var_t) -> x_t`` (``(*batch, x_dim)`` each): the value of step
+            ``t`` that the decoder reads as the past of step ``t + 1``.
+        :returns: ``(means, vars)``, the emission moments (:meth:`expected`) stacked to ``(*batch, T, x_dim)``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement stepwise_decode")
 
     def _out(self, h, x=None, step=False):
         """Emission ``(loc, logvar)`` from decoder features ``h``, undoing the output standardisation.
@@ -350,13 +487,31 @@ class DVAE(PyroModule):
             means.append(mean), vars_.append(var)
         return torch.stack(means, -2), torch.stack(vars_, -2)
 
-    def _z_prior(self, z, x):
-        """``(loc, scale)`` of ``p(z_t | z_{<t}, x_{<t})`` teacher-forced, or ``None`` for ``N(0, I)``."""
+    def z_prior_params(self, z, x):
+        """Parameters of the prior of ``z``, ``p(z_t | z_{<t}, x_{<t})``, teacher-forced on ``z`` (and ``x``) for
+        every step at once; ``None`` (the default) means ``N(0, I)`` per step. Subclasses MAY override it and
+        MUST when :meth:`model_sites` draws ``z`` from anything but ``N(0, I)``: :meth:`latent_sequence`, the
+        separation model's ``z`` sites and KLs and the enhancement model read it.
+
+        :param torch.Tensor z: ``(*batch, T, z_dim)`` latents.
+        :param torch.Tensor x: ``(*batch, T, x_dim)`` sequence the prior of ``z`` conditions on (autoregressive
+            priors such as SRNN / VRNN; it may be ``None`` for the others, which ignore it).
+        :returns: ``(loc, scale)``, each ``(*batch, T, z_dim)``, or ``None``.
+        """
         return None
 
-    def _emission(self, z, x, latents):
-        """Emission ``(loc, logvar)`` given all latents (DSAE reads its static ``v`` from ``latents``)."""
-        return self._decode(z, x, None)
+    def emission_params(self, z, x, latents):
+        """Emission parameters given *all* latents, teacher-forced on ``x``: what the task models decode with
+        (their latents come from their own E-Z step, static ones included). Subclasses MAY override it and
+        MUST when the decoder reads a static latent (DSAE, LigHT-DVAE read ``latents["v"]``); the default is
+        :meth:`decode_params` ``(z, x, None)``.
+
+        :param torch.Tensor z: ``(*batch, T, z_dim)`` latents.
+        :param torch.Tensor x: ``(*batch, T, x_dim)`` past of the sequence (autoregressive decoders) or ``None``.
+        :param dict latents: every latent by site name (``"z"``, statics such as ``"v"`` ``(*batch, dim)``).
+        :returns: ``(loc, logvar)``, each ``(*batch, T, x_dim)`` (``loc`` ``None`` for a spectral emission).
+        """
+        return self.decode_params(z, x, None)
 
     # ---------------------------------------------------------------- the prior inside a larger model
     def latent_sequence(self, name, like, var_scale=None):
@@ -389,9 +544,9 @@ class DVAE(PyroModule):
         def z_params(z):
             if name not in cell and self.autoregressive:
                 raise ValueError(f"the {self.name} prior of z reads {name!r}: provide both through a guide")
-            return self._z_prior(z, cell.get(name))
+            return self.z_prior_params(z, cell.get(name))
 
-        if self._z_prior(z_like, like) is None:
+        if self.z_prior_params(z_like, like) is None:
             z_dist = standard_normal_steps(z_like)
         else:
             z_dist = SequentialNormal(z_params, z_like)
@@ -403,16 +558,16 @@ class DVAE(PyroModule):
         ar = self.autoregressive
 
         def x_params(x):
-            loc, logvar = self._emission(out["z"], x, out)
+            loc, logvar = self.emission_params(out["z"], x, out)
             return loc, scale_dynamics_var(torch.exp(0.5 * logvar), sd_scale, ar)
 
         def x_sample(eps):
             z = out["z"]
             if ar:
                 step_sd = lambda t, v: v.sqrt() if sd_scale is None or t == 0 else v.sqrt() * sd_scale  # noqa: E731
-                mean, var = self._decode_stepwise(z, lambda t, m, v: m + step_sd(t, v) * eps[..., t, :])
+                mean, var = self.stepwise_decode(z, lambda t, m, v: m + step_sd(t, v) * eps[..., t, :])
             else:
-                mean, var = self.expected(*self._emission(z, None, out))
+                mean, var = self.expected(*self.emission_params(z, None, out))
             var = scale_dynamics_var(var, var_scale, ar)
             x = mean + var.sqrt() * eps
             return x, mean, var.sqrt()
@@ -430,6 +585,28 @@ class DVAE(PyroModule):
             pred = predict(x)
         pick = torch.rand(x.shape[:-1], device=x.device) < ss_prob
         return torch.where(pick.unsqueeze(-1), pred, x)
+
+
+def _deprecated_alias(impl, old, new):
+    """A deprecated method ``old`` calling ``impl`` (a class's own ``new``, a function or a staticmethod)."""
+    static = isinstance(impl, staticmethod)
+    fn = impl.__func__ if static else impl
+
+    @functools.wraps(fn)
+    def alias(*args, **kwargs):
+        warnings.warn(f"DVAE.{old} is deprecated and will be removed in the next release: use {new}",
+                      DeprecationWarning, stacklevel=2)
+        return fn(*args, **kwargs)
+
+    owner = fn.__qualname__.rpartition(".")[0]
+    alias.__name__, alias.__qualname__ = old, f"{owner}.{old}" if owner else old
+    alias.__doc__ = f"Deprecated alias of :meth:`{new}` (removed in the next release)."
+    return staticmethod(alias) if static else alias
+
+
+for _old, _new in DEPRECATED_HOOKS.items():
+    setattr(DVAE, _old, _deprecated_alias(DVAE.__dict__[_new], _old, _new))
+del _old, _new
 
 
 def standard_normal_steps(like):

@@ -41,24 +41,24 @@ class DeepAR(DVAE):
     def _h(self, x):
         return self.rnn_h(shift_right(self.phi_x(self.features(x))))
 
-    def _guide_sites(self, x, lengths):
+    def guide_sites(self, x, lengths):
         return
         yield  # a generator without sites
 
-    def _model_sites(self, x, lengths, ss_prob):
-        x_in = self._scheduled_inputs(x, lambda x_: self.expected(*self._decode(None, x_, lengths))[0], ss_prob)
-        return self._decode(None, x_in, lengths)
+    def model_sites(self, x, lengths, ss_prob):
+        x_in = self._scheduled_inputs(x, lambda x_: self.expected(*self.decode_params(None, x_, lengths))[0], ss_prob)
+        return self.decode_params(None, x_in, lengths)
         yield  # a generator without sites
 
     def encode(self, x, mask=None, with_statics=False):
         """An empty ``(*batch, T, 0)`` Gaussian (there is nothing to infer)."""
-        x, _, _ = self._prepare(x, mask)
+        x, _, _ = self.prepare_input(x, mask)
         empty = x.new_zeros(*x.shape[:-1], 0)
         q = dist.Normal(empty, torch.ones_like(empty)).to_event(1)
         return (q, {}) if with_statics else q
 
-    def _decode(self, z, x, lengths):
+    def decode_params(self, z, x, lengths):
         return self._out(self.dec(self._h(x)), x)
 
-    def _decode_stepwise(self, z, feed):
+    def stepwise_decode(self, z, feed):
         return self._input_recurrent_stepwise(z, feed, lambda h, t: self.dec(h))

@@ -42,6 +42,11 @@ class SequentialNormal(TorchDistribution):
         self._value = self._loc = self._scale = None
         super().__init__(like.shape[:-1], like.shape[-1:], validate_args=False)
 
+    @property
+    def like(self):
+        """The ``(*batch, T, D)`` tensor given at construction (shape, dtype and device of a draw); read-only."""
+        return self._like
+
     def expand(self, batch_shape, _instance=None):
         # Plates re-expand every site to its own shape; keep the object (and its cached sample).
         if torch.Size(batch_shape) == self.batch_shape:

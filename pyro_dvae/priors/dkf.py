@@ -59,7 +59,7 @@ class DKF(DVAE):
     def _q_params(self, g, z_prev):
         return self.q_head(self.comb(0.5 * (torch.tanh(self.z_to_g(z_prev)) + g)))
 
-    def _guide_sites(self, x, lengths):
+    def guide_sites(self, x, lengths):
         g = self.rnn_g(self.phi_x(self.features(x)), lengths)
 
         def sample_fn(eps):
@@ -73,13 +73,13 @@ class DKF(DVAE):
         like = g.new_zeros(*g.shape[:-1], self.z_dim)
         yield "z", SequentialNormal(lambda z: self._q_params(g, shift_right(z)), like, sample_fn)
 
-    def _model_sites(self, x, lengths, ss_prob):
+    def model_sites(self, x, lengths, ss_prob):
         like = x.new_zeros(*x.shape[:-1], self.z_dim)
         z = yield "z", SequentialNormal(lambda z: self.trans(shift_right(z)), like)
-        return self._decode(z, x, lengths)
+        return self.decode_params(z, x, lengths)
 
-    def _z_prior(self, z, x):
+    def z_prior_params(self, z, x):
         return self.trans(shift_right(z))
 
-    def _decode(self, z, x, lengths):
+    def decode_params(self, z, x, lengths):
         return self._out(self.dec(z))

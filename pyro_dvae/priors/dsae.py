@@ -40,21 +40,21 @@ class DSAE(DVAE):
         self.dec = mlp(z_dim + self.v_dim, [*reversed(self.z_dense), self.dense_dim])
         self.emit = Emission(mlp_out_dim(z_dim + self.v_dim, [self.dense_dim]), x_dim, self.emission)
 
-    def _extra_config(self):
+    def extra_config(self):
         return {"v_dim": self.v_dim}
 
     def _q_v(self, fx, lengths):
         loc, scale = self.v_head(self.rnn_v.summary(fx, lengths))
         return dist.Normal(loc, scale).to_event(1)
 
-    def _guide_sites(self, x, lengths):
+    def guide_sites(self, x, lengths):
         fx = self.phi_x(self.features(x))
         v = yield "v", self._q_v(fx, lengths)
         vb = v.unsqueeze(-2).expand(*fx.shape[:-1], self.v_dim)
         loc, scale = self.q_head(self.enc(self.rnn_zf(self.rnn_zb(torch.cat([fx, vb], -1), lengths))))
         yield "z", dist.Normal(loc, scale).to_event(1)
 
-    def _model_sites(self, x, lengths, ss_prob):
+    def model_sites(self, x, lengths, ss_prob):
         zeros = x.new_zeros(*x.shape[:-2], self.v_dim)
         v = yield "v", dist.Normal(zeros, torch.ones_like(zeros)).to_event(1)
         like = x.new_zeros(*x.shape[:-1], self.z_dim)
@@ -64,12 +64,12 @@ class DSAE(DVAE):
     def _emit(self, z, v):
         return self._out(self.dec(torch.cat([z, v.unsqueeze(-2).expand(*z.shape[:-1], self.v_dim)], -1)))
 
-    def _z_prior(self, z, x):
+    def z_prior_params(self, z, x):
         return self.p_head(self.rnn_p(shift_right(z)))
 
-    def _emission(self, z, x, latents):
+    def emission_params(self, z, x, latents):
         return self._emit(z, latents["v"])
 
-    def _decode(self, z, x, lengths):
+    def decode_params(self, z, x, lengths):
         v = self._q_v(self.phi_x(self.features(x)), lengths).mean
         return self._emit(z, v)

@@ -16,8 +16,8 @@ know static latents by that name) and one ``z_t`` per frame.
   steps are masked out of the attention); ``q(z)`` does not read ``z_{<t}``.
 - The decoder is autoregressive in ``s``. The paper trains it with teacher forcing (``ss_prob = 0``,
   ``TrainConfig(ss_max=0)`` / ``train-prior --ss-max 0``); the zoo's parallel scheduled sampling is honoured
-  when ``ss_prob > 0``, and ``train-prior`` uses it by default (on the dev speakers it raised the resynthesis
-  SI-SDR with the model's own past by 2 dB, README). :meth:`decode_stepwise` runs the causal decoder one step
+  when ``ss_prob > 0``, and ``train-prior`` uses it by default (chosen on the dev speakers by the resynthesis
+  SI-SDR with the model's own past: BENCHMARKS.md). :meth:`decode_stepwise` runs the causal decoder one step
   at a time with a key / value cache (``CausalDecoder.step``), which gives the teacher-forced values on the
   same path.
 
@@ -138,7 +138,7 @@ class TransformerDVAE(DVAE):
         self.p_head = GaussianHead(d, z_dim)
         self.emit = Emission(d, x_dim, self.emission)
 
-    def _extra_config(self):
+    def extra_config(self):
         return {"v_dim": self.v_dim, "n_heads": self.n_heads, "n_layers": self.n_layers, "ff_dim": self.ff_dim}
 
     @property
@@ -167,7 +167,7 @@ class TransformerDVAE(DVAE):
         return self._emit_from(z, v, self._mem(x), x)
 
     # ------------------------------------------------------------ hooks
-    def _guide_sites(self, x, lengths):
+    def guide_sites(self, x, lengths):
         fx = self.phi_x(self.features(x))
         v = yield "v", self._q_v(fx, lengths)
         h = self.enc_in(self._zw(fx, v))
@@ -180,7 +180,7 @@ class TransformerDVAE(DVAE):
         loc, scale = self.q_head(h)
         yield "z", dist.Normal(loc, scale).to_event(1)
 
-    def _model_sites(self, x, lengths, ss_prob):
+    def model_sites(self, x, lengths, ss_prob):
         zeros = x.new_zeros(*x.shape[:-2], self.v_dim)
         v = yield "v", dist.Normal(zeros, torch.ones_like(zeros)).to_event(1)
         cache = {}
@@ -194,18 +194,18 @@ class TransformerDVAE(DVAE):
         z = yield "z", SequentialNormal(params_fn, like)
         return self._emit_from(z, v, cache["mem"], cache["x_in"])
 
-    def _decode(self, z, x, lengths):
+    def decode_params(self, z, x, lengths):
         v = self._q_v(self.phi_x(self.features(x)), lengths).mean
         return self._emit(z, x, v)
 
-    def _emission(self, z, x, latents):
+    def emission_params(self, z, x, latents):
         return self._emit(z, x, latents["v"])
 
     def z_prior(self, z, x, v):
         """Teacher-forced ``(loc, scale)`` of ``p(z_t | z_{<t}, s_{<t}, w)`` for every step."""
         return self._zprior_from(z, v, self._mem(x))
 
-    def _z_prior(self, z, x):  # the base-class hook has no w: not used (latent_sequence is overridden)
+    def z_prior_params(self, z, x):  # the base-class hook has no w: not used (latent_sequence is overridden)
         return self.z_prior(z, x, z.new_zeros(*z.shape[:-2], self.v_dim))
 
     # ------------------------------------------------------------ step by step
@@ -216,13 +216,13 @@ class TransformerDVAE(DVAE):
         v = (latents or {}).get("v")
         if v is None:
             if x is not None:
-                x, _, _ = self._prepare(x, None)
+                x, _, _ = self.prepare_input(x, None)
                 v = self._q_v(self.phi_x(self.features(x)), None).mean
             else:
                 v = z.new_zeros(*z.shape[:-2], self.v_dim)
         return self._stepwise(z, feed, v)
 
-    def _decode_stepwise(self, z, feed):
+    def stepwise_decode(self, z, feed):
         return self._stepwise(z, feed, z.new_zeros(*z.shape[:-2], self.v_dim))
 
     def _stepwise(self, z, feed, v):

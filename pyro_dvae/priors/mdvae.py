@@ -34,6 +34,10 @@ Sizes default to the reference code's: ``w`` 84, ``z_av`` 16, ``z_a`` 8, ``z_v``
     ``samsad35/code-mdvae``, CC-BY-4.0).
 """
 
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional
+
 import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
@@ -69,19 +73,46 @@ class _Dynamics(nn.Module):
         return loc, nn.functional.softplus(raw) + 1e-4
 
 
+@dataclass(frozen=True)
+class MDVAESizes:
+    """The layer sizes of an :class:`MDVAE` (defaults: the reference code's). ``x_a_dim`` and ``z_av_dim`` may
+    also come as the zoo's ``x_dim`` / ``z_dim`` (``None`` here: 513 and 16 unless those are given).
+
+    :param int x_a_dim: audio features per frame (513 power bins).
+    :param int x_v_dim: visual features per frame (32 x 32 pixels).
+    :param int w_dim: static latent ``w``.
+    :param int z_av_dim: shared dynamical latent ``z_av``.
+    :param int z_a_dim: audio-only dynamical latent ``z_a``.
+    :param int z_v_dim: visual-only dynamical latent ``z_v``.
+    :param int rnn_dim: the dynamics GRUs.
+    :param int w_rnn_dim: the ``q(w)`` BiGRU, per direction.
+    :param int dense_dim: the MLPs.
+    """
+
+    x_a_dim: Optional[int] = None
+    x_v_dim: int = 1024
+    w_dim: int = 84
+    z_av_dim: Optional[int] = None
+    z_a_dim: int = 8
+    z_v_dim: int = 4
+    rnn_dim: int = 128
+    w_rnn_dim: int = 256
+    dense_dim: int = 256
+
+
 class MDVAE(PyroModule):
     """The multimodal DVAE (see the module docstring).
 
     :param int x_dim: ``x_a_dim`` (kept for the zoo's ``build(name, x_dim, z_dim)``; ``None``: ``x_a_dim``).
     :param int z_dim: ``z_av_dim`` (likewise).
-    :param int x_a_dim: audio features per frame (513 power bins).
-    :param int x_v_dim: visual features per frame (32 x 32 pixels).
+    :param MDVAESizes sizes: the layer sizes; the keyword arguments ``size_options`` (``x_a_dim``, ``x_v_dim``,
+        ``w_dim``, ``z_av_dim``, ``z_a_dim``, ``z_v_dim``, ``rnn_dim``, ``w_rnn_dim``, ``dense_dim``: the fields of
+        :class:`MDVAESizes`, which is how :attr:`config` and checkpoints give them) replace single fields.
     :param str audio_emission: ``"spectral"`` or ``"gaussian"``.
     :param float zv_center: training only: the probability, per sequence, that the visual decoder reads ``z_v``
         minus its temporal mean (``0``: never, the reference's model). A constant in ``z_v`` then cannot carry the
-        face's static appearance, which is left to ``w``; at evaluation the decoder reads ``z_v`` as it is. On the
-        dev speakers of the audiovisual benchmark (25 epochs) appearance followed ``w`` 0.94 of the way with 0.5,
-        ``z_v`` 0.91 with 0 (``tests/benchmarks/mdvae_av.py``).
+        face's static appearance, which is left to ``w``; at evaluation the decoder reads ``z_v`` as it is. The
+        default was chosen on the dev speakers of ``tests/benchmarks/mdvae_av.py`` (BENCHMARKS.md).
     """
 
     name = "mdvae"
@@ -90,18 +121,17 @@ class MDVAE(PyroModule):
     latent_sites = ("w", "z_av", "z_a", "z_v")
     emission = "multimodal"  # not a single spectral / gaussian stream (no gain augmentation)
 
-    def __init__(self, x_dim=None, z_dim=None, *, x_a_dim=None, x_v_dim=1024, w_dim=84, z_av_dim=None, z_a_dim=8,
-                 z_v_dim=4, rnn_dim=128, w_rnn_dim=256, dense_dim=256, audio_emission="spectral", w_pool="last",
-                 w_beta=1.0, zv_center=0.5):
+    def __init__(self, x_dim=None, z_dim=None, *, sizes=None, audio_emission="spectral", w_pool="last", w_beta=1.0,
+                 zv_center=0.5, **size_options):
         super().__init__()
+        sizes = dataclasses.replace(sizes if sizes is not None else MDVAESizes(), **size_options)
         for alias, value, own in (("x_dim", x_dim, "x_a_dim"), ("z_dim", z_dim, "z_av_dim")):
-            given = x_a_dim if own == "x_a_dim" else z_av_dim
+            given = getattr(sizes, own)
             if value is not None and given is not None and int(value) != int(given):
                 raise ValueError(f"{alias}={value} and {own}={given} name the same size differently")
-        x_a_dim = int(x_dim if x_dim is not None else (x_a_dim if x_a_dim is not None else 513))
-        z_av_dim = int(z_dim if z_dim is not None else (z_av_dim if z_av_dim is not None else 16))
-        sizes = dict(x_a_dim=x_a_dim, x_v_dim=x_v_dim, w_dim=w_dim, z_av_dim=z_av_dim, z_a_dim=z_a_dim,
-                     z_v_dim=z_v_dim, rnn_dim=rnn_dim, w_rnn_dim=w_rnn_dim, dense_dim=dense_dim)
+        x_a_dim = int(x_dim if x_dim is not None else (sizes.x_a_dim if sizes.x_a_dim is not None else 513))
+        z_av_dim = int(z_dim if z_dim is not None else (sizes.z_av_dim if sizes.z_av_dim is not None else 16))
+        sizes = dataclasses.asdict(dataclasses.replace(sizes, x_a_dim=x_a_dim, z_av_dim=z_av_dim))
         for key, val in sizes.items():
             if not isinstance(val, int) or val < 1:
                 raise ValueError(f"{key} must be a positive int, got {val!r}")
@@ -117,6 +147,8 @@ class MDVAE(PyroModule):
         self.sizes, self.audio_emission, self.w_pool, self.w_beta = sizes, audio_emission, w_pool, float(w_beta)
         for k, v in sizes.items():
             setattr(self, k, v)
+        x_v_dim, w_dim, z_a_dim, z_v_dim = self.x_v_dim, self.w_dim, self.z_a_dim, self.z_v_dim
+        rnn_dim, w_rnn_dim, dense_dim = self.rnn_dim, self.w_rnn_dim, self.dense_dim
         self.x_dim, self.z_dim = x_a_dim + x_v_dim, z_av_dim
         d = dense_dim
         self.register_buffer("x_loc", torch.zeros(self.x_dim))

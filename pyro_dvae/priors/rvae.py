@@ -45,13 +45,13 @@ class RVAE(DVAE):
         self.dec = mlp(self.rnn_dec.hidden_dim, [self.dense_dim])
         self.emit = Emission(self.dense_dim, x_dim, self.emission)
 
-    def _extra_config(self):
+    def extra_config(self):
         return {"causal": self.causal}
 
     def _q(self, gx, gz):
         return self.q_head(self.enc(torch.cat([gx, gz], -1)))
 
-    def _guide_sites(self, x, lengths):
+    def guide_sites(self, x, lengths):
         gx = self.rnn_gx(self.phi_x(self.features(x)), lengths)
 
         def sample_fn(eps):
@@ -67,22 +67,22 @@ class RVAE(DVAE):
         like = x.new_zeros(*x.shape[:-1], self.z_dim)
         yield "z", SequentialNormal(lambda z: self._q(gx, self.rnn_gz(shift_right(z))), like, sample_fn)
 
-    def _model_sites(self, x, lengths, ss_prob):
+    def model_sites(self, x, lengths, ss_prob):
         z = yield "z", standard_normal_steps(x.new_zeros(*x.shape[:-1], self.z_dim))
-        return self._decode(z, x, lengths)
+        return self.decode_params(z, x, lengths)
 
-    def _decode(self, z, x, lengths):
+    def decode_params(self, z, x, lengths):
         return self._out(self.dec(self.rnn_dec(z, lengths)))
 
 
-def _rvae_path(pre: torch.Tensor, eps: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
-               b_hh: torch.Tensor, w_z: torch.Tensor, ws: List[torch.Tensor], bs: List[torch.Tensor],
-               w_head: torch.Tensor, b_head: torch.Tensor, min_lv: float, max_lv: float) -> torch.Tensor:
+def _rvae_path(pre: torch.Tensor, eps: torch.Tensor, W: torch.Tensor, b: torch.Tensor, w_z: torch.Tensor,
+               ws: List[torch.Tensor], bs: List[torch.Tensor], w_head: torch.Tensor, b_head: torch.Tensor,
+               min_lv: float, max_lv: float) -> torch.Tensor:
+    """The draw loop of :class:`RVAEPathSampler`: ``W = [w_ih, w_hh]^T`` ``(D + H, 4 H)`` and ``b = b_ih + b_hh``
+    are the ``rnn_gz`` LSTM cell's weights as one matmul on ``[z, h]`` (torch.lstm_cell runs two and more small
+    ops: 12 % slower here)."""
     N, T, D = eps.shape
-    H = w_hh.shape[1]
-    # the LSTM cell with one matmul on [z, h] (torch.lstm_cell runs two and more small ops: 12 % slower here)
-    W = torch.cat([w_ih, w_hh], 1).t().contiguous()
-    b = b_ih + b_hh
+    H = W.shape[1] // 4
     h = eps.new_zeros(N, H)
     c = eps.new_zeros(N, H)
     z = eps.new_zeros(N, D)
@@ -176,7 +176,8 @@ class RVAEPathSampler:
         pre = torch.addmm(first.bias, gx.reshape(-1, hx), first.weight[:, :hx].t()).reshape(-1, T, first.out_features)
         lins = [m for m in p.enc[2:] if isinstance(m, nn.Linear)]
         m, head = p.rnn_gz.lstm, p.q_head
-        z = self.fn(pre, eps.reshape(-1, T, p.z_dim), m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0,
+        W = torch.cat([m.weight_ih_l0, m.weight_hh_l0], 1).t().contiguous()
+        z = self.fn(pre, eps.reshape(-1, T, p.z_dim), W, m.bias_ih_l0 + m.bias_hh_l0,
                     first.weight[:, hx:].t().contiguous(), [lin.weight.t().contiguous() for lin in lins],
                     [lin.bias for lin in lins], torch.cat([head.loc.weight, head.logvar.weight]).t().contiguous(),
                     torch.cat([head.loc.bias, head.logvar.bias]), float(head.min_logvar), float(head.max_logvar))

@@ -60,7 +60,7 @@ class SRNN(DVAE):
     def _q(self, g, z_prev):
         return self.q_head(self.enc(torch.cat([g, z_prev], -1)))
 
-    def _guide_sites(self, x, lengths):
+    def guide_sites(self, x, lengths):
         fx, h = self._fx_h(x)
         g = self.rnn_g(torch.cat([h, fx], -1), lengths)
 
@@ -75,11 +75,11 @@ class SRNN(DVAE):
         like = x.new_zeros(*x.shape[:-1], self.z_dim)
         yield "z", SequentialNormal(lambda z: self._q(g, shift_right(z)), like, sample_fn)
 
-    def _model_sites(self, x, lengths, ss_prob):
+    def model_sites(self, x, lengths, ss_prob):
         cache = {}
 
         def params_fn(z):
-            x_in = self._scheduled_inputs(x, lambda x_: self.expected(*self._decode(z, x_, lengths))[0], ss_prob)
+            x_in = self._scheduled_inputs(x, lambda x_: self.expected(*self.decode_params(z, x_, lengths))[0], ss_prob)
             cache["h"] = h = self._h(x_in)
             cache["x_in"] = x_in
             return self.p_head(self.prior(torch.cat([h, shift_right(z)], -1)))
@@ -88,11 +88,11 @@ class SRNN(DVAE):
         z = yield "z", SequentialNormal(params_fn, like)
         return self._out(self.dec(torch.cat([cache["h"], z], -1)), cache["x_in"])
 
-    def _z_prior(self, z, x):
+    def z_prior_params(self, z, x):
         return self.p_head(self.prior(torch.cat([self._h(x), shift_right(z)], -1)))
 
-    def _decode(self, z, x, lengths):
+    def decode_params(self, z, x, lengths):
         return self._out(self.dec(torch.cat([self._h(x), z], -1)), x)
 
-    def _decode_stepwise(self, z, feed):
+    def stepwise_decode(self, z, feed):
         return self._input_recurrent_stepwise(z, feed, lambda h, t: self.dec(torch.cat([h, z[..., t, :]], -1)))

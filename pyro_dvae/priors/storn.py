@@ -34,20 +34,20 @@ class STORN(DVAE):
         self.dec = mlp(self.rnn_dim, [self.dense_dim])
         self.emit = Emission(self.dense_dim, x_dim, self.emission)
 
-    def _guide_sites(self, x, lengths):
+    def guide_sites(self, x, lengths):
         loc, scale = self.q_head(self.enc(self.rnn_g(self.phi_x(self.features(x)), lengths)))
         yield "z", dist.Normal(loc, scale).to_event(1)
 
-    def _model_sites(self, x, lengths, ss_prob):
+    def model_sites(self, x, lengths, ss_prob):
         z = yield "z", standard_normal_steps(x.new_zeros(*x.shape[:-1], self.z_dim))
-        x_in = self._scheduled_inputs(x, lambda x_: self.expected(*self._decode(z, x_, lengths))[0], ss_prob)
-        return self._decode(z, x_in, lengths)
+        x_in = self._scheduled_inputs(x, lambda x_: self.expected(*self.decode_params(z, x_, lengths))[0], ss_prob)
+        return self.decode_params(z, x_in, lengths)
 
-    def _decode(self, z, x, lengths):
+    def decode_params(self, z, x, lengths):
         d = self.rnn_d(torch.cat([self.phi_z(z), shift_right(self.phi_x(self.features(x)))], -1))
         return self._out(self.dec(d), x)
 
-    def _decode_stepwise(self, z, feed):
+    def stepwise_decode(self, z, feed):
         fz = self.phi_z(z)
         batch = z.shape[:-2]
         state = self.rnn_d.init_state(batch, z)

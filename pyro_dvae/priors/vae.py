@@ -30,13 +30,13 @@ class VAE(DVAE):
         loc, scale = self.enc_head(self.enc(self.features(x)))
         return loc, scale
 
-    def _guide_sites(self, x, lengths):
+    def guide_sites(self, x, lengths):
         loc, scale = self._q(x)
         yield "z", dist.Normal(loc, scale).to_event(1)
 
-    def _model_sites(self, x, lengths, ss_prob):
+    def model_sites(self, x, lengths, ss_prob):
         z = yield "z", standard_normal_steps(x.new_zeros(*x.shape[:-1], self.z_dim))
-        return self._decode(z, x, lengths)
+        return self.decode_params(z, x, lengths)
 
-    def _decode(self, z, x, lengths):
+    def decode_params(self, z, x, lengths):
         return self._out(self.dec(z))

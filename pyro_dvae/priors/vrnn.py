@@ -43,7 +43,7 @@ class VRNN(DVAE):
     def _q(self, fx, h):
         return self.q_head(self.enc(torch.cat([fx, h], -1)))
 
-    def _guide_sites(self, x, lengths):
+    def guide_sites(self, x, lengths):
         fx = self.phi_x(self.features(x))
 
         def sample_fn(eps):
@@ -63,11 +63,11 @@ class VRNN(DVAE):
         like = x.new_zeros(*x.shape[:-1], self.z_dim)
         yield "z", SequentialNormal(lambda z: self._q(fx, self._h(fx, z)), like, sample_fn)
 
-    def _model_sites(self, x, lengths, ss_prob):
+    def model_sites(self, x, lengths, ss_prob):
         cache = {}
 
         def params_fn(z):
-            x_in = self._scheduled_inputs(x, lambda x_: self.expected(*self._decode(z, x_, lengths))[0], ss_prob)
+            x_in = self._scheduled_inputs(x, lambda x_: self.expected(*self.decode_params(z, x_, lengths))[0], ss_prob)
             h = self._h(self.phi_x(self.features(x_in)), z)
             cache["h"], cache["x_in"] = h, x_in
             return self.p_head(self.prior(h))
@@ -76,14 +76,14 @@ class VRNN(DVAE):
         z = yield "z", SequentialNormal(params_fn, like)
         return self._out(self.dec(torch.cat([self.phi_z(z), cache["h"]], -1)), cache["x_in"])
 
-    def _z_prior(self, z, x):
+    def z_prior_params(self, z, x):
         return self.p_head(self.prior(self._h(self.phi_x(self.features(x)), z)))
 
-    def _decode(self, z, x, lengths):
+    def decode_params(self, z, x, lengths):
         h = self._h(self.phi_x(self.features(x)), z)
         return self._out(self.dec(torch.cat([self.phi_z(z), h], -1)), x)
 
-    def _decode_stepwise(self, z, feed):
+    def stepwise_decode(self, z, feed):
         fz = self.phi_z(z)
         batch = z.shape[:-2]
         state = self.rnn_h.init_state(batch, z)

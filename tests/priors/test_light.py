@@ -36,13 +36,13 @@ def test_causality(name, emission):
     x = data((2, T, 5), emission)
     z, v = torch.randn(2, T, 3), torch.randn(2, 3)
     with torch.no_grad():
-        em = prior._emission(z, x, {"v": v})
+        em = prior.emission_params(z, x, {"v": v})
         zp = prior.z_prior(z, x, v)
         x2, z2 = x.clone(), z.clone()
         x2[:, t0] = x2[:, t0] * 3.0 + 1.0
         z2[:, t0] += 5.0
-        em_x, zp_x = prior._emission(z, x2, {"v": v}), prior.z_prior(z, x2, v)
-        em_z, zp_z = prior._emission(z2, x, {"v": v}), prior.z_prior(z2, x, v)
+        em_x, zp_x = prior.emission_params(z, x2, {"v": v}), prior.z_prior(z, x2, v)
+        em_z, zp_z = prior.emission_params(z2, x, {"v": v}), prior.z_prior(z2, x, v)
     logvar = 1
     # emission at t reads s_{<t} and z_{<=t}; the z prior at t reads s_{<t} and z_{<t}
     assert torch.equal(em_x[logvar][:, : t0 + 1], em[logvar][:, : t0 + 1])
@@ -64,7 +64,7 @@ def test_decoder_is_shared_and_smaller():
     assert hit.z_decoder is hit.dec_z and hit.dec_z is not hit.dec
     # every LigHT parameter appears once; the decoder's are used by both the emission and the z prior
     x, z, v = data((1, 6, 513)), torch.randn(1, 6, 3), torch.randn(1, 3)
-    loc, logvar = light._emission(z, x, {"v": v})
+    loc, logvar = light.emission_params(z, x, {"v": v})
     light.zero_grad()
     logvar.sum().backward()
     grad_em = [p.grad.clone() for p in light.dec.parameters()]

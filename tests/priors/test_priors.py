@@ -399,7 +399,7 @@ def test_deepar_likelihood_is_the_one_step_gaussian():
     x = torch.randn(2, 6, 3)
     tr = poutine.trace(prior.model).get_trace(x)
     assert [n for n, s in tr.nodes.items() if s["type"] == "sample" and n != "batch"] == ["x"]  # no latents
-    loc, logvar = prior._decode(None, x, None)
+    loc, logvar = prior.decode_params(None, x, None)
     assert torch.allclose(loc[:, 1:], x[:, :-1] + prior.out_scale * prior.emit(prior.dec(prior._h(x)))[0][:, 1:])
     manual = torch.distributions.Normal(loc, (0.5 * logvar).exp()).log_prob(x).sum((-1, -2))
     assert torch.allclose(tr.nodes["x"]["fn"].log_prob(x), manual)
