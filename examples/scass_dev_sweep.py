@@ -19,12 +19,12 @@ import sys
 import time
 
 import numpy as np
-import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import scass_mixdvae as ex  # noqa: E402
 
 from pyro_dvae.data import mixtures as mx  # noqa: E402
+from pyro_dvae.engine import threads  # noqa: E402
 from pyro_dvae.metrics import si_sdr  # noqa: E402
 from pyro_dvae.models.separation import run_separation  # noqa: E402
 
@@ -44,7 +44,7 @@ def main(argv=None):
     p.add_argument("--num-mixtures", type=int, default=20)
     p.add_argument("--baselines", action="store_true")
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
+    threads(1)
     data = ex.real_data(args.speech_dir, args.music_dir, 0, dev=True)
     load = argparse.Namespace(load_priors=args.priors, split="dev")
     prior_list = [ex.train_source_prior(name, None, load) for name in ex.SOURCES]

@@ -25,7 +25,7 @@ With no argument, the example looks for the shared real-data folder (``--realdat
 ``../shared/realdata`` beside the checkout): when it is there, nothing is trained and the **shipped** speech and
 flute priors and IS-NMF dictionaries (:mod:`pyro_dvae.pretrained`) separate mixtures of the *test* speakers and
 *test* notes of :mod:`pyro_dvae.data.heldout` (which those priors and dictionaries never heard), flute 5 dB above
-the speech, T = 100: the README's held-out table in small (about a minute). Without that folder it falls back
+the speech, T = 100: BENCHMARKS.md's held-out table in small (about a minute). Without that folder it falls back
 to the synthetic demo, which says so.
 
 **References:**
@@ -48,13 +48,14 @@ import numpy as np
 import torch
 
 from pyro_dvae import pretrained, priors
-from pyro_dvae.cli.separate import load_nmf_dicts
 from pyro_dvae.data import audio, heldout
 from pyro_dvae.data import mixtures as mx
 from pyro_dvae.data.synthetic_audio import chromatic, flute_like, speech_like
+from pyro_dvae.engine import threads
 from pyro_dvae.metrics import score_sources
 from pyro_dvae.models.separation import run_separation
 from pyro_dvae.nmf import NMFSeparator
+from pyro_dvae.nmf_dicts import load_nmf_dicts
 from pyro_dvae.training import TrainConfig, train_prior
 
 METHODS = ("mixdvae", "is_nmf", "temporal_nmf", "mixture", "oracle_ibm", "oracle_wiener")
@@ -101,17 +102,10 @@ def synthetic_data(seed, num_train=SYNTHETIC_TRAIN):
     """SYNTHETIC stand-ins: speech-like "speakers" (disjoint between train and test) and flute-like melodies,
     ``num_train`` of each for training.
 
-    On these signals MixDVAE stays behind IS-NMF (T = 100: speech 3.6 vs 10.6 dB with 8 training speakers; 3.2 vs
-    7.6 with 40; -0.3 vs 7.6 with 40 and reference-size priors trained by the ``train-prior`` recipe): the
-    synthetic talkers are not a fair stand-in for speech. The shipped real-speech / real-flute priors and NMF
-    dictionaries (``pyro_dvae.pretrained``) on these synthetic mixtures (flute 5 dB above): MixDVAE 5.5 / 11.4 dB
-    against IS-NMF 7.4 / 13.0 at T = 100: the DVAE priors of this project model the spectral envelope only (README,
-    "Speech analysis-resynthesis"), NMF atoms the harmonics these signals are made of. Real recordings:
-    ``--speech-dir`` / ``--music-dir``, or the held-out benchmark ``tests/benchmarks/audio_heldout.py`` (README),
-    where MixDVAE leads. Test melodies on pitches disjoint from the training ones (as the real notes are; a scratch
-    switch, measured and not kept): without pitch-shift augmentation IS-NMF collapses (T = 100: -9.6 / -7.8 dB
-    against MixDVAE 1.2 / 13.0), with the +-1 semitone augmentation of the real recipe it leads again (9.7 / 20.1
-    against 3.6 / 15.1): neither is a fair demonstration."""
+    On these signals MixDVAE stays behind IS-NMF: the synthetic talkers are made of exact harmonics, which NMF
+    atoms model and the DVAE priors of this project (which model the spectral envelope) do not, so they are no
+    fair stand-in for speech. Use real recordings (``--speech-dir`` / ``--music-dir``) or the held-out benchmark
+    ``tests/benchmarks/audio_heldout.py`` (BENCHMARKS.md), where MixDVAE leads."""
     n = num_train + 2
     speakers = np.random.default_rng(seed).permutation(n)
     sp = [speech_like(6.0, seed=1000 * seed + int(k)) for k in speakers]
@@ -266,7 +260,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out-json", help="write the tables as JSON")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    threads(args.threads)
     torch.manual_seed(args.seed)
     folders = bool(args.speech_dir or args.music_dir)
     if folders and not (args.speech_dir and args.music_dir):

@@ -66,9 +66,13 @@ NMF) on waveforms or STFTs, through :func:`pyro_dvae.inference.run`.
     Divergence: With Application to Music Analysis", Neural Computation 21(3).
 
 **Layout:** :mod:`.model` (the Pyro model), :mod:`.guide` (the VEM blocks and the structured guide),
-:mod:`.run` (:func:`run_separation`, the baselines and the audio front end).
+:mod:`.config` (:class:`SeparationConfig` and its option groups :class:`VEMOptions`, :class:`NMFOptions`),
+:mod:`.run` (:func:`run_separation`, the baselines and the audio front end), :mod:`.files` (:func:`separate_file`,
+what ``pyro-dvae separate`` runs).
 """
 
+from .config import METHODS, NMFOptions, SeparationConfig, VEMOptions
+from .files import SeparateFileConfig, score_table, separate_file
 from .guide import (
     FAMILIES,
     MODES,
@@ -84,13 +88,14 @@ from .guide import (
 )
 from .model import SeparationModel, SourceSpectra, check_priors
 from .run import (
-    METHODS,
     SeparationResult,
     load_separation_prior,
     prepare_mixture,
     run_separation,
 )
 
-__all__ = ["AssignmentBlock", "FAMILIES", "GainMStep", "LatentBlock", "METHODS", "MODES", "NoiseMStep", "OUTPUTS",
-           "SeparationGuide", "SeparationModel", "SeparationResult", "SourceBlock", "SourceSpectra", "WeightMStep",
-           "check_mixture", "check_priors", "load_separation_prior", "prepare_mixture", "run_separation"]
+__all__ = ["AssignmentBlock", "FAMILIES", "GainMStep", "LatentBlock", "METHODS", "MODES", "NMFOptions", "NoiseMStep",
+           "OUTPUTS", "SeparateFileConfig", "SeparationConfig", "SeparationGuide", "SeparationModel",
+           "SeparationResult", "SourceBlock", "SourceSpectra", "VEMOptions", "WeightMStep", "check_mixture",
+           "check_priors", "load_separation_prior", "prepare_mixture", "run_separation", "score_table",
+           "separate_file"]

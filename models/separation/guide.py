@@ -55,14 +55,14 @@ def _encoder_draw(prior, power, sample, previous=None):
     (``q(z_t | z_{t-1}, s)``, a :class:`~pyro_dvae.priors.SequentialNormal`) then has its step conditionals
     evaluated in one teacher-forced pass on ``previous`` and every step drawn at once: a Jacobi sweep of the
     step-by-step draw (its fixed point, reached within ``T`` sweeps without noise), no loop over time."""
-    x, _, lengths = prior._prepare(power, None)
-    gen, value, latents, kl = prior._guide_sites(x, lengths), None, {}, x.new_zeros(x.shape[:2])
+    x, _, lengths = prior.prepare_input(power, None)
+    gen, value, latents, kl = prior.guide_sites(x, lengths), None, {}, x.new_zeros(x.shape[:2])
     while True:
         try:
             name, d = gen.send(value)
         except StopIteration:
             break
-        if isinstance(d, SequentialNormal) and previous is not None and previous.shape == d._like.shape:
+        if isinstance(d, SequentialNormal) and previous is not None and previous.shape == d.like.shape:
             q_loc, q_scale = d.params_fn(previous)
             value = q_loc + q_scale * torch.randn_like(q_loc) if sample else q_loc
         else:
@@ -73,7 +73,7 @@ def _encoder_draw(prior, power, sample, previous=None):
             q_loc, q_scale = d.bind(value) if isinstance(d, SequentialNormal) else (d.base_dist.loc,
                                                                                    d.base_dist.scale)
         latents[name] = value
-        p = prior._z_prior(value, x if prior.autoregressive else None) if name == "z" else None
+        p = prior.z_prior_params(value, x if prior.autoregressive else None) if name == "z" else None
         p_loc, p_scale = p if p is not None else (torch.zeros_like(value), torch.ones_like(value))
         step_kl = kl_divergence(dist.Normal(q_loc, q_scale), dist.Normal(p_loc, p_scale))
         kl = kl + step_kl.reshape(*x.shape[:2], -1).sum(-1)
@@ -119,8 +119,8 @@ class LatentBlock(ClosedFormBlock):
         """Sample the latent sites ``v_<name>`` / ``z_<name>`` from the encoders on ``power (B, N, T, F)``
         (call inside the ``batch`` plate)."""
         for n, (name, prior) in enumerate(zip(model.names, model.priors)):
-            x, _, lengths = prior._prepare(power[:, n:n + 1], None)
-            prior._run_sites(_renamed(prior._guide_sites(x, lengths), name), None, x.shape[:-1])
+            x, _, lengths = prior.prepare_input(power[:, n:n + 1], None)
+            prior.run_sites(_renamed(prior.guide_sites(x, lengths), name), None, x.shape[:-1])
 
 
 # ------------------------------------------------------------------------------------------------- E-S
@@ -193,7 +193,7 @@ class SourceBlock(ClosedFormBlock):
         latents = guide["z"].latents
         prior_var = torch.empty(B, N, T, F, dtype=eta.dtype, device=mix.device) if len(model.groups) > 1 else None
         for (prior, idx), past in zip(model.groups, guide.group_powers(model)):
-            z, statics = model._group_latents(latents, idx)
+            z, statics = model.group_latents(latents, idx)
             if prior.autoregressive and self.mode == "sequential":
                 g, e = gain[:, idx, :, 0], eta[:, idx]
                 if self.family == "meanfield":  # E|s|^2 = var + (var a)^2 |o|^2 with a = eta / v_x, all real
@@ -439,7 +439,7 @@ class SeparationGuide(StructuredGuide):
         elif init == "equal":
             qw.eta = torch.full((B, T, F, N), 1.0 / N, dtype=power.dtype, device=power.device)
         else:
-            v = model._variance_fn(qz.latents)(power) + model.likelihood.variance(mix).unsqueeze(1)
+            v = model.variance_fn(qz.latents)(power) + model.likelihood.variance(mix).unsqueeze(1)
             marginal = complex_normal_log_prob(mix.unsqueeze(1), v).permute(0, 2, 3, 1)
             qw.eta = responsibilities(marginal, model.log_pi(mix))
         qs.update(model, self, mix)

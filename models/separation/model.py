@@ -116,7 +116,7 @@ class SeparationModel(PyroModule):
     def decoder_variance(self, prior, z, power, latents):
         """``v_theta`` of one group, teacher forced on ``power`` ``(B, k, T, F)`` (ignored when the
         decoder does not read the past)."""
-        return prior.expected(*prior._emission(z, power, latents))[1]
+        return prior.expected(*prior.emission_params(z, power, latents))[1]
 
     # ------------------------------------------------------------------------------------------- Pyro model
     def _latent_sites(self, n, prior, power_like, cell):
@@ -129,31 +129,37 @@ class SeparationModel(PyroModule):
         if "z" not in prior.latent_sites:
             out["z"] = z_like
             return out
-        if type(prior)._z_prior is DVAE._z_prior:
+        if type(prior).z_prior_params is DVAE.z_prior_params:
             z_dist = standard_normal_steps(z_like)
         else:
             def params(z, prior=prior, n=n):
                 if not prior.autoregressive:
-                    return prior._z_prior(z, None)
+                    return prior.z_prior_params(z, None)
                 if "power" not in cell:
                     raise ValueError(f"the {prior.name} prior of z reads the source spectra: draw z and s through "
                                      "a guide")
-                return prior._z_prior(z, cell["power"][:, n:n + 1])
+                return prior.z_prior_params(z, cell["power"][:, n:n + 1])
 
             z_dist = SequentialNormal(params, z_like)
         out["z"] = pyro.sample(f"z_{self.names[n]}", z_dist.to_event(1))
         return out
 
-    def _group_latents(self, latents, idx):
+    def group_latents(self, latents, idx):
+        """The latents of the sources ``idx`` (a group sharing a prior, ``groups``) stacked along the source
+        dimension: ``(z (B, k, T, z_dim), statics)`` with ``statics`` the static latents by site name
+        ``(B, k, dim)``; ``latents`` holds one dict per source."""
         z = torch.cat([latents[n]["z"] for n in idx], 1)
         statics = {k: torch.cat([latents[n][k] for n in idx], 1) for k in latents[idx[0]] if k != "z"}
         return z, statics
 
-    def _variance_fn(self, latents):
+    def variance_fn(self, latents):
+        """The function ``power (B, N, T, F) -> g v_theta (B, N, T, F)`` giving every source's decoder variance,
+        scaled by its gain and teacher forced on ``power``, at the given latents (one dict per source): the
+        ``variance_fn`` of :class:`SourceSpectra`."""
         def variance(power):
             out = torch.empty_like(power)
             for prior, idx in self.groups:
-                z, statics = self._group_latents(latents, idx)
+                z, statics = self.group_latents(latents, idx)
                 out[:, idx] = self.decoder_variance(prior, z, power[:, idx], statics)
             return self.source_gain(out) * out
         return variance
@@ -163,7 +169,7 @@ class SeparationModel(PyroModule):
             out = torch.empty_like(like)
             gain = self.source_gain(like[..., 0])
             for prior, idx in self.groups:
-                z, statics = self._group_latents(latents, idx)
+                z, statics = self.group_latents(latents, idx)
                 g = gain[:, idx]
                 if prior.autoregressive:
                     draws = []
@@ -190,7 +196,7 @@ class SeparationModel(PyroModule):
             latents = [self._latent_sites(n, p, power_like, cell) for n, p in enumerate(self.priors)]
             like = mix.real.new_zeros(B, self.num_sources, T, F, 2)
             with pyro.plate("sources", self.num_sources, dim=-1):
-                s = pyro.sample("s", SourceSpectra(self._variance_fn(latents), like, self._sample_fn(latents, like)))
+                s = pyro.sample("s", SourceSpectra(self.variance_fn(latents), like, self._sample_fn(latents, like)))
             cell["power"] = s.pow(2).sum(-1)
         return s
 

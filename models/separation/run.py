@@ -14,11 +14,11 @@ from pyro_dvae.data.audio import HOP, N_FFT, SAMPLE_RATE, istft, stft
 from pyro_dvae.likelihoods import ComplexGaussianBins, abs2
 from pyro_dvae.masks import nmf_masks, oracle_masks
 
-from .guide import OUTPUTS, SeparationGuide, check_mixture
+from .config import NMFOptions, apply_overrides
+from .guide import SeparationGuide, check_mixture
 from .model import SeparationModel, check_priors
 
 # ------------------------------------------------------------------------------------------------- running
-METHODS = ("mixdvae", "mixture", "oracle_ibm", "oracle_wiener", "is_nmf", "temporal_nmf")
 
 
 @dataclass
@@ -87,71 +87,47 @@ def _prepare_refs(refs, X, length, scale, num_sources, n_fft, hop):
     return R.to(X.dtype)
 
 
-def run_separation(mix, priors=None, *, names=None, method="mixdvae", algo="vem", num_iters=30, refs=None, nmf=None,
-                   init="equal", mode="sequential", family="meanfield", output="wiener", noise="proportional",
-                   noise_ratio=0.03, learn_noise=False, learn_gain=True, learn_weights=False, sample_z=False,
-                   parallel_z=True, average=0, lr=0.02, nmf_iters=100, nmf_alpha=None, nmf_beta=None, chunk=None,
-                   seed=0, n_fft=N_FFT, hop=HOP, progress=False):
+def run_separation(mix, priors=None, *, names=None, refs=None, nmf=None, config=None, **overrides):
     """Separate the sources of one or a batch of mixtures.
 
     :param mix: waveform ``(L,)`` / ``(B, L)`` (peak-normalised here, outputs scaled back) or complex STFT
         ``(T, F)`` / ``(B, T, F)`` of a peak-normalised mixture (:func:`prepare_mixture`).
     :param list priors: one spectral prior per source (``mixdvae``); also gives the number of sources.
     :param list names: source names (default: ``source0``, ...; NMF dictionaries are looked up by name).
-    :param str method: one of :data:`METHODS`: ``"mixdvae"``; ``"mixture"`` (every estimate is the
-        mixture); ``"oracle_ibm"`` / ``"oracle_wiener"`` (need ``refs``); ``"is_nmf"`` / ``"temporal_nmf"``
-        (need ``nmf``, an :class:`~pyro_dvae.nmf.NMFSeparator` with one dictionary per source name).
-    :param str algo: ``"vem"`` (the structured guide), ``"svi"`` or ``"enum-svi"`` (an ``AutoNormal`` guide
-        over ``s`` and the latents, ``w`` summed out exactly, started from the closed-form initialisation),
-        all through :func:`pyro_dvae.inference.run`.
-    :param int num_iters: VEM iterations or SVI steps.
-    :param refs: reference sources (waveforms ``([B,] N, L)`` or STFTs ``([B,] N, T, F)``).
-    :param init: ``"equal"`` (the reference's ``q(w = n) = 1 / N``), ``"prior"``, ``"nmf"`` (IS-NMF Wiener
-        masks from ``nmf``) or masks ``(B, N, T, F)`` (:meth:`SeparationGuide.initialise`).
-    :param str mode: ``"sequential"`` or ``"parallel"`` E-S for autoregressive priors.
-    :param str family: ``"structured"`` (``q(w) q(s | w)``) or ``"meanfield"`` (the reference's ``q(w) q(s)``).
-    :param str output: how the source STFTs are read from the posterior (:meth:`SeparationGuide.estimate`).
-    :param str noise: ``"proportional"`` or ``"global"`` residual variance
-        (:class:`~pyro_dvae.likelihoods.ComplexGaussianBins`), initial scale ``noise_ratio`` (the reference's
-        ``v_x = 0.03 |o|^2`` by default).
-    :param bool learn_noise: M-step of the residual scale; ``learn_gain``: of the source gains;
-        ``learn_weights``: of the assignment weights ``pi``.
-    :param bool sample_z: E-Z draws ``z`` (default: the encoder's noiseless path, each ``z_t`` at its
-        conditional mean).
-    :param bool parallel_z: Jacobi E-Z (one teacher-forced encoder pass per iteration instead of a loop over
-        time, :class:`LatentBlock`).
-
-    The defaults (``init``, ``noise_ratio``, ``sample_z``, ``parallel_z``, sequential E-S) are the best of a
-    sweep on a development split of real speech + flute mixtures (README, "Audio source separation").
-    :param int average: ``vem`` only: read the estimates from the posterior source moments averaged over the
-        last ``average`` iterations (a Monte Carlo average over that many draws of ``z``; 0 or 1: the last).
-    :param float lr: SVI learning rate.
-    :param int chunk: MixDVAE only: separate mixtures longer than ``chunk`` frames as independent chunks of
-        ``chunk`` frames run as one batch (the priors are trained on short chunks; the time loop of a
-        sequential E-S then runs ``chunk`` steps whatever the length), the last completed by mirroring.
-        ``None``: the whole mixture at once.
+    :param refs: reference sources (waveforms ``([B,] N, L)`` or STFTs ``([B,] N, T, F)``), for the oracle masks.
+    :param nmf: an :class:`~pyro_dvae.nmf.NMFSeparator` with one dictionary per source name, for the NMF
+        methods and ``init="nmf"``.
+    :param SeparationConfig config: the settings (default: ``SeparationConfig()``); the docstrings of
+        :class:`~pyro_dvae.models.separation.SeparationConfig`, :class:`~pyro_dvae.models.separation.VEMOptions`
+        and :class:`~pyro_dvae.models.separation.NMFOptions` describe each one and its default.
+    :param overrides: settings applied to ``config`` (:func:`~pyro_dvae.models.separation.config.apply_overrides`):
+        a ``SeparationConfig`` field by name (``method``, ``algo``, ``num_iters``, ``lr``, ``output``, ``chunk``,
+        ``seed``, ``n_fft``, ``hop``, ``progress``, ``vem``; not ``nmf``, which here is the separator: the NMF
+        group goes in ``config``), a ``VEMOptions`` field by name (``init``, ``mode``, ``family``, ``noise``,
+        ``noise_ratio``, ``learn_noise``, ``learn_gain``, ``learn_weights``, ``sample_z``, ``parallel_z``,
+        ``average``), an ``NMFOptions`` field as ``nmf_iters``, ``nmf_alpha``, ``nmf_beta``. An unknown name is a
+        :class:`TypeError`, a value out of range a :class:`ValueError`.
     :returns: :class:`SeparationResult`.
     """
     from pyro_dvae import inference
 
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if algo not in ("vem", "svi", "enum-svi"):
-        raise ValueError(f"algo must be 'vem', 'svi' or 'enum-svi', got {algo!r}")
-    if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    if isinstance(nmf, NMFOptions):
+        raise TypeError("run_separation() nmf= is the NMFSeparator holding the dictionaries; NMFOptions go in "
+                        "SeparationConfig(nmf=...) or as nmf_iters= / nmf_alpha= / nmf_beta=")
+    cfg = apply_overrides(config, **overrides)
+    vem, method, init = cfg.vem, cfg.method, cfg.vem.init
     if method == "mixdvae" or priors is not None:
         priors, names = check_priors(priors, names)
     elif names is None:
         raise ValueError(f"method {method!r} without priors needs names=[...] (one per source)")
     names = list(names)
-    X, length, scale, batched = prepare_mixture(mix, n_fft, hop)
-    R = _prepare_refs(refs, X, length, scale, len(names), n_fft, hop)
+    X, length, scale, batched = prepare_mixture(mix, cfg.n_fft, cfg.hop)
+    R = _prepare_refs(refs, X, length, scale, len(names), cfg.n_fft, cfg.hop)
     if method.startswith("oracle") and R is None:
         raise ValueError(f"method {method!r} needs the reference sources (refs=...)")
     if (method.endswith("nmf") or (isinstance(init, str) and init == "nmf")) and nmf is None:
         raise ValueError("NMF (method or init) needs nmf=NMFSeparator(...) fitted on each source's training audio")
-    pyro.set_rng_seed(seed)
+    pyro.set_rng_seed(cfg.seed)
     start = time.perf_counter()
     result, info = None, {"method": method}
     if method == "mixture":
@@ -160,45 +136,47 @@ def run_separation(mix, priors=None, *, names=None, method="mixdvae", algo="vem"
         S = oracle_masks(R, method[len("oracle_"):]) * X.unsqueeze(1)
     elif method.endswith("nmf"):
         kind = "is" if method == "is_nmf" else "temporal"
-        S = nmf_masks(X, nmf, names, kind, nmf_iters, nmf_alpha, nmf_beta) * X.unsqueeze(1)
+        S = nmf_masks(X, nmf, names, kind, cfg.nmf.iters, cfg.nmf.alpha, cfg.nmf.beta) * X.unsqueeze(1)
     else:
         param = next(priors[0].parameters())  # the priors' device and precision (CPU or CUDA alike)
         X = check_mixture(X.to(param.device, torch.complex128 if param.dtype == torch.float64 else torch.complex64),
                           priors[0].x_dim)
         if isinstance(init, str) and init == "nmf":
-            init = nmf_masks(X.cpu(), nmf, names, "is", nmf_iters)
+            init = nmf_masks(X.cpu(), nmf, names, "is", cfg.nmf.iters)
         if torch.is_tensor(init):
             init = init.to(X.device, X.real.dtype)
         frames = X.shape[1]
+        chunk = cfg.chunk
         if chunk is not None and frames > chunk:
             X = _split(X, chunk)
             init = _split(init.transpose(1, 2), chunk).transpose(1, 2) if torch.is_tensor(init) else init
-        model = SeparationModel(priors, names, ComplexGaussianBins(noise_ratio, kind=noise), learn_noise=learn_noise,
-                                learn_gain=learn_gain, learn_weights=learn_weights).to(X.device)
-        guide = SeparationGuide(model, mode=mode, family=family, sample_z=sample_z,
-                                parallel_z=parallel_z).initialise(X, init)
-        if algo == "vem":
+        model = SeparationModel(priors, names, ComplexGaussianBins(vem.noise_ratio, kind=vem.noise),
+                                learn_noise=vem.learn_noise, learn_gain=vem.learn_gain,
+                                learn_weights=vem.learn_weights).to(X.device)
+        guide = SeparationGuide(model, mode=vem.mode, family=vem.family, sample_z=vem.sample_z,
+                                parallel_z=vem.parallel_z).initialise(X, init)
+        if cfg.algo == "vem":
             acc = []
 
             def collect(i, _):
-                if i >= num_iters - average:
+                if i >= cfg.num_iters - vem.average:
                     acc.append(guide.source_moments() + (guide["w"].eta,))
 
             with torch.no_grad():
-                result = inference.run("vem", model, guide, X, num_iters=num_iters, progress=progress,
-                                       callback=collect if average > 1 else None)
+                result = inference.run("vem", model, guide, X, num_iters=cfg.num_iters, progress=cfg.progress,
+                                       callback=collect if vem.average > 1 else None)
             moments = tuple(sum(m) / len(acc) for m in zip(*acc)) if acc else None
-            S = guide.estimate(X, output, moments)
+            S = guide.estimate(X, cfg.output, moments)
         else:
-            S, result = _run_svi(model, guide, X, algo, num_iters, lr, progress, output)
-        info.update(algo=algo, noise_scale=model.likelihood.scale.tolist(), gain=model.gain.tolist())
+            S, result = _run_svi(model, guide, X, cfg)
+        info.update(algo=cfg.algo, noise_scale=model.likelihood.scale.tolist(), gain=model.gain.tolist())
         if S.shape[2] != frames:  # chunked: (B * K, N, chunk, F) -> (B, N, T, F)
             S = S.unflatten(0, (scale.shape[0], -1)).movedim(1, 2).flatten(2, 3)[:, :, :frames]
     info["seconds"] = time.perf_counter() - start
     S = S.detach().cpu() * scale.to(S.real.dtype).view(-1, 1, 1, 1)
     waves = None
     if length is not None:
-        waves = istft(S, length, n_fft, hop).numpy()
+        waves = istft(S, length, cfg.n_fft, cfg.hop).numpy()
     if not batched:
         S, waves = S[0], (None if waves is None else waves[0])
     return SeparationResult(names, S, waves, result, info)
@@ -213,7 +191,7 @@ def _split(X, size):
     return X.unflatten(1, (-1, size)).flatten(0, 1)
 
 
-def _run_svi(model, guide, X, algo, num_iters, lr, progress, output):
+def _run_svi(model, guide, X, cfg):
     from pyro.infer.autoguide import AutoNormal, init_to_value
 
     from pyro_dvae import inference
@@ -224,13 +202,13 @@ def _run_svi(model, guide, X, algo, num_iters, lr, progress, output):
     blocked = poutine.block(model.model, hide_types=["param"])  # the priors stay fixed
     auto = AutoNormal(poutine.block(model.model, hide=["w"]), init_scale=1e-2, init_loc_fn=init_to_value(values=values))
     pyro.clear_param_store()
-    result = inference.run(algo, blocked, auto, X, num_steps=num_iters, lr=lr, progress=progress)
+    result = inference.run(cfg.algo, blocked, auto, X, num_steps=cfg.num_iters, lr=cfg.lr, progress=cfg.progress)
     with torch.no_grad():
         S = torch.view_as_complex(auto.median(X)["s"].contiguous())
-    if output == "wiener":
+    if cfg.output == "wiener":
         P = abs2(S)
         S = P / P.sum(1, keepdim=True).clamp_min(1e-30) * X.unsqueeze(1)
-    elif output == "mask":
+    elif cfg.output == "mask":
         raise ValueError("output='mask' needs the closed-form q(w) of algo='vem'")
     return S, result
 

@@ -21,7 +21,7 @@ References:
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -71,25 +71,69 @@ def _silent_fraction(entry, start, length, win, hop, silence_db):
     return float(np.mean(e < ref * 10 ** (-silence_db / 10)))
 
 
-def make_mixtures(speech_files, music_files, n, num_frames=100, smr_db=-10.0, seed=0, sr=SAMPLE_RATE, hop=HOP,
-                  win=N_FFT, silence_db=30.0, max_silent_fraction=0.2, peak=0.9, max_tries=None):
-    """``n`` reproducible speech + music mixtures of exactly ``num_frames`` STFT frames.
+@dataclass
+class MixtureSpec:
+    """What each mixture of :func:`make_mixtures` is: its length, speech-to-music ratio, peak and silence rule.
+
+    :ivar num_frames: STFT frames per mixture (segments of ``(num_frames - 1) * hop`` samples; default 100).
+    :ivar smr_db: speech-to-music ratio in dB over the segment (default -10: the flute 10 dB above the speech,
+        MixDVAE's SC-ASS setting).
+    :ivar sr: sample rate the files are read at (default 16 kHz).
+    :ivar hop: STFT hop in samples (default 256).
+    :ivar win: frame length of the silence rule, in samples (default 1024, the STFT frame).
+    :ivar silence_db: a frame is silent more than this many dB below the file's loudest frame (default 30).
+    :ivar max_silent_fraction: a segment with a larger fraction of silent frames in either source is drawn
+        again (default 0.2; 0 rejects any silence).
+    :ivar peak: ``max |mix|`` after scaling both sources by one common factor (default 0.9; ``None``: no
+        scaling).
+    """
+
+    num_frames: int = 100
+    smr_db: float = -10.0
+    sr: int = SAMPLE_RATE
+    hop: int = HOP
+    win: int = N_FFT
+    silence_db: float = 30.0
+    max_silent_fraction: float = 0.2
+    peak: float = 0.9
+
+    @property
+    def length(self):
+        """Samples per segment: ``(num_frames - 1) * hop``."""
+        return num_samples(self.num_frames, self.hop)
+
+    def __post_init__(self):
+        length = self.length
+        if length < self.win // 2 + 1:
+            raise ValueError(f"num_frames={self.num_frames} gives {length} samples, shorter than half a frame "
+                             f"({self.win})")
+
+
+def make_mixtures(speech_files, music_files, n, spec=None, *, seed=0, max_tries=None, **overrides):
+    """``n`` reproducible speech + music mixtures of exactly ``spec.num_frames`` STFT frames.
 
     ``speech_files`` / ``music_files``: paths (read with :func:`~pyro_dvae.data.audio.load_audio` at ``sr``)
-    or 1-D arrays already at ``sr``; files shorter than one segment are skipped. Each mixture picks a file
-    and a start sample uniformly for each source (``numpy.random.default_rng(seed)``; the same lists in the
-    same order give the same mixtures), rejects the draw by the silence rule of the module docstring, scales
-    the music so that ``10 log10(sum speech^2 / sum music^2) = smr_db`` over the segment, then scales both
-    sources by one common factor so that ``max |mix| = peak`` (``None``: no scaling; the SMR is unchanged).
-    Segments have ``(num_frames - 1) * hop`` samples, which :func:`~pyro_dvae.data.audio.stft` turns into
-    exactly ``num_frames`` frames. Raises :class:`ValueError` when no file is long enough or when
-    ``max_tries`` draws (default ``100 n``) do not give ``n`` non-silent mixtures.
+    or 1-D arrays already at ``sr``; files shorter than one segment are skipped. ``spec``: a :class:`MixtureSpec`
+    (default: ``MixtureSpec()``), whose fields ``overrides`` replace (``num_frames=50, smr_db=-5.0``; another
+    name is a :class:`TypeError`). Each mixture picks a file and a start sample uniformly for each source
+    (``numpy.random.default_rng(seed)``; the same lists in the same order give the same mixtures), rejects the
+    draw by the silence rule of the module docstring, scales the music so that ``10 log10(sum speech^2 / sum
+    music^2) = smr_db`` over the segment, then scales both sources by one common factor so that ``max |mix| =
+    peak`` (``None``: no scaling; the SMR is unchanged). Segments have ``(num_frames - 1) * hop`` samples, which
+    :func:`~pyro_dvae.data.audio.stft` turns into exactly ``num_frames`` frames. Raises :class:`ValueError` when
+    no file is long enough or when ``max_tries`` draws (default ``100 n``) do not give ``n`` non-silent mixtures.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"n must be a nonnegative integer, got {n!r}")
-    length = num_samples(num_frames, hop)
-    if length < win // 2 + 1:
-        raise ValueError(f"num_frames={num_frames} gives {length} samples, shorter than half a frame ({win})")
+    if spec is not None and not isinstance(spec, MixtureSpec):
+        raise TypeError(f"make_mixtures() spec must be a MixtureSpec, got {spec!r} (pass num_frames= etc. by name)")
+    unknown = sorted(set(overrides) - {f.name for f in fields(MixtureSpec)})
+    if unknown:
+        raise TypeError(f"make_mixtures() got an unexpected keyword argument {unknown[0]!r}")
+    spec = replace(spec or MixtureSpec(), **overrides)
+    num_frames, smr_db, sr, hop, win = spec.num_frames, spec.smr_db, spec.sr, spec.hop, spec.win
+    silence_db, max_silent_fraction, peak = spec.silence_db, spec.max_silent_fraction, spec.peak
+    length = spec.length
     pools = {}
     for kind, items in (("speech", speech_files), ("music", music_files)):
         entries = _load_all(items, sr, kind)

@@ -97,6 +97,23 @@ def test_bad_arguments():
         mx.make_mixtures([np.full(SR, np.nan)], music, 1, num_frames=20)
 
 
+def test_mixture_spec_is_the_keywords():
+    speech, music = [_speech_like(3.0, s) for s in range(2)], [_flute_like(2.5, s) for s in range(2)]
+    spec = mx.MixtureSpec(num_frames=30, smr_db=-5.0, peak=None)
+    a = mx.make_mixtures(speech, music, 2, spec, seed=3)
+    b = mx.make_mixtures(speech, music, 2, num_frames=30, smr_db=-5.0, peak=None, seed=3)
+    c = mx.make_mixtures(speech, music, 2, mx.MixtureSpec(num_frames=50), num_frames=30, smr_db=-5.0, peak=None,
+                         seed=3)  # keywords replace the spec's fields
+    assert all(np.array_equal(x.mix, y.mix) and np.array_equal(x.mix, z.mix) for x, y, z in zip(a, b, c))
+    assert spec.length == 29 * 256
+    with pytest.raises(TypeError, match="'frames'"):
+        mx.make_mixtures(speech, music, 1, frames=30)
+    with pytest.raises(TypeError, match="MixtureSpec"):
+        mx.make_mixtures(speech, music, 1, 30)
+    with pytest.raises(ValueError, match="half a frame"):
+        mx.MixtureSpec(num_frames=2)
+
+
 def test_speaker_and_note_ids_and_disjoint_splits():
     files = ["a/103-1240-0000.flac", "a/103-1240-0001.flac", "b/1034-121119-0000.flac", "c/p286_011.wav",
              "c/p286_012_mic1.flac", "d/cmu_arctic_us_axb_a0006.wav", "d/arctic_a0007.wav",
