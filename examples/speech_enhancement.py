@@ -45,6 +45,7 @@ from pyro_dvae.data import audio, heldout
 from pyro_dvae.data import mixtures as mx
 from pyro_dvae.data.noisy import mix_at_snr, split_noise, synthetic_noise
 from pyro_dvae.data.synthetic_audio import speech_like
+from pyro_dvae.engine import threads
 from pyro_dvae.metrics import speech_scores
 from pyro_dvae.training import TrainConfig, train_prior
 
@@ -208,7 +209,7 @@ def _job(job):
     """One enhancement (run in a worker process with one thread)."""
     from pyro_dvae.models.enhancement import enhance
 
-    torch.set_num_threads(1)
+    threads(1)
     prior_path, noise_paths, (noise, mode), (name, snr, clean, noisy), opts = job
     prior = priors.load(prior_path).eval()
     if noise is None:
@@ -309,7 +310,7 @@ def main(argv=None):
     for key, (r, s) in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, r if real else s)
-    torch.set_num_threads(1 if args.device == "cpu" else torch.get_num_threads())
+    threads(1 if args.device == "cpu" else None)  # None: leave the count of a GPU run as it is
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
     label = f"REAL data, {args.eval_split} split" if real else "SYNTHETIC data"

@@ -16,7 +16,7 @@ Model, for ``B`` noisy utterances of ``T`` STFT frames and ``F`` frequency bins,
 Plates: ``batch`` over the latents (dim -1); ``batch_tf`` x ``time`` x ``freq`` (dims -3, -2, -1) over the
 observed bins (``max_plate_nesting=3``). The speech estimate is the posterior mean ``E[s | x]`` averaged over
 posterior samples of ``z``: the Wiener filter ``E_q(z)[g v_s / (g v_s + v_n)] x`` under the Gaussian speech of the
-fit, or (the default, :data:`DEFAULTS`) under heavy-tailed speech whose variance in each bin carries a
+fit, or (the default, :class:`EnhanceConfig`) under heavy-tailed speech whose variance in each bin carries a
 ``Gamma(a, a)`` scale ``u_ft`` of its own, ``E_q(z)[E[u g v_s / (u g v_s + v_n) | x]] x``
 (:func:`~pyro_dvae.masks.scale_mixture_gain`; the fit itself keeps ``u = 1``).
 
@@ -27,7 +27,7 @@ Inference, all through :func:`pyro_dvae.inference.run`:
   (``R`` posterior samples of ``z`` give samples of ``v_s``, and an ``R``-particle ELBO estimate), and the
   model's M-step (multiplicative IS-NMF updates of ``H`` and ``g``, and of ``W`` when the noise model learns its
   dictionary, which never increase the sample-averaged IS divergence; by default ``W`` stays the noisy
-  input's median spectrum, :data:`DEFAULTS`).
+  input's median spectrum, :class:`NMFOptions`).
 - **Deep noise** [3]: **U-NA** fits the encoder and a freshly initialised noise network to the utterance by
   ``svi`` (no noise data); **U-ND** trains them once on a folder of noisy speech
   (:func:`~pyro_dvae.models.enhancement.training.train_noise`, never any clean reference) and enhances by one
@@ -50,12 +50,33 @@ non-autoregressive priors (VAE, DKF, RVAE, DSAE) do not need.
 [4] R. Martin (2005), "Speech Enhancement Based on Minimum Mean-Square Error Estimation and Supergaussian
     Priors", IEEE TSAP 13(5).
 
-**Layout:** :mod:`.config` (modes, noise models, defaults), :mod:`.model` (the Pyro model and guide),
+**Layout:** :mod:`.config` (modes, noise models, the typed settings :class:`EnhanceConfig`,
+:class:`NoiseTrainConfig`, ... and the guards' thresholds), :mod:`.model` (the Pyro model and guide),
 :mod:`.guide` (the VEM blocks), :mod:`.fit` (fitting one utterance), :mod:`.run` (the :func:`enhance` entry
-point), :mod:`.training` (U-ND: :func:`train_noise`) and :mod:`.task` (its engine task).
+point), :mod:`.training` (U-ND: :func:`train_noise`), :mod:`.losses` (its loss and stopping measure),
+:mod:`.task` (its engine task) and :mod:`.files` (the command-line runners :func:`enhance_file` and
+:func:`train_noise_folder`). Imports go one way: ``config <- guide <- model <- fit <- run, training <- files``,
+``losses <- task, training`` (``training`` loads ``task``, hence Lightning, when a training starts).
 """
 
-from .config import COLLAPSE, DEFAULTS, FLOOR_SHARE, MODES, NOISES, PLATES, TRANSIENT_SPREAD
+from .config import (
+    COLLAPSE,
+    DEFAULT_PRIOR,
+    DEFAULTS,
+    FLOOR_SHARE,
+    KEPT_RATIO,
+    MODES,
+    NOISES,
+    PLATES,
+    TRANSIENT_SPREAD,
+    DeepOptions,
+    EnhanceConfig,
+    NMFOptions,
+    NoiseTrainConfig,
+    VEMFitOptions,
+    check_noise_source,
+)
+from .files import enhance_file, train_noise_folder
 from .fit import JointAdam, adam, eval_mode_backward, fit_svi, fit_vem
 from .guide import EncoderBlock, EnhancementGuide, NMFMStep, SpeechSamplesBlock
 from .model import (
@@ -74,10 +95,18 @@ __all__ = [
     "MODES",
     "NOISES",
     "PLATES",
+    "EnhanceConfig",
+    "NMFOptions",
+    "DeepOptions",
+    "VEMFitOptions",
+    "NoiseTrainConfig",
+    "check_noise_source",
+    "DEFAULT_PRIOR",
     "DEFAULTS",
     "FLOOR_SHARE",
     "TRANSIENT_SPREAD",
     "COLLAPSE",
+    "KEPT_RATIO",
     "check_power",
     "kept_energy",
     "log_power_spread",
@@ -102,4 +131,6 @@ __all__ = [
     "NoiseTrainResult",
     "evaluate_noise",
     "train_noise",
+    "enhance_file",
+    "train_noise_folder",
 ]

@@ -1,7 +1,28 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Settings of speech enhancement: the noise models and modes, and the defaults chosen on the dev split."""
+"""Settings of speech enhancement: the noise models and modes, the typed settings of its runners and the
+thresholds of its no-reference guards.
 
+- :class:`EnhanceConfig` (with its option groups :class:`NMFOptions` and :class:`DeepOptions`): one noisy
+  utterance, :func:`~pyro_dvae.models.enhancement.enhance` and
+  :func:`~pyro_dvae.models.enhancement.files.enhance_file`;
+- :class:`VEMFitOptions`: one RVAE-VEM fit of the NMF noise model, :func:`~pyro_dvae.models.enhancement.fit_vem`;
+- :class:`NoiseTrainConfig`: U-ND training of a deep noise model,
+  :func:`~pyro_dvae.models.enhancement.train_noise` and
+  :func:`~pyro_dvae.models.enhancement.files.train_noise_folder`.
 
+Each validates its fields when made (a :class:`ValueError` naming the field and its range); a runner takes one
+and keyword overrides of its fields (``enhance(noisy, prior, config, num_iters=10)``), applied with
+:meth:`EnhanceConfig.replace` / :func:`dataclasses.replace`. The defaults were chosen on the dev split of the
+held-out protocol (:mod:`pyro_dvae.data.heldout`); see BENCHMARKS.md.
+"""
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from pyro_dvae.data.audio import HOP, N_FFT, SAMPLE_RATE
+from pyro_dvae.noise.deep import STARTS
 
 MODES = ("una", "und", "unda")
 
@@ -12,123 +33,416 @@ NOISES = ("nmf", "lv", "no", "nolv")
 PLATES = 3
 
 
-#: Defaults per noise kind: iterations (VEM iterations or SVI steps), encoder learning rate (Adam) and, for NMF,
-#: rank and initialisation. Picked in small sweeps on real speech + noise with a speech prior trained on ~6 minutes
-#: of speech (NMF: on the dev speakers and dev noise segments of ``examples/speech_enhancement.py --eval-split
-#: dev``: SI-SDR 1.4 dB with the reference's uniform start and 30 iterations, 4.6 dB with the noise-floor start
-#: and 15, from 2.5 dB noisy): with such a prior the ELBO keeps rising past these counts while SI-SDR falls (the
-#: noise model takes over speech), and Adam steps of 1e-2 (the RVAE-VEM reference) wreck a pre-trained encoder
-#: in one step.
-#: U-NDA fine-tunes a trained noise model and encoder: a fifth of the U-NA step size (at the U-NA step size the
-#: trained noise network takes speech over within tens of steps on some utterances).
-#: ``smooth``: NMF activations averaged over 31 frames (0.5 s, :class:`~pyro_dvae.noise.NMFNoise`), chosen on the
-#: dev part of :mod:`pyro_dvae.data.heldout` (16 noisy dev utterances, RVAE trained on the 171 train speakers):
-#: mean SI-SDR gain +0.2 dB (worst -12.1) without, +2.2 dB (worst -5.7) with.
-#: ``learn_dictionary=False``, ``quantile=0.5`` and ``select=None``: the dictionary ``W`` stays the noisy input's
-#: per-bin median power (the ``"floor"`` start) and only the activations and the speech gain are fitted, so the
-#: noise model cannot become a speech spectrum; the last iteration's fit is then the estimate (no max-kept
-#: guard). Chosen on the same 16 dev utterances per band, mean SI-SDR gain / worst file, 16 kHz and 8 kHz: learnt
-#: ``W``, 0.2-quantile, guard (the former defaults) +2.83 / -3.15 and +0.91 / -0.29; fixed ``W`` +3.42 / +0.84 and
-#: +1.15 / +0.01; quantile 0.1 / 0.4 / 0.5 / 0.6 / 0.7 / 0.8: +2.68 / +3.63 / +3.65 / +3.62 / +3.46 / +2.73 at
-#: 16 kHz, +0.63 / +1.92 / +2.25 / +2.66 / +2.42 / +1.31 at 8 kHz (0.5: the middle of the plateau, away from the
-#: drop at 10 dB input above it); without the guard +3.62 / +0.35 and +3.10 / +0.91. Also measured, not kept:
-#: 30 iterations +3.68 / +3.05, encoder steps of 3e-4 / 3e-3 +3.77 / +2.99 and +2.29 / +1.50, rank 1 +3.68 /
-#: +3.17, 11-frame smoothing +3.36 / +2.51, the closed-form gain start +3.45 / +2.72.
-#: ``high_share`` / ``high_share_quantile``: when :func:`speech_share` is at least 0.6 (speech dominates), ``W``
-#: is the 0.2-quantile instead: the median then holds much speech, and the fit loses it from the first iteration.
-#: With the LigHT-DVAE prior, on 30 dev utterances at 10 dB, 8 kHz (the floor guard's stress set, mean / worst):
-#: the median +2.16 / -3.57 (3 files worse by more than 1 dB), the 0.2-quantile +2.46 / -0.96; on the 16 dev
-#: utterances per band (8 kHz, 16 kHz): the median +3.38 / -0.03 and +3.82 / +0.85, the 0.2-quantile everywhere
-#: +3.36 / +0.92 and +3.41 / +0.93 (it loses at -5 dB), the rule with 0.5 / 0.6 / 0.7 / 0.8: stress +2.46 / +2.46
-#: / +2.46 / +2.39 (worst -0.96 / -0.96 / -1.01 / -1.03), 8 kHz +3.42 / +3.42 / +3.37 / +3.40, 16 kHz +3.60 /
-#: +3.60 / +3.58 / +3.71. 0.6 kept: no dev file worse by more than 1 dB, for 0.22 dB of the wideband mean. (The
-#: 0.2-quantile runs: ``tests/benchmarks/enhance_dev.py --noise nmf --band B --defaults '{"nmf": {"quantile":
-#: 0.2}}'``, with ``--snrs 10 --per-snr 30`` for the stress set; the thresholds: each file's result taken from
-#: that run or the median's by its ``speech_share``, a scratch script; the rule itself through ``enhance``: 8 kHz
-#: +3.42 / -0.03, stress set +2.46 / -0.96, as predicted.)
-#: ``high_share_mean_level``: in that regime ``W H`` starts at the mean noise level the 0.2-quantile floor implies
-#: (floor / -log 0.8) instead of the floor (0.22 of it): the fit had under-estimated the noise (0.52-0.92 of its
-#: true energy on 10 of 12 dev files) and the start was part of it. 24 dev files per band (``enhance_dev.py
-#: --noise nmf --band B --per-snr 6``, mean / worst), 16 kHz and 8 kHz: off +3.73 / +0.61 and +3.75 / +0.83, on
-#: +4.20 / +0.94 and +3.99 / +1.07; the mean level for the median start too (a scratch patch, scored from fresh
-#: posterior draws after each fit): +4.24 / +0.96 and +3.81 / +1.08 (8 kHz
-#: at -5 dB +3.83 -> +3.21: a median that holds speech, divided by log 2, over-estimates the noise). Stress set
-#: +2.46 / -0.96 -> +2.50 / -1.06.
-#: Tried, not kept: a restart when the fit keeps under 0.8 of :func:`speech_share` (refit from the other starts,
-#: keep the highest ELBO). It fixed the synthetic example and left the 24 dev files per band unchanged, but on
-#: impact noise at -5 / 0 dB (10 dev files per band) it cost 8 kHz +1.70 -> +1.35 (3 refits, each worse): the
-#: ELBO prefers the floor-level start, which under-estimates that noise. README: "the low-kept restart".
-#: ``gain_floor``: no frame's speech gain below 0.1 of the utterance's mean gain in the M-step: a zero gain is a fixed
-#: point of the multiplicative update, and on the synthetic example's modulated noise whole stretches of speech went
-#: to zero gain, the noise model taking them over (``nmf-una`` 10.79 -> 12.74 dB, ESTOI 0.51 -> 0.63). Dev, 24 files
-#: per band (16 kHz, 8 kHz): +4.20 / +0.94 -> +4.20 / +0.95 and +3.99 / +1.07 -> +3.98 / +1.12; 0.3: 8 kHz +3.93 /
-#: +0.82; stress set +2.50 / -1.06 -> +2.57 / -1.07; one gain per utterance +3.79, a 5-frame average +3.92 (8 kHz).
-#: ``speech_shape``: the output is the posterior mean under speech whose variance carries, in each bin, a Gamma(0.25,
-#: 0.25) scale of its own (mean 1; :func:`~pyro_dvae.masks.scale_mixture_gain`), given the fit's speech and noise
-#: variances, instead of the Wiener filter (Gaussian speech). The fit's speech variance is a smooth envelope: on the 6
-#: dev files per band at 5 dB it held 1.55 / 1.38 times the clean speech energy (16 / 8 kHz), and 28 / 47 times it in
-#: the frames without speech (11 % of the frames), and the Wiener filter with the clean speech power in its place gave
-#: +8.9 / +8.4 dB against +4.0 / +3.3 (with the true noise power instead: +6.8 / +6.0). A heavy-tailed speech model lets
-#: each bin's own power say how much of that envelope it holds. Chosen on dev (the 24 files per band of ``enhance_dev.py
-#: --per-snr 6``, each fit scored with shapes inf / 1 / 0.5 / 0.25 from the same 8 posterior draws, a scratch script;
-#: mean / worst): ``nmf`` 16 kHz +4.19 / +0.94, +4.59 / +0.51, +4.73 / +0.43, +4.85 / +0.37; 8 kHz +3.99 / +1.11, +4.53
-#: / +0.57, +4.70 / +0.47, +4.80 / +0.38; ``nolv`` U-NDA 16 kHz +4.30 / +0.53, +4.79 / +2.01, +4.94 / +2.11, +5.08 /
-#: +2.16 (0.15: +5.16 / +2.16); 8 kHz +4.34 / +2.25, +4.88 / +2.91, +5.04 / +2.92, +5.16 / +2.91 (0.15: +5.22 / +2.88).
-#: Stress set (``nmf``, 30 dev files at 10 dB, 8 kHz, ``--options '{"speech_shape": S}'``): inf +2.57 / -1.07 (3 files
-#: worse), 0.5 +3.14 / -0.97, 0.25 +3.22 / -0.99 (1 file worse). Not kept: the noise variance times 1.5 with it (16 kHz
-#: +5.09, 8 kHz +4.68: a band-dependent gain), shapes under 0.25 (the quadrature is checked to 1e-2 from 0.25 up). The
-#: guards (``select``) keep reading the Wiener filter's kept energy, as they were chosen. Through ``enhance_dev.py
-#: --noise nmf --band B --per-snr 6`` with the default: +4.85 / +0.36 (16 kHz), +4.80 / +0.38 (8 kHz).
-#: ``deep``: ``select="floor"`` (:func:`fit_svi`, checked every 10 steps), with the LigHT-DVAE prior that ``enhance``
-#: uses by default. Before it the deep fits kept their last SVI step: on the 16 dev utterances at 8 kHz (mean SI-SDR
-#: gain / worst file) the max-kept guard had cost LV U-NA +3.14 / +0.03 -> +1.93 / +0.96, LV U-NDA +3.55 / +0.31 ->
-#: +1.97 / +0.96, NO U-NA +2.93 / -0.76 -> +1.95 / +0.99. But at 10 dB input the noise network takes speech over as
-#: the steps go on: on 30 dev utterances at 10 dB, 8 kHz (``tests/benchmarks/enhance_dev.py --band 8k --snrs 10
-#: --per-snr 30``) the last step gave LV U-NA +1.92 / -6.01 (6 files worse by more than 1 dB), NO +1.66 / -7.20. With
-#: the floor rule, scored from the same fits' trajectories (every 10 steps; FLOOR_SHARE 0.85 / 0.9 / 0.95): LV
-#: +2.44 / +2.66 / +2.71 (worst -1.79 / -1.35 / -1.35), NO +2.45 / +2.63 / +2.72 (worst -2.17 / -2.17 / -1.28);
-#: on 32 dev utterances at every SNR, 8 kHz, LV +4.71 (last step) -> +4.33 / +4.18 / +3.91, and on the 16 at
-#: 16 kHz +3.17 -> +2.94 / +3.13 / +3.30 (worst -0.32 -> +0.50). The max-kept guard: +1.04, +1.34, +1.37.
-#: The fallbacks of these two sets were on one noise made of impacts with quiet gaps (``noise_freesound_573577``),
-#: whose 0.2-quantile floor is near zero at any SNR: estimated speech share 0.84 for a true 0.24 at -5 dB, so the
-#: rule fell back on fits that had removed less noise (-5.1 dB on one file). ``TRANSIENT_SPREAD``: above a
-#: :func:`log_power_spread` of 1.6 (dev: 1.14-1.42 for the stationary noises with speech, 1.69-2.81 for that one)
-#: the share reads the median; 0.5 / 0.6 / 0.7 / 0.8 there gave, on the four sets above (LV 10 dB, NO 10 dB, LV
-#: 8 kHz, LV 16 kHz; mean / worst): +2.78 / -1.35, +2.87 / -1.28, +4.20 / +1.13, +3.30 / +0.50 (0.5); +2.70 /
-#: -1.35, +2.70 / -1.28, +4.31 / +1.88, +3.35 / +0.50 (0.6); 0.7 let a takeover through at 10 dB (worst -3.06,
-#: -3.12), 0.8 more (-5.45, -5.95). 0.5 kept: the same tails as the 0.2 floor everywhere, the best 10 dB means.
-#: ``unda_select=None``: U-NDA keeps its last step. On the 16 dev utterances at 8 kHz LV U-NDA gave +3.55 / +0.31 with
-#: the last step, +3.35 / +1.12 with the floor rule (0.95; 0.9: +3.31 / +0.97): no tail to remove, a lower mean. (The
-#: floor rule was first applied to U-NDA too; the held-out test run then cost U-NDA 0.6-1.0 dB of mean gain.)
-#: ``start="mean"``, ``num_iters=50`` (U-NA; ``unda_num_iters=100``, U-NDA starts from a trained model): a fresh
-#: noise network starts at the anchor, the 0.2-quantile of each bin's power, which is 0.22 of a stationary noise's
-#: mean: at -5 dB the fits then kept 0.5-0.6 of the input energy at step 10 for a true speech share near 0.25, and
-#: SI-SDR was still rising at step 100 (dev, a scratch script scoring every 10th step of ``enhance``). Started at
-#: the mean level (:class:`~pyro_dvae.noise.deep.DeepNoise` ``start``), the first check already held most of the
-#: gain, and later steps mostly drifted towards takeover. LV U-NA with the floor rule, on the 32 dev files of every
-#: SNR (``--per-snr 8``) and the 30 at 10 dB, each band (mean / worst; files worse by more than 1 dB): anchor,
-#: 100 steps: 8 kHz +4.62 / +0.49, +3.53 / -1.31 (1); 16 kHz +4.53 / +0.37, +3.69 / -0.50. Mean start, 50 steps:
-#: +4.58 / +0.80, +3.45 / -0.96 (0); +4.69 / +0.68, +3.70 / -0.41. Mean start, 10 / 30 / 100 steps: 8 kHz +4.49 /
-#: +4.54 / +4.63, at 10 dB +3.19 / +3.29 / +3.48 (worst -1.52 at 100 steps); 16 kHz 10 / 30 steps +4.64 / +4.48,
-#: at 10 dB +3.43 / +3.43. Half the time of 100 steps. ``nmf`` on the same files: +4.69, +3.22, +4.76, +3.39.
-DEFAULTS = {"nmf": {"num_iters": 15, "lr": 1e-3, "rank": 4, "init": "floor", "smooth": 31,
-                    "learn_dictionary": False, "quantile": 0.5, "select": None,
-                    "high_share": 0.6, "high_share_quantile": 0.2, "high_share_mean_level": True,
-                    "gain_floor": 0.1, "speech_shape": 0.25},
-            "deep": {"num_iters": 50, "unda_num_iters": 100, "lr": 5e-4, "unda_lr": 1e-4, "start": "mean",
-                     "select": "floor", "unda_select": None, "check_every": 10, "speech_shape": 0.25}}
+#: The shipped speech prior the file runners (and ``pyro-dvae enhance``) use when none is given: LigHT-DVAE, for
+#: every noise model (chosen on the dev split; see BENCHMARKS.md).
+DEFAULT_PRIOR = "speech_light"
 
 
+# ------------------------------------------------------------------------------------------------ validation
+def _integer(name, value, low, none=False):
+    """``value`` as an int ``>= low`` (``None`` passes with ``none``); else a one-line :class:`ValueError`."""
+    if value is None and none:
+        return None
+    try:
+        ok = not isinstance(value, bool) and int(value) == value and int(value) >= low
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be an integer >= {low}{' or None' if none else ''}, got {value!r}")
+    return int(value)
+
+
+def _number(name, value, rule, test, none=False):
+    """``value`` as a float passing ``test`` (``rule`` says it in words; ``None`` passes with ``none``)."""
+    if value is None and none:
+        return None
+    try:
+        ok = not isinstance(value, bool) and test(float(value))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be {rule}{' or None' if none else ''}, got {value!r}")
+    return float(value)
+
+
+def _positive(name, value, none=False):
+    return _number(name, value, "a finite number > 0", lambda v: math.isfinite(v) and v > 0, none)
+
+
+def _fraction(name, value, none=False):
+    return _number(name, value, "in (0, 1)", lambda v: 0.0 < v < 1.0, none)
+
+
+def _choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def _speech_shape(name, value):
+    """``None`` (the default of the noise kind) or a shape > 0 (``math.inf``: Gaussian speech)."""
+    if value is None:
+        return None
+    try:
+        shape = float(value)
+    except (TypeError, ValueError):
+        shape = math.nan
+    if isinstance(value, bool) or not shape > 0.0:  # NaN too
+        raise ValueError(f"{name} must be > 0 (inf: Gaussian speech, the Wiener gain), got {value}")
+    return shape
+
+
+def _group(cls, value):
+    """An option group from ``value``: the group itself, or a dict of fields over the group's defaults."""
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, dict):
+        return cls(**value)
+    raise TypeError(f"expected a {cls.__name__} or a dict of its fields, got {type(value).__name__}")
+
+
+def check_noise_source(noise, mode, noise_checkpoint):
+    """Check that ``noise``, ``mode`` and ``noise_checkpoint`` name a noise model that can be built
+    (:func:`~pyro_dvae.models.enhancement.build_model`): ``nmf`` is fitted per utterance (mode ``"una"`` only),
+    ``"una"`` starts from a fresh model (no checkpoint, the noise model named), ``"und"`` / ``"unda"`` from a
+    checkpoint of :func:`~pyro_dvae.models.enhancement.train_noise`. The messages also name the options of
+    ``pyro-dvae enhance``."""
+    _choice("mode", mode, MODES)
+    if noise is not None:
+        _choice("noise", noise, NOISES)
+    if noise == "nmf" and mode != "una":
+        raise ValueError(f"mode {mode!r} needs a noise model trained on noisy speech, but 'nmf' is fitted per "
+                         "utterance (its W, H belong to one utterance): use mode 'una' with nmf, or a deep noise "
+                         f"model (lv, no, nolv) trained by train-noise for und / unda (on the command line: --noise "
+                         f"nmf needs --mode una, --mode {mode} a deep noise model)")
+    if mode == "una":
+        if noise_checkpoint is not None:
+            raise ValueError("mode 'una' starts from a fresh noise model: a noise checkpoint is for 'und' / 'unda' "
+                             "(on the command line: --mode una fits a fresh noise model, --noise-model is for "
+                             "--mode und / unda)")
+        if noise is None:
+            raise ValueError("mode 'una' needs the noise model's name (noise / --noise)")
+    elif noise_checkpoint is None:
+        raise ValueError(f"mode {mode!r} needs a noise model trained by train-noise (noise_checkpoint; on the "
+                         f"command line, --mode {mode} needs --noise-model, a checkpoint written by pyro-dvae "
+                         "train-noise)")
+
+
+# ------------------------------------------------------------------------------------------------ enhance
+@dataclass
+class NMFOptions:
+    """The settings of the NMF noise model (``noise="nmf"``, fitted per utterance by RVAE-VEM, :func:`fit_vem`).
+    Chosen on the dev split; see BENCHMARKS.md.
+
+    :ivar int num_iters: VEM iterations (when :attr:`EnhanceConfig.num_iters` is ``None``). More iterations keep
+        raising the ELBO but let the noise model take speech over.
+    :ivar float lr: the speech encoder's Adam step size in the E-Z step (when :attr:`EnhanceConfig.lr` is ``None``).
+    :ivar int rank: rank of the noise variance ``W H`` of a fresh model.
+    :ivar str init: the start of ``W``, ``H``: ``"floor"`` (``W`` the noisy input's per-bin :attr:`quantile`
+        spectrum) or ``"uniform"`` (random, the reference's); :meth:`~pyro_dvae.noise.NMFNoise.initialise`.
+    :ivar int smooth: frames the activations ``H`` are averaged over after each update (odd; 1: off).
+    :ivar bool learn_dictionary: update ``W`` in the M-step; ``False`` keeps the start's spectrum and fits only
+        ``H`` and the speech gain, so the noise model cannot become a speech spectrum.
+    :ivar float quantile: the per-bin quantile over time of the noisy power that the ``"floor"`` start reads
+        (0.5: the median).
+    :ivar select: ``None`` (the last iteration's fit) or ``"max-kept"`` (the iteration whose estimate keeps the
+        most energy: :func:`fit_vem`).
+    :ivar high_share: when the no-reference :func:`speech_share` of the input reaches this, speech dominates it
+        and ``W`` reads :attr:`high_share_quantile` instead of :attr:`quantile` (``None``: never).
+    :ivar float high_share_quantile: the ``"floor"`` start's quantile in that regime.
+    :ivar bool high_share_mean_level: in that regime ``W H`` starts at the mean noise level the floor implies
+        instead of the floor itself.
+    :ivar gain_floor: in the M-step no frame's speech gain falls below this share of the utterance's mean gain (a
+        zero gain is a fixed point of the multiplicative update); ``None``: no floor.
+    :ivar speech_shape: the output's speech model when :attr:`EnhanceConfig.speech_shape` is ``None`` (see there).
+    """
+
+    num_iters: int = 15
+    lr: float = 1e-3
+    rank: int = 4
+    init: str = "floor"
+    smooth: int = 31
+    learn_dictionary: bool = False
+    quantile: float = 0.5
+    select: str = None
+    high_share: float = 0.6
+    high_share_quantile: float = 0.2
+    high_share_mean_level: bool = True
+    gain_floor: float = 0.1
+    speech_shape: float = 0.25
+
+    def __post_init__(self):
+        self.num_iters, self.rank = _integer("num_iters", self.num_iters, 1), _integer("rank", self.rank, 1)
+        self.lr = _positive("lr", self.lr)
+        _choice("init", self.init, ("uniform", "floor"))
+        self.smooth = _integer("smooth", self.smooth, 1)
+        if self.smooth % 2 == 0:
+            raise ValueError(f"smooth must be an odd integer >= 1 (frames), got {self.smooth}")
+        self.quantile = _fraction("quantile", self.quantile)
+        _choice("select", self.select, (None, "max-kept"))
+        self.high_share = _number("high_share", self.high_share, "in [0, 1]", lambda v: 0.0 <= v <= 1.0, none=True)
+        self.high_share_quantile = _fraction("high_share_quantile", self.high_share_quantile)
+        self.gain_floor = _number("gain_floor", self.gain_floor, "in [0, 1]", lambda v: 0.0 <= v <= 1.0, none=True)
+        self.speech_shape = _speech_shape("speech_shape", self.speech_shape)
+
+
+@dataclass
+class DeepOptions:
+    """The settings of the deep noise models (``noise`` ``"lv"``, ``"no"`` or ``"nolv"``, fitted by SVI,
+    :func:`fit_svi`). Chosen on the dev split; see BENCHMARKS.md.
+
+    :ivar int num_iters: U-NA SVI steps (when :attr:`EnhanceConfig.num_iters` is ``None``).
+    :ivar int unda_num_iters: U-NDA SVI steps (it starts from a trained model).
+    :ivar float lr: U-NA's Adam step size (encoder and noise network).
+    :ivar float unda_lr: U-NDA's, smaller: it fine-tunes a trained noise network, which takes speech over at
+        U-NA's step size.
+    :ivar str start: where a fresh (U-NA) network's noise variance starts: ``"mean"`` (the mean level the input's
+        noise floor implies) or ``"anchor"`` (the floor itself); :class:`~pyro_dvae.noise.deep.DeepNoise`.
+    :ivar select: U-NA's guard (:func:`fit_svi`): ``"floor"`` (the last step's fit unless its speech estimate
+        keeps under :data:`FLOOR_SHARE` of the input's no-reference speech share), ``"max-kept"`` or ``None``
+        (the last step's fit).
+    :ivar unda_select: U-NDA's guard (the same choices).
+    :ivar int check_every: SVI steps between two checks of the guard.
+    :ivar speech_shape: the output's speech model when :attr:`EnhanceConfig.speech_shape` is ``None`` (see there).
+    """
+
+    num_iters: int = 50
+    unda_num_iters: int = 100
+    lr: float = 5e-4
+    unda_lr: float = 1e-4
+    start: str = "mean"
+    select: str = "floor"
+    unda_select: str = None
+    check_every: int = 10
+    speech_shape: float = 0.25
+
+    def __post_init__(self):
+        self.num_iters = _integer("num_iters", self.num_iters, 0)
+        self.unda_num_iters = _integer("unda_num_iters", self.unda_num_iters, 0)
+        self.lr, self.unda_lr = _positive("lr", self.lr), _positive("unda_lr", self.unda_lr)
+        _choice("start", self.start, STARTS)
+        _choice("select", self.select, (None, "max-kept", "floor"))
+        _choice("unda_select", self.unda_select, (None, "max-kept", "floor"))
+        self.check_every = _integer("check_every", self.check_every, 1)
+        self.speech_shape = _speech_shape("speech_shape", self.speech_shape)
+
+
+@dataclass
+class EnhanceConfig:
+    """Settings of :func:`~pyro_dvae.models.enhancement.enhance` (one noisy utterance). ``num_iters``, ``lr``
+    and ``speech_shape`` left ``None`` take the value of the noise kind's group, :attr:`nmf` or :attr:`deep`
+    (:meth:`resolved`).
+
+    :ivar noise: the noise model, one of :data:`NOISES`: ``"nmf"`` (``W H``, fitted per utterance), ``"lv"``
+        (from the speech latents), ``"no"`` (from the past noisy frames) or ``"nolv"`` (both); ``None``: the
+        checkpoint's (``und`` / ``unda``).
+    :ivar str mode: one of :data:`MODES`: ``"una"`` (a fresh noise model fitted to the utterance), ``"und"`` (a
+        noise model trained by :func:`~pyro_dvae.models.enhancement.train_noise`, one forward pass) or ``"unda"``
+        (that model, then fitted to the utterance); ``nmf``: ``"una"`` only.
+    :ivar noise_checkpoint: path (or loaded dict) of a ``train_noise`` checkpoint, for ``und`` / ``unda``.
+    :ivar num_iters: VEM iterations (nmf, >= 1) or SVI steps (U-NA / U-NDA, >= 0); ``und`` runs none.
+    :ivar lr: the Adam step size of the encoder (and of the noise network).
+    :ivar int num_samples: posterior draws of ``z`` averaged in the output gain.
+    :ivar int e_steps: Adam steps of the encoder per VEM E-step (nmf).
+    :ivar int vem_samples: posterior draws per VEM M-step (nmf).
+    :ivar bool gain: nmf: start the per-frame speech gain at its closed-form value instead of 1; deep models: fit
+        one speech gain per utterance (closed form for U-ND). A fit that collapses is run again from the other
+        start.
+    :ivar speech_shape: the output's speech model: each bin's speech variance carries a ``Gamma(shape, shape)``
+        scale of its own, integrated out given the bin's power (heavier-tailed speech for smaller values;
+        :func:`~pyro_dvae.masks.scale_mixture_gain`); ``math.inf``: Gaussian speech, the Wiener gain of the fit.
+    :ivar dict noise_options: options of a fresh noise model (:func:`pyro_dvae.noise.build`: ``rank``,
+        ``smooth``, network sizes, ...), over those of :attr:`nmf` / :attr:`deep`.
+    :ivar int seed: seeds Pyro / torch (posterior draws, a fresh noise network, the NMF start).
+    :ivar int n_fft: STFT size of the front end (the speech prior's).
+    :ivar int hop: STFT hop of the front end.
+    :ivar bool progress: show a progress bar of the fit.
+    :ivar NMFOptions nmf: the NMF noise model's settings (a dict of fields is taken over the defaults).
+    :ivar DeepOptions deep: the deep noise models' settings (likewise).
+    """
+
+    noise: str = "nmf"
+    mode: str = "una"
+    noise_checkpoint: object = None
+    num_iters: int = None
+    lr: float = None
+    num_samples: int = 8
+    e_steps: int = 1
+    vem_samples: int = 4
+    gain: bool = False
+    speech_shape: float = None
+    noise_options: dict = None
+    seed: int = 0
+    n_fft: int = N_FFT
+    hop: int = HOP
+    progress: bool = False
+    nmf: NMFOptions = field(default_factory=NMFOptions)
+    deep: DeepOptions = field(default_factory=DeepOptions)
+
+    def __post_init__(self):
+        _choice("mode", self.mode, MODES)
+        if self.noise is not None:
+            _choice("noise", self.noise, NOISES)
+        self.nmf, self.deep = _group(NMFOptions, self.nmf), _group(DeepOptions, self.deep)
+        self.num_iters = _integer("num_iters", self.num_iters, 0, none=True)
+        if self.noise == "nmf" and self.num_iters is not None and self.num_iters < 1:
+            raise ValueError(f"num_iters must be >= 1 for nmf, got {self.num_iters}")
+        self.lr = _positive("lr", self.lr, none=True)
+        self.num_samples = _integer("num_samples", self.num_samples, 1)
+        self.e_steps = _integer("e_steps", self.e_steps, 0)
+        self.vem_samples = _integer("vem_samples", self.vem_samples, 1)
+        self.gain = bool(self.gain)
+        self.speech_shape = _speech_shape("speech_shape", self.speech_shape)
+        if self.noise_options is not None and not isinstance(self.noise_options, dict):
+            raise ValueError(f"noise_options must be a dict or None, got {type(self.noise_options).__name__}")
+        self.seed = _integer("seed", self.seed, -(2**63))
+        self.n_fft, self.hop = _integer("n_fft", self.n_fft, 2), _integer("hop", self.hop, 1)
+
+    def replace(self, **overrides):
+        """A copy with ``overrides`` (field names) applied by :func:`dataclasses.replace`: :attr:`nmf` and
+        :attr:`deep` take a dict of the fields to change in the group (``nmf={"quantile": 0.2}``); ``nmf_init``
+        is a short name of ``nmf={"init": ...}`` (``None``: unchanged)."""
+        init = overrides.pop("nmf_init", None)
+        for name in ("nmf", "deep"):
+            if isinstance(overrides.get(name), dict):
+                overrides[name] = dataclasses.replace(getattr(self, name), **overrides[name])
+        if init is not None:
+            overrides["nmf"] = dataclasses.replace(overrides.get("nmf", self.nmf), init=init)
+        return dataclasses.replace(self, **overrides) if overrides else self
+
+    def check_noise_source(self):
+        """:func:`check_noise_source` of this configuration: whether its noise model can be built."""
+        check_noise_source(self.noise, self.mode, self.noise_checkpoint)
+
+    def resolved(self, noise=None):
+        """A copy with ``num_iters``, ``lr`` and ``speech_shape`` set for a fit of the noise model ``noise``
+        (default: :attr:`noise`): the given values, else the noise kind's (:attr:`nmf`, or :attr:`deep` with
+        its U-NDA values in mode ``"unda"``). ``speech_shape`` is then a number (``math.inf``: Gaussian)."""
+        noise = self.noise if noise is None else noise
+        group = self.nmf if noise == "nmf" else self.deep
+        unda = noise != "nmf" and self.mode == "unda"
+        num_iters = self.num_iters
+        if num_iters is None:
+            num_iters = group.unda_num_iters if unda else group.num_iters
+        if noise == "nmf" and num_iters < 1:
+            raise ValueError(f"num_iters must be >= 1 for {noise}, got {num_iters}")
+        lr = self.lr if self.lr is not None else group.unda_lr if unda else group.lr
+        shape = self.speech_shape if self.speech_shape is not None else group.speech_shape
+        return dataclasses.replace(self, noise=noise, num_iters=num_iters, lr=lr,
+                                   speech_shape=math.inf if shape is None else shape)
+
+
+#: The defaults of :class:`NMFOptions` and :class:`DeepOptions` as a read-only mapping ``{"nmf": {...}, "deep":
+#: {...}}``. Deprecated (kept for one release): read the dataclasses, and change settings through an
+#: :class:`EnhanceConfig` (``EnhanceConfig(nmf={"quantile": 0.2})``).
+DEFAULTS = MappingProxyType({"nmf": MappingProxyType(dataclasses.asdict(NMFOptions())),
+                             "deep": MappingProxyType(dataclasses.asdict(DeepOptions()))})
+
+
+# ------------------------------------------------------------------------------------------------ fits, training
+@dataclass
+class VEMFitOptions:
+    """Settings of one RVAE-VEM fit of the NMF noise model (:func:`~pyro_dvae.models.enhancement.fit_vem`).
+
+    :ivar int num_iters: VEM iterations.
+    :ivar float lr: the speech encoder's Adam step size in the E-Z step.
+    :ivar int e_steps: Adam steps per E-Z step.
+    :ivar int num_samples: posterior draws of ``z`` per E-V step (the M-step averages over them).
+    :ivar str nmf_init: the start of ``W``, ``H``: ``"uniform"`` (the reference's) or ``"floor"``
+        (:meth:`~pyro_dvae.noise.NMFNoise.initialise`).
+    :ivar bool gain_init: start the speech gain at its closed-form value
+        (:meth:`~pyro_dvae.models.enhancement.EnhancementModel.init_gain`) instead of 1.
+    :ivar select: ``None`` (the last iteration's fit) or ``"max-kept"`` (:func:`fit_vem`).
+    :ivar quantile: the ``"floor"`` start's quantile (``None``: the noise model's).
+    :ivar bool mean_level: start ``W H`` at the mean noise level the floor implies.
+    :ivar gain_floor: no frame's speech gain falls below this share of the utterance's mean gain in the M-step
+        (:meth:`~pyro_dvae.noise.NMFNoise.m_step`; ``None``: no floor).
+    """
+
+    num_iters: int = 30
+    lr: float = 1e-3
+    e_steps: int = 1
+    num_samples: int = 4
+    nmf_init: str = "uniform"
+    gain_init: bool = False
+    select: str = None
+    quantile: float = None
+    mean_level: bool = False
+    gain_floor: float = None
+
+    def __post_init__(self):
+        if self.select not in (None, "max-kept"):
+            raise ValueError(f"select must be None or 'max-kept', got {self.select!r}")
+        self.num_iters = _integer("num_iters", self.num_iters, 0)
+        self.lr = _positive("lr", self.lr)
+        self.e_steps = _integer("e_steps", self.e_steps, 0)
+        self.num_samples = _integer("num_samples", self.num_samples, 1)
+        _choice("nmf_init", self.nmf_init, ("uniform", "floor"))
+        self.quantile = _fraction("quantile", self.quantile, none=True)
+        self.gain_floor = _number("gain_floor", self.gain_floor, "in [0, 1]", lambda v: 0.0 <= v <= 1.0, none=True)
+
+
+@dataclass
+class NoiseTrainConfig:
+    """Settings of U-ND training (:func:`~pyro_dvae.models.enhancement.train_noise`, and
+    :func:`~pyro_dvae.models.enhancement.files.train_noise_folder` for a folder of noisy speech).
+
+    :ivar int epochs: training epochs (at most: see :attr:`patience` and :data:`KEPT_RATIO`).
+    :ivar int batch_size: chunks per step (per process under DDP).
+    :ivar float lr: Adam step size of the encoder and the noise network.
+    :ivar int patience: stop after this many epochs without a better validation loss.
+    :ivar clip_norm: the gradient's global norm is clipped to this (``None``: no clipping).
+    :ivar int seed: seeds the initial weights, the batches and (folder) the train / validation split.
+    :ivar dict noise_options: options of the fresh noise model (:func:`pyro_dvae.noise.build`: network sizes).
+    :ivar int sample_rate: the front end the checkpoint is written for (the speech prior's).
+    :ivar int n_fft: likewise.
+    :ivar int hop: likewise.
+    :ivar int seq_len: a folder's training chunks, in STFT frames (:func:`train_noise_folder` only).
+    :ivar float val_fraction: the share of a folder's chunks held out for validation (likewise).
+    """
+
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    patience: int = 10
+    clip_norm: float = 10.0
+    seed: int = 0
+    noise_options: dict = None
+    sample_rate: int = SAMPLE_RATE
+    n_fft: int = N_FFT
+    hop: int = HOP
+    seq_len: int = 100
+    val_fraction: float = 0.1
+
+    def __post_init__(self):
+        for key in ("epochs", "batch_size", "patience", "sample_rate", "hop"):
+            setattr(self, key, _integer(key, getattr(self, key), 1))
+        self.n_fft, self.seq_len = _integer("n_fft", self.n_fft, 2), _integer("seq_len", self.seq_len, 2)
+        self.lr, self.clip_norm = _positive("lr", self.lr), _positive("clip_norm", self.clip_norm, none=True)
+        self.seed = _integer("seed", self.seed, -(2**63))
+        self.val_fraction = _fraction("val_fraction", self.val_fraction)
+        if self.noise_options is not None and not isinstance(self.noise_options, dict):
+            raise ValueError(f"noise_options must be a dict or None, got {type(self.noise_options).__name__}")
+
+
+# ------------------------------------------------------------------------------------------------ guards
 #: ``select="floor"`` of :func:`fit_svi` (the deep models' default): the last step's fit is kept while its speech
-#: estimate keeps at least this share of :func:`speech_share`. Chosen on dev (the comment above :data:`DEFAULTS`).
+#: estimate keeps at least this share of :func:`speech_share`. Chosen on the dev split; see BENCHMARKS.md.
 FLOOR_SHARE = 0.95
 
 
 #: :func:`speech_share` reads the median instead of the 0.2-quantile floor above this :func:`log_power_spread`
-#: (noise made of events with quiet gaps). Chosen on dev: the comment above :data:`DEFAULTS`.
+#: (noise made of events with quiet gaps). Chosen on the dev split; see BENCHMARKS.md.
 TRANSIENT_SPREAD = 1.6
 
 
 #: A fit whose speech estimate keeps less than this fraction of the input energy has collapsed (the noise model
 #: took the speech over, or the speech gain went to zero): :func:`enhance` detects it and recovers.
 COLLAPSE = 0.05
+
+
+#: :func:`train_noise` stops when the speech estimate on the validation chunks keeps less than this fraction of the
+#: share of the energy it kept after the first epoch: the noise model has started to explain the speech (a
+#: stopping rule that needs no clean reference; the validation ELBO alone keeps improving). Chosen on the dev
+#: split; see BENCHMARKS.md.
+KEPT_RATIO = 0.95

@@ -3,6 +3,7 @@
 (:func:`fit_vem`) and SVI (:func:`fit_svi`), both through :func:`pyro_dvae.inference.run`."""
 
 import contextlib
+import dataclasses
 
 import pyro
 import torch
@@ -10,7 +11,7 @@ from torch import nn
 
 from pyro_dvae.masks import wiener_gain as wiener
 
-from .config import FLOOR_SHARE, PLATES
+from .config import FLOOR_SHARE, PLATES, VEMFitOptions
 from .guide import EnhancementGuide
 from .model import kept_energy, speech_share
 
@@ -26,45 +27,41 @@ def _keep_if_more(model, best, mask, power, step, out=None):
 
 
 # ------------------------------------------------------------------------------------------------ fitting
-def fit_vem(model, power, num_iters=30, lr=1e-3, e_steps=1, num_samples=4, progress=False, nmf_init="uniform",
-            gain_init=False, select=None, quantile=None, mean_level=False, gain_floor=None):
+def fit_vem(model, power, options=None, *, progress=False, **overrides):
     """RVAE-VEM for the NMF model through ``inference.run("vem", ...)``; returns the InferenceResult.
-    ``nmf_init``: :meth:`~pyro_dvae.noise.NMFNoise.initialise`; ``gain_init``: start the gain at its
-    closed-form value (:meth:`EnhancementModel.init_gain`) instead of 1; ``quantile``: the ``"floor"`` start's
-    quantile (``None``: the noise model's); ``mean_level``: that start at the mean noise level the floor implies
-    (:meth:`~pyro_dvae.noise.NMFNoise.initialise`); ``gain_floor``: no frame's speech gain falls below this share
-    of the utterance's mean gain in the M-step (:meth:`~pyro_dvae.noise.NMFNoise.m_step`; ``None``: no floor).
+
+    :param EnhancementModel model: with an NMF noise model (:func:`build_model`).
+    :param power: noisy power ``(B, T, F)``.
+    :param VEMFitOptions options: the fit's settings (default ``VEMFitOptions()``); ``overrides``: fields of it
+        to replace (``fit_vem(model, power, num_iters=10, nmf_init="floor")``).
+    :param bool progress: show a progress bar.
 
     ``select=None`` (default): the last iteration's fit. ``select="max-kept"`` keeps, in ``model.selected_mask``,
     the Wiener mask (from the E-V block's posterior draws) of the iteration whose speech estimate keeps the
     largest share of the input energy, and ``model.selected_iter`` (0-based): a guard without clean reference
-    against a noise model that *learns its dictionary* taking the speech over as the iterations go on. With a
-    learnt dictionary, on the dev part of :mod:`pyro_dvae.data.heldout` (16 dev utterances, mean SI-SDR gain
-    (worst file)): wideband +2.61 (-4.93) with the last iteration, +2.86 (-3.20) with the guard; narrowband
-    +1.23 (-5.45) and +0.94 (-0.28). With the fixed dictionary of :data:`DEFAULTS` the guard costs: +3.65 /
-    +3.62 wideband, +2.25 / +3.10 narrowband (with / without)."""
+    against a noise model that *learns its dictionary* taking the speech over as the iterations go on (off by
+    default in :class:`NMFOptions`, whose dictionary is fixed; see BENCHMARKS.md)."""
     from pyro_dvae import inference
 
-    if select not in (None, "max-kept"):
-        raise ValueError(f"select must be None or 'max-kept', got {select!r}")
-    model.noise.initialise(power, nmf_init, quantile, mean_level)
+    opts = dataclasses.replace(options or VEMFitOptions(), **overrides)
+    model.noise.initialise(power, opts.nmf_init, opts.quantile, opts.mean_level)
     model.speech_hint = None
     model.log_gain = None
     model.selected_mask, model.selected_iter = None, None
-    model.gain_floor = gain_floor
+    model.gain_floor = opts.gain_floor
     model.gain = torch.ones(power.shape[:-1], dtype=power.dtype, device=power.device)
-    if gain_init:
-        model.init_gain(power, num_samples)
-    guide = EnhancementGuide(model, e_steps, lr, num_samples)
+    if opts.gain_init:
+        model.init_gain(power, opts.num_samples)
+    guide = EnhancementGuide(model, opts.e_steps, opts.lr, opts.num_samples)
     best = [-1.0]
 
     def track(i, _):
-        v_s = guide["v"].v_s * model._gain(power.shape[0], power)
+        v_s = guide["v"].v_s * model.speech_gain(power.shape[0], power)
         v_n = model.noise.variance().unsqueeze(0)
         _keep_if_more(model, best, wiener(v_s, v_n), power, i, model.output_gain(v_s, v_n, power))
 
-    return inference.run("vem", model, guide, power, num_iters=num_iters, elbo=EnhancementGuide.elbo_estimate,
-                         progress=progress, callback=track if select else None)
+    return inference.run("vem", model, guide, power, num_iters=opts.num_iters, elbo=EnhancementGuide.elbo_estimate,
+                         progress=progress, callback=track if opts.select else None)
 
 
 def adam(params, lr):

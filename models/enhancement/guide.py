@@ -39,7 +39,7 @@ class SpeechSamplesBlock(ClosedFormBlock):
     @torch.no_grad()
     def update(self, model, guide, power, **kw):
         v_s, v_n, self.elbo = model.posterior(power, self.num_samples)
-        self.v_s = v_s / model._gain(power.shape[0], power)  # unscaled: the M-step multiplies by the new gain
+        self.v_s = v_s / model.speech_gain(power.shape[0], power)  # unscaled: the M-step multiplies by the new gain
         model.refresh_hint(power, variances=(v_s, v_n))
 
 

@@ -45,8 +45,8 @@ def log_power_spread(power, bins=None):
     """How far the input's per-bin power is from a stationary noise: the median over bins of the log-ratio of the
     0.5- and 0.2-quantiles of each bin's power over time (``power`` ``(..., T, F)``; ``bins``: the live bins).
     Stationary noise, whose power is exponential in each bin, gives ``log(log 2 / -log 0.8) = 1.13``; speech on it
-    lifts the upper quantile a little (1.14 to 1.42 on the dev utterances, -5 to 10 dB); noise made of loud events
-    with quiet gaps (impacts, clatter) lifts it much more (1.69 to 2.81 on the dev utterances, at every SNR)."""
+    lifts the upper quantile a little; noise made of loud events with quiet gaps (impacts, clatter) lifts it much
+    more, at any SNR (the threshold :data:`TRANSIENT_SPREAD` was chosen on the dev split; see BENCHMARKS.md)."""
     return _spread(_live_log_power(power, bins)[1])
 
 
@@ -72,8 +72,8 @@ def speech_share(power, bins=None, quantile=None):
     ``quantile=None`` chooses it from the input: 0.2 (a stationary floor) unless :func:`log_power_spread` exceeds
     :data:`TRANSIENT_SPREAD`, then 0.5 (the median, as in quantile-based noise estimation). Speech present in
     most frames lifts the floor (an under-estimate); noise that is not stationary is not all floor (an
-    over-estimate): with loud events and quiet gaps the 0.2-quantile floor is near zero at any SNR (0.84 estimated
-    for a true 0.24 at -5 dB on dev), which the median corrects in part (0.73).
+    over-estimate): with loud events and quiet gaps the 0.2-quantile floor is near zero at any SNR, which the
+    median corrects in part.
 
     References: V. Stahl, A. Fischer, R. Bippus, "Quantile based noise estimation for spectral subtraction and
     Wiener filtering", ICASSP 2000."""
@@ -108,8 +108,8 @@ def encoder_parameter_names(prior):
         enc = reached(z.sum() + sum(v.sum() for v in statics.values()))
         zz = z.detach().requires_grad_(True)
         latents = {"z": zz, **{k: v.detach() for k, v in statics.items()}}
-        out = prior.expected(*prior._emission(zz, x, latents))[1].sum()
-        z_prior = prior._z_prior(zz, x)
+        out = prior.expected(*prior.emission_params(zz, x, latents))[1].sum()
+        z_prior = prior.z_prior_params(zz, x)
         if z_prior is not None:
             out = out + z_prior[0].sum() + z_prior[1].sum()
         gen = reached(out)
@@ -181,7 +181,7 @@ class EnhancementModel(nn.Module):
         self.parallel = bool(parallel) and tuple(self.prior.latent_sites) == ("z",)
         self._fast = RVAEPathSampler.build(self.prior) if self.parallel else None
         like = self.prior.x_loc.new_ones(1, 2, self.prior.x_dim)
-        self._iid_z = self.prior._z_prior(like.new_zeros(1, 2, self.prior.z_dim), like) is None
+        self._iid_z = self.prior.z_prior_params(like.new_zeros(1, 2, self.prior.z_dim), like) is None
         self.m_steps = [NMFMStep()] if noise.name == "nmf" else []
 
     # ------------------------------------------------------------------------------------------ parameters
@@ -237,7 +237,7 @@ class EnhancementModel(nn.Module):
         try:
             while True:
                 name, d = gen.send(value)
-                value = pyro.sample(name, self.prior._site(d, None, time_shape))
+                value = pyro.sample(name, self.prior.site_dist(d, None, time_shape))
                 if isinstance(d, SequentialNormal):
                     d.bind(value)
                 latents[name] = value
@@ -250,8 +250,10 @@ class EnhancementModel(nn.Module):
             return power
         return hint
 
-    def _gain(self, rows, like):
-        """The speech gain broadcastable against ``(rows, T, F)`` (``rows`` a multiple of the batch)."""
+    def speech_gain(self, rows, like):
+        """The speech gain ``g`` (fitted ``log_gain`` under svi, else the ``gain`` buffer) broadcastable against
+        ``(rows, T, F)`` tensors like ``like`` (``rows`` a multiple of the batch: particle-major copies); a 0-d
+        tensor before :meth:`init_gain`."""
         g = (self.log_gain.exp() if self.log_gain is not None else self.gain).to(like.dtype)
         if not g.dim():
             return g
@@ -270,11 +272,11 @@ class EnhancementModel(nn.Module):
             self._register("speech", [("log_gain", self.log_gain)])
         with pyro.plate("batch", R * B, dim=-1):
             hint = self._hint(power)
-            latents, (_, logvar) = self._run(self.prior._model_sites(hint.repeat(R, 1, 1) if R > 1 else hint,
-                                                                     None, 0.0), (R * B, T))
+            latents, (_, logvar) = self._run(self.prior.model_sites(hint.repeat(R, 1, 1) if R > 1 else hint,
+                                                                    None, 0.0), (R * B, T))
         v_s = torch.exp(logvar)
         v_n = self.noise.variance(power, latents["z"]).reshape(-1, B, T, F).expand(R, B, T, F).reshape(R * B, T, F)
-        v = (self._gain(R * B, power) * v_s + v_n).clamp_min(torch.finfo(power.dtype).tiny)
+        v = (self.speech_gain(R * B, power) * v_s + v_n).clamp_min(torch.finfo(power.dtype).tiny)
         lik = dist.Exponential(1.0 / v)
         if self.bins is not None:
             lik = lik.mask(self.bins.to(v.device))
@@ -301,7 +303,7 @@ class EnhancementModel(nn.Module):
         P = power.repeat(R, 1, 1) if R > 1 else power
         with pyro.plate("batch", R * B, dim=-1):
             if not self.parallel:
-                return self._run(self.prior._guide_sites(P, None), (R * B, T))[0]
+                return self._run(self.prior.guide_sites(P, None), (R * B, T))[0]
             if self._fast is not None:
                 path, loc, scale = self._fast.draw(P)
             else:
@@ -326,7 +328,7 @@ class EnhancementModel(nn.Module):
         m_trace = poutine.trace(poutine.replay(self.model, g_trace)).get_trace(power, R)
         elbo = float((m_trace.log_prob_sum() - g_trace.log_prob_sum()).detach()) / R
         v_s, v_n = m_trace.nodes["_RETURN"]["value"]
-        return (self._gain(R * power.shape[0], power) * v_s).reshape(shape), v_n.reshape(shape), elbo
+        return (self.speech_gain(R * power.shape[0], power) * v_s).reshape(shape), v_n.reshape(shape), elbo
 
     @torch.no_grad()
     def wiener_gain(self, power, num_samples=8):

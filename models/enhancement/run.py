@@ -13,14 +13,14 @@ import torch
 from pyro_dvae import noise as noise_models
 from pyro_dvae.data.audio import HOP, N_FFT, SAMPLE_RATE, istft, stft
 
-from .config import COLLAPSE, DEFAULTS, MODES, NOISES
+from .config import COLLAPSE, DeepOptions, EnhanceConfig, NMFOptions, VEMFitOptions, check_noise_source
 from .fit import eval_mode_backward, fit_svi, fit_vem
 from .model import EnhancementModel, kept_energy, speech_share
 
 
 # ------------------------------------------------------------------------------------------------ building
 def build_model(prior, noise="nmf", mode="una", noise_checkpoint=None, noise_options=None, seed=0,
-                sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop=HOP):
+                sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop=HOP, *, nmf=None, deep=None):
     """An :class:`EnhancementModel` ready for ``mode``.
 
     :param DVAE prior: the speech prior (spectral).
@@ -28,34 +28,26 @@ def build_model(prior, noise="nmf", mode="una", noise_checkpoint=None, noise_opt
         the checkpoint's).
     :param str mode: ``"una"`` (fresh noise model, seeded), ``"und"`` / ``"unda"`` (noise model and encoder
         from ``noise_checkpoint``, a path written by :func:`~pyro_dvae.models.enhancement.training.train_noise`).
-    :param dict noise_options: options of a fresh noise model (:func:`pyro_dvae.noise.build`).
+    :param dict noise_options: options of a fresh noise model (:func:`pyro_dvae.noise.build`), over the defaults
+        of ``nmf`` / ``deep``.
+    :param ~pyro_dvae.models.enhancement.config.NMFOptions nmf: a fresh NMF model's rank, smoothing and dictionary
+        start (default ``NMFOptions()``).
+    :param DeepOptions deep: a fresh deep model's start (default ``DeepOptions()``).
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if noise is not None and noise not in NOISES:
-        raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
-    if noise == "nmf" and mode != "una":
-        raise ValueError(f"mode {mode!r} needs a noise model trained on noisy speech, but 'nmf' is fitted per "
-                         "utterance (its W, H belong to one utterance): use mode 'una' with nmf, or a deep noise "
-                         "model (lv, no, nolv) trained by train-noise for und / unda")
+    check_noise_source(noise, mode, noise_checkpoint)
     if mode == "una":
-        if noise_checkpoint is not None:
-            raise ValueError("mode 'una' starts from a fresh noise model: a noise checkpoint is for 'und' / 'unda'")
-        if noise is None:
-            raise ValueError("mode 'una' needs the noise model's name")
         opts = dict(noise_options or {})
         if noise == "nmf":
+            nmf = nmf or NMFOptions()
             opts.setdefault("seed", seed)
-            opts.setdefault("rank", DEFAULTS["nmf"]["rank"])
+            opts.setdefault("rank", nmf.rank)
             for key in ("smooth", "learn_dictionary", "quantile"):
-                opts.setdefault(key, DEFAULTS["nmf"][key])
+                opts.setdefault(key, getattr(nmf, key))
         else:
             opts.setdefault("z_dim", prior.z_dim)
-            opts.setdefault("start", DEFAULTS["deep"]["start"])
+            opts.setdefault("start", (deep or DeepOptions()).start)
             torch.manual_seed(seed)  # the fresh network's initial weights
         return EnhancementModel(prior, noise_models.build(noise, prior.x_dim, **opts))
-    if noise_checkpoint is None:
-        raise ValueError(f"mode {mode!r} needs a noise model trained by train-noise (noise_checkpoint / --noise-model)")
     ckpt = noise_checkpoint
     if not isinstance(ckpt, dict):
         ckpt = noise_models.load_noise_checkpoint(ckpt, prior, sample_rate, n_fft, hop)
@@ -113,49 +105,47 @@ def prepare_noisy(noisy, n_fft=N_FFT, hop=HOP):
     return X, peak
 
 
-def _fit(model, power, kind, mode, num_iters, lr, e_steps, vem_samples, num_samples, progress, nmf_init, gain):
-    """One fit of ``model`` to ``power`` for :func:`enhance`; returns the InferenceResult (``None`` for U-ND)."""
-    if kind == "nmf":
-        d = DEFAULTS["nmf"]
-        high = d["high_share"] is not None and speech_share(power, model.bins) >= d["high_share"]
-        return fit_vem(model, power, num_iters, lr, e_steps, vem_samples, progress, nmf_init, gain, d["select"],
-                       d["high_share_quantile"] if high else None, high and d["high_share_mean_level"],
-                       d["gain_floor"])
-    if mode in ("una", "unda") and num_iters > 0:
-        return fit_svi(model, power, num_iters, lr, progress=progress, fit_gain=gain,
-                       select=DEFAULTS["deep"]["unda_select" if mode == "unda" else "select"],
-                       check_every=DEFAULTS["deep"]["check_every"])
+def _fit(model, power, config, gain):
+    """One fit of ``model`` to ``power`` for :func:`enhance` under ``config`` (an :class:`EnhanceConfig` with
+    ``num_iters`` and ``lr`` set: :meth:`EnhanceConfig.resolved`), from the speech-gain start ``gain`` (see
+    :attr:`EnhanceConfig.gain`); returns the InferenceResult (``None`` for U-ND)."""
+    if model.noise.name == "nmf":
+        d = config.nmf
+        high = d.high_share is not None and speech_share(power, model.bins) >= d.high_share
+        options = VEMFitOptions(num_iters=config.num_iters, lr=config.lr, e_steps=config.e_steps,
+                                num_samples=config.vem_samples, nmf_init=d.init, gain_init=gain, select=d.select,
+                                quantile=d.high_share_quantile if high else None,
+                                mean_level=high and d.high_share_mean_level, gain_floor=d.gain_floor)
+        return fit_vem(model, power, options, progress=config.progress)
+    if config.mode in ("una", "unda") and config.num_iters > 0:
+        d = config.deep
+        return fit_svi(model, power, config.num_iters, config.lr, progress=config.progress, fit_gain=gain,
+                       select=d.unda_select if config.mode == "unda" else d.select, check_every=d.check_every)
     if gain:  # U-ND: one forward pass, with the closed-form gain
-        model.init_gain(power, num_samples)
+        model.init_gain(power, config.num_samples)
     return None
 
 
-def enhance(noisy, prior, noise="nmf", mode="una", *, noise_checkpoint=None, num_iters=None, lr=None,
-            num_samples=8, e_steps=1, vem_samples=4, noise_options=None, seed=0, n_fft=N_FFT, hop=HOP,
-            progress=False, model=None, gain=False, nmf_init=None, speech_shape=None):
+def _build(prior, config):
+    """:func:`build_model` for ``config`` (an :class:`EnhanceConfig`)."""
+    return build_model(prior, config.noise, config.mode, config.noise_checkpoint, config.noise_options, config.seed,
+                       n_fft=config.n_fft, hop=config.hop, nmf=config.nmf, deep=config.deep)
+
+
+def enhance(noisy, prior, config=None, mode=None, *, model=None, **overrides):
     """Enhance one noisy utterance.
 
     :param noisy: 1-D waveform at the prior's sample rate (16 kHz), any level (peak-normalised inside, the
         output is scaled back).
     :param DVAE prior: spectral speech prior.
-    :param str noise: ``"nmf"``, ``"lv"``, ``"no"`` or ``"nolv"``.
-    :param str mode: ``"una"``, ``"und"`` or ``"unda"`` (``nmf``: ``"una"`` only).
-    :param noise_checkpoint: path of a :func:`~pyro_dvae.models.enhancement.training.train_noise` checkpoint
-        (``und`` / ``unda``).
-    :param int num_iters: VEM iterations (nmf) or SVI steps (U-NA / U-NDA); default :data:`DEFAULTS`.
-    :param float lr: encoder (and noise network) learning rate; default :data:`DEFAULTS` (U-NDA: a fifth of U-NA's).
-    :param int num_samples: posterior draws of ``z`` averaged in the Wiener filter.
-    :param int e_steps: Adam steps per VEM E-step; ``vem_samples``: draws per VEM M-step.
-    :param dict noise_options: options of a fresh noise model (``rank`` for nmf, default 4; network sizes).
-    :param int seed: seeds Pyro / torch (posterior draws, a fresh noise network, NMF initialisation).
-    :param model: an :class:`EnhancementModel` from :func:`build_model` to use instead of building one.
-    :param bool gain: nmf: start the per-frame gain at its closed-form value instead of 1; deep models: fit one
-        speech gain per utterance (closed form for U-ND). Off by default (measured worse on real speech).
-    :param str nmf_init: ``"uniform"`` (the reference's) or ``"floor"`` (:meth:`~pyro_dvae.noise.NMFNoise.initialise`);
-        default :data:`DEFAULTS`.
-    :param float speech_shape: the output's speech model (:meth:`EnhancementModel.wiener_gain`): the shape of the
-        Gamma scale of each bin's speech variance (heavier-tailed speech for smaller values), ``math.inf`` for the
-        Gaussian speech of the fit (the Wiener gain); default :data:`DEFAULTS` (sets ``model.speech_shape``).
+    :param config: the settings, an :class:`EnhanceConfig` (default ``EnhanceConfig()``: ``nmf``, ``una``, the
+        dev-chosen settings), or the noise model's name in the short form ``enhance(noisy, prior, "nolv",
+        "unda", noise_checkpoint=...)``.
+    :param str mode: ``"una"``, ``"und"`` or ``"unda"`` in that short form (the same as ``mode=...``).
+    :param model: an :class:`EnhancementModel` from :func:`build_model` to use instead of building one (one
+        attempt; the config's ``noise`` is the model's unless given).
+    :param overrides: fields of :class:`EnhanceConfig` to replace (:meth:`EnhanceConfig.replace`), e.g.
+        ``num_iters=10``, ``speech_shape=math.inf``, ``noise_checkpoint="nolv.pt"``, ``nmf={"quantile": 0.2}``.
     :returns: :class:`EnhancementResult`. **Collapse recovery**: a fit whose Wiener estimate keeps under
         :data:`COLLAPSE` (5 %) of the input energy has failed (the noise model took the speech over, or the speech
         gain went to zero, e.g. on a narrowband input); it is run again from the other speech-gain start (``gain``
@@ -166,47 +156,45 @@ def enhance(noisy, prior, noise="nmf", mode="una", *, noise_checkpoint=None, num
     Example::
 
         prior = load_speech_prior("speech.pt")
-        out = enhance(noisy, prior, "nolv", "unda", noise_checkpoint="nolv.pt")
+        out = enhance(noisy, prior, EnhanceConfig(noise="nolv", mode="unda", noise_checkpoint="nolv.pt"))
+        out = enhance(noisy, prior, "nolv", "unda", noise_checkpoint="nolv.pt")  # the same
         out.waveform, out.info["rtf"]
     """
+    if isinstance(config, str):  # the short form: the noise model's name
+        if "noise" in overrides:
+            raise TypeError("enhance() got the noise model twice (positionally and as noise=)")
+        config, overrides = None, {"noise": config, **overrides}
+    if mode is not None:
+        overrides["mode"] = mode
+    if model is not None and config is None and "noise" not in overrides:
+        overrides["noise"] = model.noise.name
+    config = (config or EnhanceConfig()).replace(**overrides)
     with eval_mode_backward((model.prior if model is not None else prior).x_loc.device):
-        return _enhance(noisy, prior, noise, mode, noise_checkpoint, num_iters, lr, num_samples, e_steps, vem_samples,
-                        noise_options, seed, n_fft, hop, progress, model, gain, nmf_init, speech_shape)
+        return _enhance(noisy, prior, config, model)
 
 
-def _enhance(noisy, prior, noise, mode, noise_checkpoint, num_iters, lr, num_samples, e_steps, vem_samples,
-             noise_options, seed, n_fft, hop, progress, model, gain, nmf_init, speech_shape):
+def _enhance(noisy, prior, config, model):
     start = time.perf_counter()
-    X, peak = prepare_noisy(noisy, n_fft, hop)
+    X, peak = prepare_noisy(noisy, config.n_fft, config.hop)
     length = int(torch.as_tensor(noisy).shape[-1]) if torch.is_tensor(noisy) else len(noisy)
     given = model
     if model is None:
-        model = build_model(prior, noise, mode, noise_checkpoint, noise_options, seed, n_fft=n_fft, hop=hop)
+        model = _build(prior, config)
     kind = "nmf" if model.noise.name == "nmf" else "deep"
-    if num_iters is None:
-        num_iters = DEFAULTS[kind]["unda_num_iters" if kind == "deep" and mode == "unda" else "num_iters"]
-    num_iters = int(num_iters)
-    lr = DEFAULTS[kind]["unda_lr" if mode == "unda" else "lr"] if lr is None else float(lr)
-    if num_iters < 0 or (kind == "nmf" and num_iters < 1):
-        raise ValueError(f"num_iters must be >= {1 if kind == 'nmf' else 0} for {model.noise.name}, got {num_iters}")
+    run = config.resolved(model.noise.name)
     power = (X.abs() ** 2).to(model.prior.x_loc.device, model.prior.x_loc.dtype)  # CPU or CUDA alike
-    nmf_init = DEFAULTS["nmf"]["init"] if nmf_init is None else nmf_init
-    speech_shape = DEFAULTS[kind]["speech_shape"] if speech_shape is None else speech_shape
-    speech_shape = math.inf if speech_shape is None else float(speech_shape)
-    if not speech_shape > 0.0:  # NaN too
-        raise ValueError(f"speech_shape must be > 0 (inf: Gaussian speech, the Wiener gain), got {speech_shape}")
-    speech_shape = None if speech_shape == math.inf else speech_shape
-    attempts, gain = [], bool(gain)
+    speech_shape = None if run.speech_shape == math.inf else run.speech_shape
+    attempts = []
     # the first start, then (after a collapse) the other gain start; a caller's model allows one attempt only
-    for g in ([gain, not gain] if given is None else [gain]):
+    for g in ([run.gain, not run.gain] if given is None else [run.gain]):
         if attempts:
-            model = build_model(prior, noise, mode, noise_checkpoint, noise_options, seed, n_fft=n_fft, hop=hop)
-        pyro.set_rng_seed(seed)
+            model = _build(prior, config)
+        pyro.set_rng_seed(run.seed)
         model.set_band(power)
         model.speech_shape = speech_shape
-        result = _fit(model, power, kind, mode, num_iters, lr, e_steps, vem_samples, num_samples, progress, nmf_init,
-                      g)
-        mask = model.selected_mask[0] if model.selected_mask is not None else model.wiener_gain(power, num_samples)[0]
+        result = _fit(model, power, run, g)
+        mask = model.selected_mask[0] if model.selected_mask is not None else model.wiener_gain(power,
+                                                                                                run.num_samples)[0]
         kept = kept_energy(mask, power[0])
         attempts.append({"gain_start": "closed-form" if g else "one", "kept_energy": kept})
         if kept >= COLLAPSE:
@@ -226,10 +214,10 @@ def _enhance(noisy, prior, noise, mode, noise_checkpoint, num_iters, lr, num_sam
                       f"{100 * attempts[-1]['kept_energy']:.2g} %", stacklevel=2)
     mask = mask.cpu()
     S = mask.to(X.real.dtype) * X[0]
-    wave = istft(S, length, n_fft, hop).double().numpy() * peak
+    wave = istft(S, length, config.n_fft, config.hop).double().numpy() * peak
     seconds = time.perf_counter() - start
-    info = {"noise": model.noise.name, "mode": mode, "num_iters": num_iters if result is not None else 0, "lr": lr,
-            "num_samples": num_samples, "seconds": seconds, "rtf": seconds / (length / SAMPLE_RATE),
+    info = {"noise": model.noise.name, "mode": run.mode, "num_iters": run.num_iters if result is not None else 0,
+            "lr": run.lr, "num_samples": run.num_samples, "seconds": seconds, "rtf": seconds / (length / SAMPLE_RATE),
             "seconds_per_iter": result.seconds_per_iter if result is not None else None,
             "band_bins": int(model.bins.sum()) if model.bins is not None else int(power.shape[-1]),
             "attempts": attempts, "recovered": recovered, "selected_iter": model.selected_iter,

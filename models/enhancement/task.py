@@ -11,9 +11,22 @@ from pyro.infer import TraceMeanField_ELBO
 from pyro_dvae import noise as noise_models
 from pyro_dvae.engine.task import SVITask
 
-from . import training as U
-from .config import PLATES
+from . import losses
+from .config import KEPT_RATIO, PLATES
 from .fit import adam, eval_mode_backward
+
+
+def trainable_state(model):
+    """The trained weights of an :class:`~pyro_dvae.models.enhancement.EnhancementModel`: the noise network's
+    and the speech encoder's, detached copies."""
+    return {"noise": {k: v.detach().clone() for k, v in model.noise.state_dict().items()},
+            "encoder": model.encoder_state()}
+
+
+def load_trainable_state(model, state):
+    """Load a :func:`trainable_state` into ``model``."""
+    model.noise.load_state_dict(state["noise"])
+    model.load_encoder_state(state["encoder"])
 
 
 class NoiseTask(SVITask):
@@ -41,40 +54,40 @@ class NoiseTask(SVITask):
             return super().training_step(batch, batch_idx)
 
     def loss(self, batch, epoch):
-        return U.noise_loss(self.enh, batch[0], self.elbo), batch[0].shape[0]
+        return losses.noise_loss(self.enh, batch[0], self.elbo), batch[0].shape[0]
 
     def val_loss(self, batch):
         x = batch[0]
         with torch.no_grad():
-            total = float(U.noise_loss(self.enh, x, self.elbo)) * len(x)
-        parts = U.kept_parts(self.enh, x)
+            total = float(losses.noise_loss(self.enh, x, self.elbo)) * len(x)
+        parts = losses.kept_parts(self.enh, x)
         self._kept = parts if self._kept is None else self._kept + parts
         return total, len(x)
 
     def on_validation_epoch_end(self):
         super().on_validation_epoch_end()
-        self.last_kept = U._kept_share(self.trainer.strategy.reduce(self._kept, reduce_op="sum"))
+        self.last_kept = losses.kept_share(self.trainer.strategy.reduce(self._kept, reduce_op="sum"))
         self._kept = None
 
     def epoch_row(self):
         return {**super().epoch_row(), "kept_energy": self.last_kept}
 
     def should_stop(self, row, history):  # the noise model has started to take the speech over
-        return row["kept_energy"] < U.KEPT_RATIO * history[0]["kept_energy"]
+        return row["kept_energy"] < KEPT_RATIO * history[0]["kept_energy"]
 
     def keep_state(self):
         return {k: {n: v.detach().cpu().clone() for n, v in d.items()}
-                for k, d in U.trainable_state(self.enh).items()}
+                for k, d in trainable_state(self.enh).items()}
 
     def restore_state(self, state):
-        U.load_trainable_state(self.enh, state)
+        load_trainable_state(self.enh, state)
 
     def write(self, path, state, training):
-        last = U.trainable_state(self.enh)
-        U.load_trainable_state(self.enh, state)
+        last = trainable_state(self.enh)
+        load_trainable_state(self.enh, state)
         try:
             keep = {k: training[k] for k in ("history", "best_epoch", "best_val", "resume")}
             noise_models.save_noise(path, self.enh.noise, self.speech_prior, self.enh.encoder_state(),
                                     *self.front_end, training=keep)
         finally:
-            U.load_trainable_state(self.enh, last)
+            load_trainable_state(self.enh, last)

@@ -13,6 +13,7 @@ front end it was trained for.
     Dynamical Generative Speech and Noise Models", Interspeech.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -20,11 +21,13 @@ import torch
 from pyro.infer import TraceMeanField_ELBO
 
 from pyro_dvae import noise as noise_models
-from pyro_dvae.data.audio import HOP, N_FFT, SAMPLE_RATE
 
-from .config import NOISES, PLATES
+from .config import KEPT_RATIO, NOISES, PLATES, NoiseTrainConfig
 from .fit import eval_mode_backward
+from .losses import kept_parts, noise_loss
 from .model import EnhancementModel, check_power
+
+__all__ = ["KEPT_RATIO", "NoiseTrainResult", "evaluate_noise", "kept_parts", "noise_loss", "train_noise"]
 
 
 @dataclass
@@ -41,15 +44,8 @@ class NoiseTrainResult:
     stopped_on_speech: bool = False
 
 
-def noise_loss(model, power, elbo=None):
-    """Negative ELBO per time-frequency bin of noisy power ``(B, T, F)`` (a differentiable scalar)."""
-    elbo = elbo or TraceMeanField_ELBO(max_plate_nesting=PLATES)
-    return elbo.differentiable_loss(model.model, model.guide, power) / power.numel()
-
-
-def train_noise(prior, noise, train, val, *, epochs=30, batch_size=32, lr=1e-3, patience=10, seed=0,
-                noise_options=None, out=None, sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop=HOP, device=None,
-                progress=False, clip_norm=10.0, engine=None, resume=None, resume_to=None):
+def train_noise(prior, noise, train, val, config=None, *, out=None, engine=None, device=None, progress=False,
+                resume=None, resume_to=None, **overrides):
     """U-ND: train a deep noise model and the speech encoder on noisy speech only (the decoder stays frozen), on
     the training engine (:mod:`pyro_dvae.engine`).
 
@@ -62,19 +58,24 @@ def train_noise(prior, noise, train, val, *, epochs=30, batch_size=32, lr=1e-3, 
     :param DVAE prior: the speech prior the noise model is trained for (not modified).
     :param str noise: ``"lv"``, ``"no"`` or ``"nolv"``.
     :param train: noisy power chunks ``(N, T, F)``: a tensor (e.g.
-        :func:`~pyro_dvae.data.audio.power_sequences` of a folder of noisy speech) or a
+        :func:`~pyro_dvae.data.audio.power_chunks` of a folder of noisy speech) or a
         :class:`~pyro_dvae.engine.ChunkStore`.
     :param val: held-out noisy power chunks ``(M, T', F)`` (the same kinds).
+    :param NoiseTrainConfig config: the settings (default ``NoiseTrainConfig()``); ``overrides``: fields of it to
+        replace (``train_noise(prior, "lv", train, val, epochs=10, lr=3e-3)``).
     :param str out: checkpoint path (:func:`~pyro_dvae.noise.save_noise`), written after every improving epoch.
-    :param device: ``"cpu"`` / ``"cuda"`` when no ``engine`` is given (default: the prior's device).
     :param engine: :class:`~pyro_dvae.engine.Engine` (accelerator, devices, strategy, ...).
+    :param device: ``"cpu"`` / ``"cuda"`` when no ``engine`` is given (default: the prior's device).
+    :param bool progress: show a progress bar.
     :param str resume: a Lightning checkpoint of an earlier run (``resume_to``) to continue from.
+    :param str resume_to: where to keep Lightning's checkpoint for resuming (default: ``out + ".resume.ckpt"``).
     :returns: :class:`NoiseTrainResult`.
     """
     from pyro_dvae.engine import Engine, SequenceData, Sequences, fit
 
-    from .task import NoiseTask
+    from .task import NoiseTask  # the engine task loads Lightning: imported when a training starts
 
+    cfg = dataclasses.replace(config or NoiseTrainConfig(), **overrides)
     if noise not in NOISES or noise == "nmf":
         raise ValueError(f"train_noise trains a deep noise model (lv, no, nolv), got {noise!r}"
                          + ("; nmf is fitted per utterance, nothing to train" if noise == "nmf" else ""))
@@ -85,59 +86,22 @@ def train_noise(prior, noise, train, val, *, epochs=30, batch_size=32, lr=1e-3, 
     if engine is None:
         device = torch.device(device) if device is not None else prior.x_loc.device
         engine = Engine(accelerator="gpu" if device.type == "cuda" else "cpu", threads=torch.get_num_threads())
-    opts = {"z_dim": prior.z_dim, **(noise_options or {})}
-    torch.manual_seed(seed)
+    opts = {"z_dim": prior.z_dim, **(cfg.noise_options or {})}
+    torch.manual_seed(cfg.seed)
     wrap = lambda x: Sequences(x.cpu()) if torch.is_tensor(x) else x  # noqa: E731
-    data = SequenceData(wrap(train), wrap(val), batch_size, seed=seed, num_workers=engine.num_workers)
+    data = SequenceData(wrap(train), wrap(val), cfg.batch_size, seed=cfg.seed, num_workers=engine.num_workers)
     if resume_to is None and out is not None:
         resume_to = f"{out}.resume.ckpt"
     # a prior on CUDA is differentiated in eval mode here too (the encoder's parameter names, DDP's probe)
     with eval_mode_backward(prior.x_loc.device):
         model = EnhancementModel(prior, noise_models.build(noise, prior.x_dim, **opts))
-        task = NoiseTask(model, prior, lr, clip_norm, engine.threads, seed, (sample_rate, n_fft, hop))
-        res = fit(task, data, epochs, patience=patience, engine=engine, out=out, resume_to=resume_to,
+        task = NoiseTask(model, prior, cfg.lr, cfg.clip_norm, engine.threads, cfg.seed,
+                         (cfg.sample_rate, cfg.n_fft, cfg.hop))
+        res = fit(task, data, cfg.epochs, patience=cfg.patience, engine=engine, out=out, resume_to=resume_to,
                   resume=resume, progress=progress, log_extra={"noise": noise})
     model.cpu()
     return NoiseTrainResult(model, history=res.history, best_epoch=res.best_epoch, best_val=res.best_val,
                             stopped_on_speech=res.stopped_by_task)
-
-
-#: ``train_noise`` stops when the speech estimate on the validation chunks keeps less than this fraction of the
-#: share of the energy it kept after the first epoch (a stopping rule that needs no clean reference). On the noisy
-#: training speech of the held-out benchmark, trained by the validation ELBO alone, a NO model's kept share fell
-#: from 0.77 to 0.13 in 30 epochs while the ELBO kept improving (it learns to predict the speech from the past
-#: noisy frames; U-ND / U-NDA then collapsed on the test files); LV's fell from 0.80 to 0.53. Chosen on the 16 dev
-#: utterances (mean SI-SDR gain of U-ND): NO +1.26 dB with 0.8 (stops after epoch 5), -3.69 with 0.5 (epoch 12),
-#: -0.55 without (14 of 16 files collapsed); LV +2.01 with 0.8 (epoch 14), +1.83 without (epoch 27). A second dev
-#: comparison, 16 utterances in each band (mean gain / worst file): 0.95 vs 0.8, U-ND NO 8 kHz +1.10 / -2.35 vs
-#: -0.16 / -5.15, 16 kHz +1.91 / -1.94 vs +1.26 / -6.06; LV +1.72 / -1.69 vs +1.59 / -2.44 and +2.46 / +0.50 vs
-#: +2.01 / -6.60; NOLV like NO; U-NDA 8 kHz LV +2.18 / +0.26 vs +1.93 / -0.75, NO +2.00 / -1.08 vs +1.03 / -3.80.
-KEPT_RATIO = 0.95
-
-
-def trainable_state(model):
-    return {"noise": {k: v.detach().clone() for k, v in model.noise.state_dict().items()},
-            "encoder": model.encoder_state()}
-
-
-def load_trainable_state(model, state):
-    model.noise.load_state_dict(state["noise"])
-    model.load_encoder_state(state["encoder"])
-
-
-@torch.no_grad()
-def kept_parts(model, x, seed=1234):
-    """``[sum mask^2 x, sum x]`` of a validation batch (:func:`~pyro_dvae.models.enhancement.kept_energy`'s
-    parts, fixed posterior draws that leave the validation loss's random stream alone)."""
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        mask = model.wiener_gain(x, 2)
-    return torch.stack([(mask**2 * x).sum(), x.sum()]).double()
-
-
-def _kept_share(parts):
-    """The share of the validation energy the speech estimate keeps, from the summed :func:`_kept_parts`."""
-    return float(parts[0] / parts[1].clamp_min(1e-300))
 
 
 @torch.no_grad()

@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""``pyro-dvae train-noise``: train a deep noise model (U-ND) on a folder of noisy speech."""
+"""``pyro-dvae train-noise``: train a deep noise model (U-ND) on a folder of noisy speech.
 
-import torch
+The options make a :class:`~pyro_dvae.models.enhancement.NoiseTrainConfig`; the run is
+:func:`~pyro_dvae.models.enhancement.files.train_noise_folder`; this module parses and prints."""
 
-from .common import FRACTION, POSITIVE, add_command, int_at_least, make_parent, set_threads
-from .engine_options import add_engine_options, chunk_store, engine_from_args, remove_store
+from .common import FRACTION, POSITIVE, add_command, int_at_least
+from .engine_options import add_engine_options, engine_from_args
 
 EXAMPLE = "pyro-dvae train-noise --noisy-dir NOISY_DIR --prior speech.pt --noise nolv --out nolv.pt"
 
@@ -34,34 +35,22 @@ def add_parser(sub, parents):
 
 
 def run(args):
-    from .. import pretrained
     from ..engine.ranks import is_rank_zero
-    from ..models.enhancement import load_speech_prior
-    from ..models.enhancement.training import KEPT_RATIO, train_noise
+    from ..models.enhancement import KEPT_RATIO, NoiseTrainConfig
+    from ..models.enhancement.files import train_noise_folder
 
-    set_threads(args.threads)
-    torch.manual_seed(args.seed)
-    prior = load_speech_prior(pretrained.resolve(args.prior))
-    store, remove = chunk_store(args, args.noisy_dir, args.seq_len, option="--noisy-dir")
-    train, val = store.split(args.val_fraction, args.seed)
+    config = NoiseTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+                              seed=args.seed, seq_len=args.seq_len, val_fraction=args.val_fraction)
     say = print if is_rank_zero() else (lambda *a, **k: None)
-    say(f"{args.noise} noise model for {args.prior}: {len(train)} train / {len(val)} validation noisy chunks of "
-        f"{args.seq_len} frames (noisy speech only, no clean reference)")
-    make_parent(args.out)
-    try:
-        res = train_noise(prior, args.noise, train, val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          patience=args.patience, seed=args.seed, out=args.out, progress=not args.quiet,
-                          engine=engine_from_args(args), resume=args.resume)
-    finally:
-        if is_rank_zero():
-            remove_store(store, remove)
-    first = res.history[0]["val_loss"] if res.history else float("nan")
-    say(f"validation loss (negative ELBO per TF bin): epoch 1 {first:.4f} -> best {res.best_val:.4f} at epoch "
-        f"{res.best_epoch}; saved {args.out}")
-    if res.stopped_on_speech:
-        say(f"stopped after epoch {len(res.history)}: the speech estimate on the validation chunks kept "
-            f"{res.history[-1]['kept_energy']:.2f} of their energy, under {KEPT_RATIO:g} x the "
-            f"{res.history[0]['kept_energy']:.2f} of epoch 1 (the noise model was starting to explain the speech)")
-    return {"noise": args.noise, "prior": args.prior, "out": args.out, "best_val_loss": res.best_val,
-            "best_epoch": res.best_epoch, "epochs_run": len(res.history), "stopped_on_speech": res.stopped_on_speech,
-            "history": res.history}
+    summary = train_noise_folder(args.prior, args.noise, args.noisy_dir, args.out, config,
+                                 chunk_cache=args.chunk_cache, engine=engine_from_args(args), resume=args.resume,
+                                 progress=not args.quiet, log=say)
+    history = summary["history"]
+    first = history[0]["val_loss"] if history else float("nan")
+    say(f"validation loss (negative ELBO per TF bin): epoch 1 {first:.4f} -> best {summary['best_val_loss']:.4f} at "
+        f"epoch {summary['best_epoch']}; saved {args.out}")
+    if summary["stopped_on_speech"]:
+        say(f"stopped after epoch {len(history)}: the speech estimate on the validation chunks kept "
+            f"{history[-1]['kept_energy']:.2f} of their energy, under {KEPT_RATIO:g} x the "
+            f"{history[0]['kept_energy']:.2f} of epoch 1 (the noise model was starting to explain the speech)")
+    return summary

@@ -148,6 +148,26 @@ class ChunkStore(Dataset):
             time.sleep(0.5)
         return ChunkStore(store)
 
+    @classmethod
+    def for_run(cls, audio_folder, store, option="--data", **build_options):
+        """The store of ``audio_folder`` at ``store`` for every process of a run: built by rank 0
+        (:meth:`build` with ``build_options``), waited for by the others (:meth:`wait_for`). A missing folder, one
+        without usable audio or with fewer than 2 chunks is an error naming the command-line ``option``."""
+        from .ranks import is_rank_zero
+
+        if not os.path.isdir(audio_folder):
+            raise FileNotFoundError(f"{option} {audio_folder}: no such folder")
+        if not is_rank_zero():
+            return cls.wait_for(store)
+        try:
+            built = cls.build(audio_folder, store, **build_options)
+        except ValueError as e:
+            raise ValueError(f"{option} {e}") from None
+        if len(built) < 2:
+            seq_len = build_options.get("seq_len", 50)
+            raise ValueError(f"{option} {audio_folder}: need at least 2 chunks of {seq_len} frames, got {len(built)}")
+        return built
+
     def split(self, fraction, seed):
         """``(train, val)`` views: a seeded random ``fraction`` of the chunks (at least one) for validation."""
         n = self.shape[0]

@@ -39,8 +39,7 @@ class DeepNoise(NoiseModel):
     :param float quantile: quantile of the anchor (:func:`~pyro_dvae.noise.base.noise_anchor`).
     :param int smooth: average the log-variance offsets over this many frames (odd; 1: off, the default): a
         slowly varying noise level. Centred for LV, trailing (the current and past frames) for the models that
-        read the noisy input, which stay causal. Measured on the 16 dev utterances at 8 kHz, not the default: LV
-        U-NDA (LigHT-DVAE prior, max-kept guard) gained +1.46 dB with 31 frames, +1.97 without.
+        read the noisy input, which stay causal.
     :param str start: where a fresh model's noise variance starts: ``"anchor"`` (the default), at the anchor
         itself, the ``quantile`` of each bin's power (for stationary noise, ``-log(1 - quantile)`` times its mean:
         0.22 of it for 0.2); ``"mean"``, at the mean level that anchor implies for stationary noise (the output

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Enhancement on the *dev* utterances of the held-out protocol: what the README's dev comparisons of priors and
+"""Enhancement on the *dev* utterances of the held-out protocol: what BENCHMARKS.md's dev comparisons of priors and
 settings ran (one noise model, one mode, one band). Never point it at the test part to choose anything. ::
 
     OMP_NUM_THREADS=1 python tests/benchmarks/enhance_dev.py --prior speech_light --noise nmf --band 16k
@@ -30,7 +30,7 @@ def main(argv=None):
     from pyro_dvae.data import heldout as H
     from pyro_dvae.metrics import si_sdr
     from pyro_dvae.metrics.audio import estoi
-    from pyro_dvae.models.enhancement import DEFAULTS, enhance, load_speech_prior
+    from pyro_dvae.models.enhancement import EnhanceConfig, enhance, load_speech_prior
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--prior", default="speech_light", help="prior checkpoint or shipped name")
@@ -40,14 +40,15 @@ def main(argv=None):
     p.add_argument("--band", default="16k", choices=["16k", "8k"])
     p.add_argument("--per-snr", type=int, default=4, help="dev utterances per input SNR")
     p.add_argument("--snrs", type=int, nargs="+", default=[-5, 0, 5, 10], help="input SNRs in dB")
-    p.add_argument("--options", default="{}", help="JSON keyword arguments of enhance()")
+    p.add_argument("--options", default="{}", help="JSON fields of EnhanceConfig (keyword arguments of enhance())")
     p.add_argument("--defaults", default="{}",
-                   help='JSON updates of models.enhancement.DEFAULTS, e.g. \'{"deep": {"select": null}}\'')
+                   help='JSON updates of the option groups of EnhanceConfig (nmf, deep), e.g. '
+                        '\'{"deep": {"select": null}}\'')
     p.add_argument("--realdata", default=os.path.join(HERE, "..", "..", "..", "shared", "realdata"))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    for kind, values in json.loads(args.defaults).items():
-        DEFAULTS[kind].update(values)
+    config = EnhanceConfig(noise=args.noise, mode=args.mode, noise_checkpoint=args.noise_model)
+    config = config.replace(**json.loads(args.defaults), **json.loads(args.options))
     warnings.simplefilter("ignore")
     prior = load_speech_prior(pretrained.resolve(args.prior))
     sp = H.speech_split(os.path.join(args.realdata, "speech", "librispeech", "train-clean-100"))
@@ -55,8 +56,7 @@ def main(argv=None):
                         snrs=tuple(args.snrs), narrow=args.band == "8k", part="dev", seconds=4.0)
     gains, d_estoi, t0 = [], [], time.perf_counter()
     for it in items:
-        out = enhance(it["noisy"], prior, args.noise, args.mode, noise_checkpoint=args.noise_model,
-                      **json.loads(args.options))
+        out = enhance(it["noisy"], prior, config)
         a, b = si_sdr(it["noisy"], it["clean"]), si_sdr(out.waveform, it["clean"])
         d = estoi(out.waveform, it["clean"], 16000) - estoi(it["noisy"], it["clean"], 16000)
         gains.append(b - a)

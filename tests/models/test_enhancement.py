@@ -18,6 +18,7 @@ from pyro_dvae.masks import scale_mixture_gain, wiener_gain
 from pyro_dvae.metrics import si_sdr
 from pyro_dvae.models import enhancement as E
 from pyro_dvae.models.enhancement import fit as EF
+from pyro_dvae.models.enhancement import losses as EL
 from pyro_dvae.models.enhancement import run as ER
 from pyro_dvae.models.enhancement import training as U
 from pyro_dvae.priors.rvae import RVAEPathSampler
@@ -405,7 +406,7 @@ def test_default_nmf_keeps_its_floor_dictionary(prior):
     X, _ = E.prepare_noisy(x)
     power = (X.abs() ** 2).to(torch.float32)
     model = E.build_model(prior, "nmf", "una")
-    assert not model.noise.learn_dictionary and model.noise.quantile == E.DEFAULTS["nmf"]["quantile"]
+    assert not model.noise.learn_dictionary and model.noise.quantile == E.NMFOptions().quantile
     model.noise.initialise(power, "floor")
     W0, H0 = model.noise.W.clone(), model.noise.H.clone()
     E.fit_vem(model, power, num_iters=3, nmf_init="floor")
@@ -418,13 +419,13 @@ def test_default_nmf_keeps_its_floor_dictionary(prior):
 
 def test_nmf_dictionary_reads_a_low_quantile_when_speech_dominates(prior, monkeypatch):
     """`enhance`'s NMF fit: W is the 0.2-quantile spectrum, started at the mean noise level that floor implies,
-    when the no-reference speech share reaches DEFAULTS["nmf"]["high_share"] (the median then holds much
+    when the no-reference speech share reaches NMFOptions.high_share (the median then holds much
     speech), the median at its own level below it."""
     x = speech_like(1.0, seed=7) + 0.2 * synthetic_noise("pink", 1.0, seed=7)
     X, _ = E.prepare_noisy(x)
     power = (X.abs() ** 2).to(torch.float32)
-    d = E.DEFAULTS["nmf"]
-    for share, quantile in ((d["high_share"], d["high_share_quantile"]), (d["high_share"] - 0.01, d["quantile"])):
+    d = E.NMFOptions()
+    for share, quantile in ((d.high_share, d.high_share_quantile), (d.high_share - 0.01, d.quantile)):
         monkeypatch.setattr(ER, "speech_share", lambda *a, share=share, **k: share)
         model = E.build_model(prior, "nmf", "una")
         model.set_band(power)
@@ -434,10 +435,12 @@ def test_nmf_dictionary_reads_a_low_quantile_when_speech_dominates(prior, monkey
         floors = []
         monkeypatch.setattr(model.noise, "m_step", lambda *a, _f=model.noise.m_step, **k:
                             floors.append(k["gain_floor"]) or _f(*a, **k))
-        ER._fit(model, power, "nmf", "una", 2, 1e-3, 1, 2, 2, False, "floor", False)
-        high = quantile == d["high_share_quantile"]
-        assert seen["args"][2:] == (quantile if high else None, high and d["high_share_mean_level"])  # None: 0.5
-        assert floors == [d["gain_floor"]] * 2 and model.gain_floor == d["gain_floor"]  # every M-step floors the gain
+        config = E.EnhanceConfig(num_iters=2, lr=1e-3, e_steps=1, vem_samples=2, num_samples=2)
+        assert config.nmf.init == "floor"
+        ER._fit(model, power, config, False)
+        high = quantile == d.high_share_quantile
+        assert seen["args"][2:] == (quantile if high else None, high and d.high_share_mean_level)  # None: 0.5
+        assert floors == [d.gain_floor] * 2 and model.gain_floor == d.gain_floor  # every M-step floors the gain
         ref = E.build_model(prior, "nmf", "una")
         ref.noise.initialise(power, "floor", quantile, mean_level=high)
         torch.testing.assert_close(model.noise.W, ref.noise.W)
@@ -446,7 +449,7 @@ def test_nmf_dictionary_reads_a_low_quantile_when_speech_dominates(prior, monkey
         low = ref.noise.initialise(power, "floor", quantile).variance().mean()
         torch.testing.assert_close(start / low, torch.tensor(1 / -math.log1p(-quantile) if high else 1.0,
                                                              dtype=start.dtype))
-    assert d["high_share_quantile"] < d["quantile"] and d["high_share_mean_level"]
+    assert d.high_share_quantile < d.quantile and d.high_share_mean_level
 
 
 def test_speech_share_reads_the_stationary_floor():
@@ -513,19 +516,19 @@ def test_svi_floor_guard_falls_back_only_below_the_floor(prior, monkeypatch):
     torch.testing.assert_close(none_above.selected_mask, max_kept.selected_mask)
     with pytest.raises(ValueError, match="select"):
         E.fit_svi(above, power, num_steps=1, select="best")
-    assert E.DEFAULTS["deep"]["select"] == "floor" and E.DEFAULTS["deep"]["unda_select"] is None
+    assert E.DeepOptions().select == "floor" and E.DeepOptions().unda_select is None
 
 
 def test_deep_una_defaults_start_at_the_mean_level_and_unda_runs_longer(prior, monkeypatch):
-    """U-NA's fresh deep noise model starts at the mean noise level (``DEFAULTS["deep"]["start"]``) and runs
+    """U-NA's fresh deep noise model starts at the mean noise level (``DeepOptions.start``) and runs
     ``num_iters`` steps; U-NDA, started from a trained model, runs ``unda_num_iters``."""
-    assert E.DEFAULTS["deep"]["start"] == "mean" and E.build_model(prior, "lv", "una").noise.start == "mean"
+    assert E.DeepOptions().start == "mean" and E.build_model(prior, "lv", "una").noise.start == "mean"
     steps = []
-    monkeypatch.setattr(ER, "_fit", lambda model, power, kind, mode, num_iters, *a: steps.append(num_iters))
+    monkeypatch.setattr(ER, "_fit", lambda model, power, config, gain: steps.append(config.num_iters))
     x = speech_like(1.0, seed=7) + 0.2 * synthetic_noise("pink", 1.0, seed=7)
     for mode in ("una", "unda"):
         E.enhance(x, prior, "lv", mode, model=E.build_model(prior, "lv", "una"))
-    assert steps == [E.DEFAULTS["deep"]["num_iters"], E.DEFAULTS["deep"]["unda_num_iters"]] == [50, 100]
+    assert steps == [E.DeepOptions().num_iters, E.DeepOptions().unda_num_iters] == [50, 100]
 
 
 def test_joint_adam_orders_parameters_by_name_not_address():
@@ -569,7 +572,7 @@ def test_train_noise_stops_when_the_noise_model_takes_the_speech(prior, noisy_po
     """The no-reference stopping rule: once the validation speech estimate keeps under KEPT_RATIO of its first
     epoch's energy share, training stops and the best epoch before that is kept."""
     shares = iter([0.8, 0.79, 0.8 * U.KEPT_RATIO - 0.01, 0.1, 0.1])
-    monkeypatch.setattr(U, "_kept_share", lambda *a, **k: next(shares))
+    monkeypatch.setattr(EL, "kept_share", lambda *a, **k: next(shares))
     res = U.train_noise(prior, "no", noisy_power[:-2], noisy_power[-2:], epochs=5, batch_size=4, lr=3e-3, seed=1,
                         noise_options={"rnn_dim": 4, "dense_dim": 4})
     assert res.stopped_on_speech and len(res.history) == 3 and res.best_epoch <= 2
