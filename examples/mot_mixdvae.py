@@ -32,7 +32,7 @@ In parts 1-2 all methods use the same assignment model, likelihood, initialisati
 VEM through the registry; MixDVAE uses the shipped SRNN prior, Deep AR the shipped LSTM autoregressive
 model (both trained on the same synthetic trajectories), VKF a constant-velocity Kalman smoother.
 
-Run: ``python examples/mot_mixdvae.py [--iters 20] [--out-dir mot_example] [--no-plot] [--seq-draws 3]``
+Run: ``python examples/mot_mixdvae.py [--iters 20] [--out-dir mot_example] [--no-plot] [--seq-draws 3] [--threads 1]``
 """
 
 import argparse
@@ -49,6 +49,7 @@ from pyro_dvae import pretrained, priors
 from pyro_dvae.data.mot import SeqInfo, build_windows, iou_xyxy, read_gt, xywh_to_xyxy
 from pyro_dvae.data.mot_results import write_results
 from pyro_dvae.data.synthetic import crossing_scene, simulate_detections
+from pyro_dvae.engine import threads
 from pyro_dvae.metrics import tracking_metrics
 from pyro_dvae.models.mot_tracker import TrackerConfig, track_sequence
 from pyro_dvae.models.tracking import run_tracking
@@ -102,9 +103,8 @@ def evaluate(name, gt, models, iters, seed, plot_dir=None, num_plots=3, windows=
             extra = dict(frame0=[w.start for w in windows], gt_ids=[w.ids for w in windows])
         else:
             titles, extra = [f"{scene}: window {i}" for i in range(len(gt))], {}
-        paths = plot_windows(gt, estimates, plot_dir, indices=pick_windows(len(gt), num_plots), obs=obs,
-                             obs_mask=mask, titles=titles, names=[f"{key}_window{i:03d}" for i in range(len(gt))],
-                             **extra)
+        paths = plot_windows(gt, estimates, plot_dir, indices=pick_windows(len(gt), num_plots), detections=(obs, mask),
+                             titles=titles, names=[f"{key}_window{i:03d}" for i in range(len(gt))], **extra)
         for path in paths:
             print(f"  figure: {path}")
     return rows
@@ -269,12 +269,14 @@ def main(argv=None):
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--num-plots", type=int, default=3, help="figures per scene (windows spread over the batch)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=_at_least_one, default=1,
+                        help="torch CPU threads (1 is fastest for these model sizes on a busy machine)")
     parser.add_argument("--seq-scorer", choices=["auto", "trackeval", "motmetrics"], default="auto",
                         help="whole-sequence scores: TrackEval when installed (auto), or motmetrics (no HOTA)")
     parser.add_argument("--seq-draws", type=_at_least_one, default=DRAWS,
                         help="draws of the simulated detections for the whole-sequence mean (1: the table only)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    threads(args.threads)
     models = {"mixdvae": priors.load(args.prior) if args.prior else pretrained.load(),
               "deepar": pretrained.load("deepar_mot")}
     plot_dir = None

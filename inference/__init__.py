@@ -4,7 +4,8 @@ Inference algorithms behind one registry.
 
 Built-in algorithms, registered on import:
 
-- ``"svi"`` — :func:`~pyro_dvae.inference.svi.svi`, stochastic variational inference;
+- ``"svi"`` — :func:`~pyro_dvae.inference.svi.svi`, stochastic variational inference (its options:
+  :class:`~pyro_dvae.inference.svi.SVIConfig`);
 - ``"enum-svi"`` — :func:`~pyro_dvae.inference.svi.enum_svi`, SVI with exact
   enumeration of discrete sites;
 - ``"vem"`` — :func:`~pyro_dvae.inference.vem.vem`, variational EM by
@@ -32,6 +33,7 @@ from .registry import (
     run,
     unregister,
 )
+from .svi import SVIConfig
 
 __all__ = [
     "Block",
@@ -39,6 +41,7 @@ __all__ = [
     "GradientBlock",
     "InferenceResult",
     "PosteriorSummaries",
+    "SVIConfig",
     "StructuredGuide",
     "UnknownAlgorithmError",
     "accepted_options",

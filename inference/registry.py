@@ -4,13 +4,16 @@ A registry of inference algorithms sharing one calling convention::
 
     result = algorithm(model, guide, *args, **options)
 
-where ``options`` are the algorithm's keyword-only parameters and ``result`` is
-an :class:`InferenceResult`. :func:`run` checks option names against the
-algorithm's signature and option values against :data:`OPTION_CONSTRAINTS`
+where ``options`` are the algorithm's keyword-only parameters (or, for an
+algorithm registered with ``options=``, the fields of its options dataclass,
+e.g. :class:`~pyro_dvae.inference.svi.SVIConfig`) and ``result`` is an
+:class:`InferenceResult`. :func:`run` checks option names against
+:func:`accepted_options` and option values against :data:`OPTION_CONSTRAINTS`
 before calling it, so that a typo or an out-of-range value fails at once with a
 message naming the option, rather than deep inside an optimisation loop.
 """
 
+import dataclasses
 import inspect
 import math
 import numbers
@@ -27,6 +30,7 @@ __all__ = [
     "UnknownAlgorithmError",
     "accepted_options",
     "available",
+    "check_option",
     "get",
     "register",
     "run",
@@ -35,6 +39,7 @@ __all__ = [
 
 _ALGORITHMS: dict[str, Callable] = {}
 _EXTRA_CONSTRAINTS: dict[str, dict[str, constraints.Constraint]] = {}
+_DECLARED_OPTIONS: dict[str, dict[str, Any]] = {}
 
 #: Value constraints applied to every algorithm that accepts an option of this
 #: name. An option whose default is ``None`` may always be passed as ``None``.
@@ -155,13 +160,17 @@ def _to_builtin(x):
     return getattr(x, "__qualname__", None) or type(x).__name__
 
 
-def register(name: str, *, option_constraints: dict | None = None):
+def register(name: str, *, option_constraints: dict | None = None, options=None):
     """
     Decorator registering an inference algorithm under ``name``.
 
     The algorithm must have the signature ``fn(model, guide, *args, **options)``
     with its options declared as keyword-only parameters, and return an
-    :class:`InferenceResult`.
+    :class:`InferenceResult`. An algorithm with many options may instead
+    take ``fn(model, guide, *args, config=None, **overrides)`` and declare
+    them with ``options`` (as :func:`~pyro_dvae.inference.svi.svi` does with
+    :class:`~pyro_dvae.inference.svi.SVIConfig`); :func:`run` then also passes
+    a ``config=`` through.
 
     Example::
 
@@ -174,8 +183,15 @@ def register(name: str, *, option_constraints: dict | None = None):
     :param dict option_constraints: extra option name ->
         :class:`~torch.distributions.constraints.Constraint` checks for this
         algorithm, on top of :data:`OPTION_CONSTRAINTS`.
+    :param options: the accepted options, when they are not the keyword-only
+        parameters of the function: a dataclass (its fields and defaults) or a
+        dict of option name -> default.
     :raises ValueError: if ``name`` is already taken.
     """
+    if options is not None and dataclasses.is_dataclass(options):
+        options = {f.name: f.default for f in dataclasses.fields(options)}
+    elif options is not None:
+        options = dict(options)
     if not isinstance(name, str) or not name:
         raise ValueError(f"algorithm name must be a non-empty string, got {name!r}")
 
@@ -186,6 +202,8 @@ def register(name: str, *, option_constraints: dict | None = None):
             raise TypeError(f"cannot register {fn!r} as {name!r}: not callable")
         _ALGORITHMS[name] = fn
         _EXTRA_CONSTRAINTS[name] = dict(option_constraints or {})
+        if options is not None:
+            _DECLARED_OPTIONS[name] = options
         return fn
 
     return decorator
@@ -201,6 +219,7 @@ def unregister(name: str) -> Callable:
     fn = get(name)
     del _ALGORITHMS[name]
     del _EXTRA_CONSTRAINTS[name]
+    _DECLARED_OPTIONS.pop(name, None)
     return fn
 
 
@@ -225,13 +244,29 @@ def get(name: str) -> Callable:
 
 def accepted_options(name: str) -> dict[str, Any]:
     """
-    :returns: the accepted options of an algorithm, mapped to their defaults.
+    :returns: the accepted options of an algorithm, mapped to their defaults:
+        its keyword-only parameters, or the options it was registered with.
     :rtype: dict
     """
-    signature = inspect.signature(get(name))
+    fn = get(name)
+    if name in _DECLARED_OPTIONS:
+        return dict(_DECLARED_OPTIONS[name])
+    signature = inspect.signature(fn)
     return {
         p.name: p.default for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
     }
+
+
+def check_option(option, value, constraint=None):
+    """
+    Checks one option value against ``constraint`` (default: the one of
+    :data:`OPTION_CONSTRAINTS` for that name; no check without one).
+
+    :raises ValueError: ``option <name>=<value> is out of range: expected ...``.
+    """
+    constraint = constraint if constraint is not None else OPTION_CONSTRAINTS.get(option)
+    if constraint is not None:
+        _check_value(option, value, constraint)
 
 
 def _check_value(option, value, constraint):
@@ -252,6 +287,8 @@ def _check_value(option, value, constraint):
 
 def _check_options(name, given):
     accepted = accepted_options(name)
+    if name in _DECLARED_OPTIONS:  # a config object is passed through as it is (it checks itself)
+        given = {k: v for k, v in given.items() if k != "config"}
     unknown = sorted(set(given) - set(accepted))
     if unknown:
         raise TypeError(

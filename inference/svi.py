@@ -16,9 +16,9 @@ with exact enumeration of discrete sites, registered as ``"enum-svi"``.
 """
 
 import contextlib
-import inspect
 import math
 import time
+from dataclasses import dataclass, fields, replace
 
 import pyro.distributions as dist
 import pyro.optim
@@ -37,10 +37,10 @@ from pyro.infer.util import zero_grads
 from pyro.poutine.util import prune_subsample_sites
 from tqdm.auto import tqdm
 
-from .registry import InferenceResult, PosteriorSummaries, register
+from .registry import InferenceResult, PosteriorSummaries, accepted_options, check_option, register
 from .util import inspect_model, is_latent
 
-__all__ = ["AUTOGUIDES", "LOSSES", "build_elbo", "build_guide", "enum_svi", "is_point_mass", "svi"]
+__all__ = ["AUTOGUIDES", "LOSSES", "SVIConfig", "build_elbo", "build_guide", "enum_svi", "is_point_mass", "svi"]
 
 #: Guide names accepted by :func:`svi`, mapped to the autoguide class built from the model.
 AUTOGUIDES = {
@@ -232,23 +232,66 @@ def _summarize(guide, num_samples, args, kwargs):
     return posterior, None
 
 
-@register("svi")
-def svi(
-    model,
-    guide,
-    *args,
-    num_steps=1000,
-    lr=1e-2,
-    optim=None,
-    loss="auto",
-    num_particles=1,
-    max_plate_nesting=None,
-    clip_norm=None,
-    num_posterior_samples=None,
-    callback=None,
-    progress=False,
-    model_kwargs=None,
-) -> InferenceResult:
+@dataclass
+class SVIConfig:
+    """
+    The options of :func:`svi` (and of ``enum-svi``, without ``loss``). Each
+    is also accepted by name: ``svi(model, guide, x, num_steps=500)``,
+    ``inference.run("svi", model, guide, x, num_steps=500)``.
+
+    :ivar int num_steps: number of gradient steps.
+    :ivar float lr: learning rate of the default optimiser (ignored when
+        ``optim`` is given).
+    :ivar optim: a :class:`~pyro.optim.optim.PyroOptim`; defaults to
+        ``Adam({"lr": lr})``, or ``ClippedAdam({"lr": lr, "clip_norm": clip_norm})``
+        when ``clip_norm`` is set.
+    :ivar loss: ``"auto"`` (``TraceEnum_ELBO`` if the model has enumerated
+        sites, else ``Trace_ELBO``), ``"trace"``, ``"meanfield"``
+        (``TraceMeanField_ELBO``), ``"enum"`` or an
+        :class:`~pyro.infer.elbo.ELBO` instance (used as given).
+    :ivar int num_particles: particles per ELBO estimate.
+    :ivar int max_plate_nesting: passed to the ELBO; guessed from the traces
+        when ``None``.
+    :ivar float clip_norm: gradient norm clipping for the default optimiser.
+    :ivar int num_posterior_samples: summaries of every latent,
+        non-enumerated site of the fitted guide, as ``posterior[site]["mean"]``
+        and ``["std"]``. A guide that draws every site from a point mass (e.g.
+        ``"auto-delta"``) is summarised exactly from one guide run, whatever
+        this number: ``mean`` is the value, ``std`` zero. Any other guide, if
+        positive, by the ``mean`` and ``std`` of this many guide samples (a site
+        whose samples are all equal again exactly). ``None`` (default): other
+        guides get no summaries (``posterior`` is empty, and a missing site
+        raises a :class:`KeyError` that says to pass ``num_posterior_samples``);
+        the point-mass check does not touch the random generators. ``0``: no
+        summaries at all.
+    :ivar callable callback: ``callback(step, result_so_far)`` called after
+        each step; returning ``True`` stops the run.
+    :ivar bool progress: show a tqdm progress bar.
+    :ivar dict model_kwargs: keyword arguments passed to model and guide.
+    """
+
+    num_steps: int = 1000
+    lr: float = 1e-2
+    optim: object = None
+    loss: object = "auto"
+    num_particles: int = 1
+    max_plate_nesting: int = None
+    clip_norm: float = None
+    num_posterior_samples: int = None
+    callback: object = None
+    progress: bool = False
+    model_kwargs: dict = None
+
+    def __post_init__(self):
+        # the registry's value checks (one-line ValueError naming the option and its range)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not (value is None and f.default is None):
+                check_option(f.name, value)
+
+
+@register("svi", options=SVIConfig)
+def svi(model, guide, *args, config=None, **overrides) -> InferenceResult:
     """
     Fits a guide by stochastic gradient descent on a Monte-Carlo estimate of
     the negative ELBO [1, 2], with Pyro's ELBO implementations [3]. Discrete
@@ -271,7 +314,7 @@ def svi(
 
         result = svi(model, "auto-normal", x, num_steps=500, lr=0.05, num_posterior_samples=1000)
         result.posterior["mu"]["mean"], result.posterior["mu"]["std"]
-        result = svi(model, "auto-delta", x, num_steps=500, lr=0.05)
+        result = svi(model, "auto-delta", x, config=SVIConfig(num_steps=500, lr=0.05))
         result.posterior["mu"]["mean"]  # the fitted point, std 0: no samples needed
 
     :param callable model: a Pyro model.
@@ -280,42 +323,19 @@ def svi(
         :data:`AUTOGUIDES`. A named autoguide is built on the model with its
         enumerated sites hidden.
     :param args: positional arguments passed to model and guide.
-    :param int num_steps: number of gradient steps.
-    :param float lr: learning rate of the default optimiser (ignored when
-        ``optim`` is given).
-    :param optim: a :class:`~pyro.optim.optim.PyroOptim`; defaults to
-        ``Adam({"lr": lr})``, or ``ClippedAdam({"lr": lr, "clip_norm": clip_norm})``
-        when ``clip_norm`` is set.
-    :param loss: ``"auto"`` (``TraceEnum_ELBO`` if the model has enumerated
-        sites, else ``Trace_ELBO``), ``"trace"``, ``"meanfield"``
-        (``TraceMeanField_ELBO``), ``"enum"`` or an
-        :class:`~pyro.infer.elbo.ELBO` instance (used as given).
-    :param int num_particles: particles per ELBO estimate.
-    :param int max_plate_nesting: passed to the ELBO; guessed from the traces
-        when ``None``.
-    :param float clip_norm: gradient norm clipping for the default optimiser.
-    :param int num_posterior_samples: summaries of every latent,
-        non-enumerated site of the fitted guide, as ``posterior[site]["mean"]``
-        and ``["std"]``. A guide that draws every site from a point mass (e.g.
-        ``"auto-delta"``) is summarised exactly from one guide run, whatever
-        this number: ``mean`` is the value, ``std`` zero. Any other guide, if
-        positive, by the ``mean`` and ``std`` of this many guide samples (a site
-        whose samples are all equal again exactly). ``None`` (default): other
-        guides get no summaries (``posterior`` is empty, and a missing site
-        raises a :class:`KeyError` that says to pass ``num_posterior_samples``);
-        the point-mass check does not touch the random generators. ``0``: no
-        summaries at all.
-    :param callable callback: ``callback(step, result_so_far)`` called after
-        each step; returning ``True`` stops the run.
-    :param bool progress: show a tqdm progress bar.
-    :param dict model_kwargs: keyword arguments passed to model and guide.
+    :param SVIConfig config: the options (steps, learning rate, optimiser,
+        loss, particles, posterior summaries, callback, ...).
+    :param overrides: fields of :class:`SVIConfig` replacing those of
+        ``config`` (``num_steps=500``, ``lr=0.05``, ...).
     :returns: losses and wall times per step; ``info`` holds ``elbo`` (the ELBO
         class name), ``elbo_object``, ``optim``, ``enumerated_sites``,
         ``max_plate_nesting`` and ``num_steps`` (steps actually run).
     :rtype: ~pyro_dvae.inference.registry.InferenceResult
     :raises FloatingPointError: if a step gives a non-finite loss.
     """
-    model_kwargs = dict(model_kwargs or {})
+    cfg = replace(config, **overrides) if config is not None else SVIConfig(**overrides)
+    optim, max_plate_nesting, progress = cfg.optim, cfg.max_plate_nesting, cfg.progress
+    model_kwargs = dict(cfg.model_kwargs or {})
     if isinstance(guide, str):
         guide = build_guide(guide, model, inspect_model(model, None, *args, **model_kwargs).enumerated_sites)
     else:
@@ -323,12 +343,12 @@ def svi(
     found = inspect_model(model, guide, *args, **model_kwargs)
     if max_plate_nesting is None:
         max_plate_nesting = found.max_plate_nesting
-    elbo = build_elbo(loss, found.enumerated_sites, num_particles, max_plate_nesting)
+    elbo = build_elbo(cfg.loss, found.enumerated_sites, cfg.num_particles, max_plate_nesting)
     if optim is None:
         optim = (
-            pyro.optim.ClippedAdam({"lr": lr, "clip_norm": clip_norm})
-            if clip_norm
-            else pyro.optim.Adam({"lr": lr})
+            pyro.optim.ClippedAdam({"lr": cfg.lr, "clip_norm": cfg.clip_norm})
+            if cfg.clip_norm
+            else pyro.optim.Adam({"lr": cfg.lr})
         )
     elif not isinstance(optim, pyro.optim.PyroOptim):
         raise TypeError(f"optim must be a pyro.optim.PyroOptim, got {type(optim).__name__}")
@@ -345,7 +365,7 @@ def svi(
             "num_steps": 0,
         },
     )
-    with tqdm(range(num_steps), desc="svi", disable=not progress) as steps:
+    with tqdm(range(cfg.num_steps), desc="svi", disable=not progress) as steps:
         for step in steps:
             start = time.perf_counter()
             value = _step(elbo, optim, model, guide, args, model_kwargs, step)
@@ -354,20 +374,21 @@ def svi(
             result.info["num_steps"] = step + 1
             if progress:
                 steps.set_postfix(loss=f"{value:.4g}", refresh=False)
-            if callback is not None and callback(step, result):
+            if cfg.callback is not None and cfg.callback(step, result):
                 break
 
-    posterior, reason = _summarize(guide, num_posterior_samples, args, model_kwargs)
+    posterior, reason = _summarize(guide, cfg.num_posterior_samples, args, model_kwargs)
     result.posterior = PosteriorSummaries(posterior, reason=reason)
     return result
 
 
-def enum_svi(model, guide, *args, **options) -> InferenceResult:
+def enum_svi(model, guide, *args, config=None, **overrides) -> InferenceResult:
     """
     :func:`svi` with ``loss="enum"``: discrete sites marked for enumeration
     are summed out exactly by :class:`~pyro.infer.traceenum_elbo.TraceEnum_ELBO`.
-    Accepts the options of :func:`svi` except ``loss``, and raises
-    :class:`ValueError` if the model has no enumerated site.
+    Accepts the options of :func:`svi` except ``loss`` (a ``config``'s
+    ``loss`` is replaced), and raises :class:`ValueError` if the model has no
+    enumerated site.
 
     Example::
 
@@ -380,12 +401,12 @@ def enum_svi(model, guide, *args, **options) -> InferenceResult:
 
         result = enum_svi(mixture, "auto-normal", x, num_steps=200)
     """
-    result = svi(model, guide, *args, loss="enum", **options)
+    if "loss" in overrides:
+        raise TypeError("enum_svi() got an unexpected keyword argument 'loss' (its loss is 'enum')")
+    cfg = replace(config, **overrides, loss="enum") if config is not None else SVIConfig(**overrides, loss="enum")
+    result = svi(model, guide, *args, config=cfg)
     result.algorithm = "enum-svi"
     return result
 
 
-enum_svi.__signature__ = inspect.signature(svi).replace(
-    parameters=[p for p in inspect.signature(svi).parameters.values() if p.name != "loss"]
-)
-register("enum-svi")(enum_svi)
+register("enum-svi", options={k: v for k, v in accepted_options("svi").items() if k != "loss"})(enum_svi)

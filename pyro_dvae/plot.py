@@ -240,15 +240,16 @@ def _save(fig, path, dpi):
     return path
 
 
-def plot_windows(gts, estimates, out_dir, indices=None, k=3, obs=None, obs_mask=None, titles=None, names=None,
-                 frame0=None, gt_ids=None, prefix="tracks", **kwargs):
+def plot_windows(gts, estimates, out_dir, *, indices=None, k=3, detections=None, titles=None, names=None, frame0=None,
+                 gt_ids=None, prefix="tracks", **kwargs):
     """One :func:`plot_tracks` figure per chosen window of a batch, all methods in each figure.
 
     :param gts: ``(W, T, N, 4)`` array or list of ``W`` ``(T, N, 4)`` ground-truth windows.
     :param dict estimates: method -> ``(W, T, M, 4)`` (numpy / torch) or list of ``W`` windows.
     :param str out_dir: folder of the PNGs (created).
     :param indices: windows to draw; default :func:`pick_windows` ``(W, k)``.
-    :param obs: optional list / array of ``W`` ``(T, K_w, 4)`` detections, ``obs_mask`` their ``(T, K_w)`` masks.
+    :param detections: optional ``(obs, obs_mask)``: lists / arrays of ``W`` ``(T, K_w, 4)`` detections and their
+        ``(T, K_w)`` masks (drawn as grey dots).
     :param titles: optional list of ``W`` titles (default ``"window i"``).
     :param names: optional list of ``W`` file-name stems (default ``f"{prefix}_{i:04d}"``).
     :param frame0: optional list of ``W`` first-frame numbers for the time axes.
@@ -258,6 +259,7 @@ def plot_windows(gts, estimates, out_dir, indices=None, k=3, obs=None, obs_mask=
     """
     W = len(gts)
     indices = pick_windows(W, k) if indices is None else [int(i) for i in indices]
+    obs, obs_mask = (None, None) if detections is None else detections
     paths = []
     for i in indices:
         if not 0 <= i < W:

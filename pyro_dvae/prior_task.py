@@ -1,11 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """The engine's task for a DVAE prior (:func:`pyro_dvae.training.train_prior` builds it): the negative ELBO per
-valid step with the KL warm-up and scheduled sampling of a :class:`~pyro_dvae.training.TrainConfig`, the gain
-augmentation of spectral priors, and the prior's own checkpoint."""
+valid step (:func:`pyro_dvae.elbo.elbo_loss`) with the KL warm-up and scheduled sampling of a
+:class:`~pyro_dvae.training.TrainConfig`, the gain augmentation of spectral priors, and the prior's own checkpoint.
+
+Imports go one way: :mod:`pyro_dvae.training` imports this module (when a training starts), never the reverse."""
 
 import torch
 
-from . import training
+from .elbo import elbo_loss
 from .engine.task import SVITask
 from .priors import same_prior
 
@@ -43,14 +45,14 @@ class PriorTask(SVITask):
             x = x * (10.0 ** (g / 10)).to(device=x.device, dtype=x.dtype)
         s = self.schedules(epoch)
         self.prior.train()
-        return training.elbo_loss(self.prior, x, mask, kl_scale=s["kl_scale"], ss_prob=s["ss_prob"]), x.shape[0]
+        return elbo_loss(self.prior, x, mask, kl_scale=s["kl_scale"], ss_prob=s["ss_prob"]), x.shape[0]
 
     def val_loss(self, batch):
         x, mask = batch
         self.prior.eval()
         with torch.no_grad():
             n = float(mask.sum()) if mask is not None else x.shape[:-1].numel()
-            return float(training.elbo_loss(self.prior, x, mask)) * n, n
+            return float(elbo_loss(self.prior, x, mask)) * n, n
 
     def keep_state(self):
         return {k: v.detach().cpu().clone() for k, v in self.prior.state_dict().items()}

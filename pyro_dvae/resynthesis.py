@@ -12,6 +12,10 @@ does not read the past give the same output either way.
 Scores against the peak-normalised input: RMSE after the least-squares gain, SI-SDR, PESQ (wide and narrow
 band) and ESTOI (:func:`resynthesis_scores`).
 
+Files (what ``pyro-dvae eval-prior`` runs): :func:`resynthesize_files` scores every file of a list and optionally
+writes each resynthesis like its input (:func:`write_resynthesis`); :func:`mean_scores` averages the rows;
+:func:`resynthesize_folder` does all of it for a folder and returns the command's summary.
+
 **References:**
 
 [1] X. Lin, X. Bie, S. Leglaive, L. Girin, X. Alameda-Pineda (2023), "Speech Modeling with a Hierarchical
@@ -19,6 +23,9 @@ band) and ESTOI (:func:`resynthesis_scores`).
 [2] L. Girin, S. Leglaive, X. Bie, J. Diard, T. Hueber, X. Alameda-Pineda (2021), "Dynamical Variational
     Autoencoders: A Comprehensive Review", Foundations and Trends in Machine Learning 15(1-2).
 """
+
+import os
+import warnings
 
 import numpy as np
 import torch
@@ -28,6 +35,8 @@ from pyro_dvae.metrics.audio import rmse, speech_scores
 from pyro_dvae.priors import SequentialNormal
 
 PASTS = ("gen", "gt")
+#: the scores of :func:`resynthesis_scores`, in table order
+METRICS = ("rmse", "si_sdr", "pesq_wb", "pesq_nb", "estoi")
 #: Segment length (frames) of :func:`resynthesize`: the 50-frame chunks ``pyro-dvae train-prior`` trains on.
 SEGMENT = 50
 
@@ -93,3 +102,111 @@ def resynthesis_scores(est, ref, sr=SAMPLE_RATE):
     energy = float(est @ est)
     gain = float(est @ ref) / energy if energy > 0 else 0.0
     return {"rmse": rmse(gain * est, ref), **speech_scores(est, ref, sr)}
+
+
+def write_resynthesis(path, est, rate, length):
+    """Write ``est`` (at the prior's 16 kHz) like the input: resampled to ``rate`` and cut or padded to ``length``
+    samples (:func:`pyro_dvae.data.noisy.write_like`); scaled to just below full scale where it would clip (the
+    scores do not depend on the level). Creates the folder. Returns whether it was scaled."""
+    from pyro_dvae.data.noisy import write_like
+
+    peak = float(np.abs(est).max(initial=0.0))
+    scaled = peak > 0.999
+    if scaled:
+        est = est * (0.999 / peak)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    write_like(path, est, rate, length)
+    return scaled
+
+
+def resynthesize_files(prior, files, *, root, past="gen", segment=SEGMENT, out_dir=None, report=None):
+    """Analysis-resynthesis of every audio file of ``files``, scored (:func:`resynthesis_scores`).
+
+    A file that is silent or shorter than one STFT frame is skipped with a warning.
+
+    :param DVAE prior: a spectral prior.
+    :param list files: audio file paths (wav / flac / ogg).
+    :param str root: the folder the file names of the rows are relative to.
+    :param str past: ``"gen"`` or ``"gt"`` (module docstring); ``segment``: frames per segment (0: whole files).
+    :param str out_dir: write each resynthesis here under its path relative to ``root`` (same name, sample rate
+        and length as the input; :func:`write_resynthesis`).
+    :param callable report: ``report(index, count, row)`` called after each file.
+    :returns: ``(rows, skipped)``: one dict per scored file (``file``, the scores, and with ``out_dir`` ``out``
+        and ``rescaled``) and the skipped paths.
+    """
+    from pyro_dvae.data.audio import load_audio
+
+    rows, skipped = [], []
+    for k, path in enumerate(files):
+        x = load_audio(path)
+        if len(x) < N_FFT or not np.abs(x).max() > 0:
+            skipped.append(path)
+            warnings.warn(f"{path}: silent or shorter than one STFT frame, skipped", stacklevel=2)
+            continue
+        est, ref = resynthesize(prior, x, past, segment)
+        row = {"file": os.path.relpath(path, root), **resynthesis_scores(est, ref, SAMPLE_RATE)}
+        if out_dir:
+            import soundfile as sf
+
+            info = sf.info(path)
+            out = os.path.join(out_dir, row["file"])
+            row["out"], row["rescaled"] = out, write_resynthesis(out, est * np.abs(x).max(), info.samplerate,
+                                                                 info.frames)
+        rows.append(row)
+        if report is not None:
+            report(k, len(files), row)
+    return rows, skipped
+
+
+def mean_scores(rows):
+    """``{metric: mean over the rows}`` of :data:`METRICS` (undefined values left out; ``None`` where none is
+    defined)."""
+    mean = {}
+    for m in METRICS:
+        values = [r[m] for r in rows if r[m] is not None]
+        mean[m] = float(np.mean(values)) if values else None
+    return mean
+
+
+def resynthesize_folder(prior, data, *, past="gen", segment=SEGMENT, out_dir=None, limit=None, seed=0, log=None):
+    """Analysis-resynthesis of every audio file of a folder (searched recursively), scored: ``pyro-dvae
+    eval-prior``.
+
+    The messages name the command's options (``--data``). Silent files and files shorter than one STFT frame are
+    skipped with a warning; a folder without any other is an error.
+
+    :param str prior: a spectral prior checkpoint or a shipped name (:func:`pyro_dvae.pretrained.resolve`).
+    :param str data: the folder of audio files (wav / flac / ogg).
+    :param str past: ``"gen"`` or ``"gt"`` (module docstring).
+    :param int segment: frames per segment (0: whole files).
+    :param str out_dir: write each resynthesis here under its path relative to ``data`` (:func:`resynthesize_files`).
+    :param int limit: only the first ``limit`` files (sorted by path; ``None``: all).
+    :param int seed: seeds torch before the prior is loaded.
+    :param log: called with one line of text per file and one with the means (``None``: silent).
+    :returns: the summary dict: ``prior`` (as given), ``model``, ``parameters``, ``past``, ``segment``, ``files``
+        (scored), ``skipped`` (paths), ``mean`` (:func:`mean_scores`) and ``per_file`` (the rows).
+    """
+    from pyro_dvae import pretrained
+    from pyro_dvae.data.audio import audio_files
+    from pyro_dvae.priors import load_spectral
+
+    say = log if log is not None else (lambda *a, **k: None)
+    torch.manual_seed(seed)
+    model = load_spectral(pretrained.resolve(prior), task="eval-prior").eval()
+    if not os.path.isdir(data):
+        raise FileNotFoundError(f"--data {data}: no such folder")
+    files = audio_files(data)[:limit]
+    if not files:
+        raise ValueError(f"--data {data}: no audio files (wav / flac / ogg)")
+    rows, skipped = resynthesize_files(
+        model, files, root=data, past=past, segment=segment, out_dir=out_dir,
+        report=lambda k, n, row: say(f"[{k + 1}/{n}] {row['file']}: SI-SDR {row['si_sdr']:.2f} dB"))
+    if not rows:
+        raise ValueError(f"--data {data}: every audio file is silent or too short")
+    mean = mean_scores(rows)
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    params = sum(p.numel() for p in model.parameters())
+    say(f"{model.name} ({params} parameters), past {past}, {len(rows)} files: "
+        + ", ".join(f"{m} {fmt(mean[m])}" for m in METRICS))
+    return {"prior": prior, "model": model.name, "parameters": params, "past": past, "segment": segment,
+            "files": len(rows), "skipped": skipped, "mean": mean, "per_file": rows}

@@ -3,7 +3,10 @@
 
 The loss is the negative ELBO of :meth:`DVAE.model` / :meth:`DVAE.guide` under
 :class:`~pyro.infer.TraceMeanField_ELBO` (per-step analytic KL, see
-:mod:`pyro_dvae.priors.distributions`), divided by the number of valid time steps. Schedules:
+:mod:`pyro_dvae.priors.distributions`), divided by the number of valid time steps (:func:`pyro_dvae.elbo.elbo_loss`,
+re-exported here). Settings: :class:`TrainConfig` (the schedules and the optimiser) and :class:`TrainFiles` (what a
+run writes and resumes from); model sizes and per-data defaults of ``pyro-dvae train-prior``:
+:mod:`pyro_dvae.presets`. Schedules:
 
 - **Normalisation**: a prior that still has the identity normalisation gets its input / output
   standardisation from the training data first (:meth:`~pyro_dvae.priors.base.DVAE.fit_normalisation`).
@@ -34,19 +37,22 @@ The loss is the negative ELBO of :meth:`DVAE.model` / :meth:`DVAE.guide` under
 
 [1] S. Bengio, O. Vinyals, N. Jaitly, N. Shazeer (2015), "Scheduled Sampling for Sequence Prediction
     with Recurrent Neural Networks", NeurIPS.
+
 [2] D. Duckworth, A. Neelakantan, B. Goodrich, L. Kaiser, S. Bengio (2019), "Parallel Scheduled
     Sampling", arXiv:1906.04331.
+
 [3] C. K. Sønderby et al. (2016), "Ladder Variational Autoencoders" (KL warm-up), NeurIPS.
 """
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
-from pyro.infer import TraceMeanField_ELBO
 
-from .handlers import scale_sites
+from .elbo import elbo_loss
+
+__all__ = ["NORMALISATION_CHUNKS", "TrainConfig", "TrainFiles", "TrainResult", "elbo_loss", "evaluate", "train_prior"]
 
 
 @dataclass
@@ -109,6 +115,38 @@ class TrainConfig:
 
 
 @dataclass
+class TrainFiles:
+    """What a training run writes and what it continues from (the files of :func:`train_prior`).
+
+    :ivar out: the prior's checkpoint, rewritten atomically after every epoch (best weights, config, log), for use
+        (``priors.load`` / ``torch.load(weights_only=True)``).
+    :ivar log_json: per-epoch log (train / validation loss, KL scale, ss prob, lr, seconds).
+    :ivar resume: a Lightning checkpoint written by an earlier run (``resume_to``) to continue from.
+    :ivar resume_to: where to keep Lightning's checkpoint for resuming (default: ``out + ".resume.ckpt"`` when
+        ``out`` is given).
+    :ivar checkpoint_extra: extra entries stored in the prior's checkpoint (e.g. the ``sample_rate``, ``n_fft`` and
+        ``hop`` of a spectral prior's front end).
+    """
+
+    out: str = None
+    log_json: str = None
+    resume: str = None
+    resume_to: str = None
+    checkpoint_extra: dict = None
+
+    def __post_init__(self):
+        if self.checkpoint_extra is not None and not isinstance(self.checkpoint_extra, dict):
+            raise ValueError(f"checkpoint_extra must be a dict, got {type(self.checkpoint_extra).__name__}")
+
+    def resume_path(self):
+        """Where Lightning's checkpoint for resuming goes: ``resume_to``, else ``out + ".resume.ckpt"`` (``None``
+        without ``out``)."""
+        if self.resume_to is not None or self.out is None:
+            return self.resume_to
+        return f"{self.out}.resume.ckpt"
+
+
+@dataclass
 class TrainResult:
     prior: object
     history: list = field(default_factory=list)
@@ -116,16 +154,6 @@ class TrainResult:
     best_val: float = math.inf
     stopped_early: bool = False
     skipped_steps: int = 0
-
-
-def elbo_loss(prior, x, mask=None, kl_scale=1.0, ss_prob=0.0):
-    """Negative ELBO per valid time step (a differentiable scalar)."""
-    sites = prior.latent_sites
-    model = scale_sites(prior.model, scale=kl_scale, sites=sites)
-    guide = scale_sites(prior.guide, scale=kl_scale, sites=sites)
-    loss = TraceMeanField_ELBO().differentiable_loss(model, guide, x, mask, ss_prob)
-    steps = mask.sum() if mask is not None else x.shape[:-1].numel()
-    return loss / steps
 
 
 @torch.no_grad()
@@ -163,30 +191,33 @@ def _check_data(name, x, mask, x_dim):
 NORMALISATION_CHUNKS = 4096
 
 
-def train_prior(prior, train, val, config=None, *, train_mask=None, val_mask=None, out=None, log_json=None,
-                resume=None, progress=False, device=None, checkpoint_extra=None, engine=None, resume_to=None):
+def train_prior(prior, train, val, config=None, *, train_mask=None, val_mask=None, files=None, engine=None,
+                device=None, progress=False, **overrides):
     """Train ``prior`` by SVI on the engine; see the module docstring for the schedules.
+
+    Example::
+
+        res = train_prior(prior, train, val, TrainConfig(epochs=3, batch_size=64), out="srnn.pt")
+        res = train_prior(prior, train, val, epochs=3, batch_size=64, files=TrainFiles(out="srnn.pt"))
 
     :param DVAE prior: the prior to train (modified in place; ends holding the best weights).
     :param train: ``(N, T, x_dim)`` training sequences: a tensor or a :class:`~pyro_dvae.engine.ChunkStore`.
     :param val: ``(M, T', x_dim)`` validation sequences (the same kinds).
-    :param TrainConfig config: settings.
-    :param str out: the prior's checkpoint, rewritten atomically after every epoch (best weights, config, log).
-    :param str log_json: per-epoch log (train / validation loss, KL scale, ss prob, lr, seconds).
-    :param str resume: a Lightning checkpoint written by an earlier run (``resume_to``) to continue from.
-    :param str resume_to: where to keep Lightning's checkpoint for resuming (default: ``out + ".resume.ckpt"``
-        when ``out`` is given).
-    :param bool progress: show a progress bar.
+    :param TrainConfig config: the schedules and the optimiser.
+    :param train_mask: optional ``(N, T)`` valid steps of ``train``; ``val_mask`` those of ``val``.
+    :param TrainFiles files: the checkpoint, log and resume files.
+    :param engine: :class:`~pyro_dvae.engine.Engine` (accelerator, devices, strategy, threads, ...).
     :param device: ``"cpu"``, ``"cuda"``, ... (default: the device of the prior's parameters); ignored when
         ``engine`` is given.
-    :param dict checkpoint_extra: extra entries stored in the prior's checkpoint (e.g. the ``sample_rate``,
-        ``n_fft`` and ``hop`` of a spectral prior's front end).
-    :param engine: :class:`~pyro_dvae.engine.Engine` (accelerator, devices, strategy, ...).
+    :param bool progress: show a progress bar.
+    :param overrides: fields of :class:`TrainConfig` (``epochs=3``, ...) or of :class:`TrainFiles` (``out=...``,
+        ``resume=...``) replacing those of ``config`` / ``files`` (``dataclasses.replace``: schedule fields that
+        ``config`` resolved from its ``epochs`` stay as resolved).
     :returns: :class:`TrainResult`.
     """
     from .engine import Engine, SequenceData, Sequences, fit
 
-    cfg = config or TrainConfig()
+    cfg, out_files = _apply_overrides(config, files, overrides)
     _check_data("train", train, train_mask, prior.x_dim)
     _check_data("validation", val, val_mask, prior.x_dim)
     if cfg.gain_db != (0.0, 0.0) and prior.emission != "spectral":
@@ -194,8 +225,8 @@ def train_prior(prior, train, val, config=None, *, train_mask=None, val_mask=Non
     if engine is None:
         device = torch.device(device) if device is not None else next(prior.parameters()).device
         engine = Engine(accelerator="gpu" if device.type == "cuda" else "cpu", threads=torch.get_num_threads())
-    if resume is not None:
-        _check_resume(resume, prior)
+    if out_files.resume is not None:
+        _check_resume(out_files.resume, prior)
     elif not prior.is_normalised:
         sample = train if torch.is_tensor(train) else train.tensor(NORMALISATION_CHUNKS)
         prior.fit_normalisation(sample, train_mask if torch.is_tensor(train) else None)
@@ -204,15 +235,28 @@ def train_prior(prior, train, val, config=None, *, train_mask=None, val_mask=Non
                         num_workers=engine.num_workers)
     from .prior_task import PriorTask
 
-    task = PriorTask(prior, cfg, engine.threads, checkpoint_extra)
-    if resume_to is None and out is not None:
-        resume_to = f"{out}.resume.ckpt"
-    res = fit(task, data, cfg.epochs, patience=cfg.patience, engine=engine, out=out, resume_to=resume_to,
-              resume=resume, log_json=log_json, progress=progress,
-              log_extra={"prior": prior.name, "config": asdict(cfg)})
+    task = PriorTask(prior, cfg, engine.threads, out_files.checkpoint_extra)
+    res = fit(task, data, cfg.epochs, patience=cfg.patience, engine=engine, out=out_files.out,
+              resume_to=out_files.resume_path(), resume=out_files.resume, log_json=out_files.log_json,
+              progress=progress, log_extra={"prior": prior.name, "config": asdict(cfg)})
     prior.eval()
     return TrainResult(prior=prior, history=res.history, best_epoch=res.best_epoch, best_val=res.best_val,
                        stopped_early=res.stopped_early, skipped_steps=res.skipped_steps)
+
+
+def _apply_overrides(config, files, overrides):
+    """``(TrainConfig, TrainFiles)``: ``config`` and ``files`` (or the defaults) with the ``overrides`` that name
+    their fields; any other name is a :class:`TypeError`."""
+    names = {"config": {f.name for f in fields(TrainConfig)}, "files": {f.name for f in fields(TrainFiles)}}
+    unknown = sorted(set(overrides) - names["config"] - names["files"])
+    if unknown:
+        raise TypeError(f"train_prior() got unexpected keyword argument(s) {', '.join(map(repr, unknown))} (not a "
+                        "field of TrainConfig or TrainFiles)")
+    parts = []
+    for cls, given, key in ((TrainConfig, config, "config"), (TrainFiles, files, "files")):
+        over = {k: v for k, v in overrides.items() if k in names[key]}
+        parts.append(cls(**over) if given is None else replace(given, **over) if over else given)
+    return tuple(parts)
 
 
 def _check_resume(path, prior):

@@ -221,3 +221,28 @@ def test_train_prior_transformer_dvae_schedules(tmp_path, capsys):
     s = json.loads(summary.read_text())
     assert s["best_val_loss"] < s["untrained_val_loss"]
     assert priors.load(out, expect="light-dvae").x_dim == 4
+
+
+def test_main_applies_threads_once_and_restores_them(tmp_path, monkeypatch):
+    from pyro_dvae.cli import track, train_prior
+
+    seen = {}
+    monkeypatch.setattr(train_prior, "run", lambda args: seen.setdefault("threads", torch.get_num_threads()) and {})
+    before = torch.get_num_threads()
+    assert main(["train-prior", "--model", "vae", "--data", "synthetic-trajectories", "--out", str(tmp_path / "p.pt"),
+                 "--threads", "2"]) == 0
+    assert seen["threads"] == 2 and torch.get_num_threads() == before
+    from pyro_dvae.models.tracking import METHODS
+
+    assert track.METHODS == METHODS  # the parser's copy, kept so that --help does not import the tracking model
+
+
+def test_main_restores_the_warning_format(tmp_path):
+    """Warnings inside a command read ``pyro-dvae COMMAND: warning: ...``; after it, Python's own format is back."""
+    import warnings
+
+    before = warnings.formatwarning
+    assert main(["train-prior", "--model", "vae", "--data", str(tmp_path / "nowhere"), "--out", "x.pt"]) == 2
+    assert main(["train-prior", "--model", "vae", "--data", "synthetic-trajectories", "--out", str(tmp_path / "p.pt"),
+                 *TINY]) == 0
+    assert warnings.formatwarning is before

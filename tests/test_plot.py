@@ -101,7 +101,7 @@ def test_plot_windows_writes_spread_windows(tmp_path, captured_figures):
     gts = np.stack([crossing_scene(20, 2, seed=s) for s in range(5)])
     obs, mask, _ = simulate_detections(gts, noise=0.05, drop=0.1, seed=0)
     paths = plot_windows(gts, {"x": torch.as_tensor(gts[:, :, ::-1].copy()), "y": list(gts)}, tmp_path, k=3,
-                         obs=obs, obs_mask=mask, frame0=[100 * s for s in range(5)], dpi=40)
+                         detections=(obs, mask), frame0=[100 * s for s in range(5)], dpi=40)
     assert [p.rsplit("/", 1)[1] for p in map(str, paths)] == ["tracks_0000.png", "tracks_0002.png",
                                                               "tracks_0004.png"]
     assert all(open(p, "rb").read(8) == PNG_MAGIC for p in paths)

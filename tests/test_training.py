@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from pyro_dvae import priors, training
+from pyro_dvae import prior_task, priors
 from pyro_dvae.data import synthetic_trajectories
-from pyro_dvae.training import TrainConfig, evaluate, train_prior
+from pyro_dvae.training import TrainConfig, TrainFiles, evaluate, train_prior
 
 SIZES = dict(z_dim=4, dense_dim=16, rnn_dim=16, z_dense=[16])
 
@@ -69,14 +69,14 @@ def test_checkpoint_log_and_resume(tracks, tmp_path):
 def test_non_finite_loss_is_skipped_and_lr_halved(tracks, monkeypatch, tmp_path):
     train, val = tracks
     calls = {"n": 0}
-    real = training.elbo_loss
+    real = prior_task.elbo_loss  # looked up by the engine's task at every step
 
     def flaky(prior, x, mask=None, kl_scale=1.0, ss_prob=0.0):
         calls["n"] += 1
         loss = real(prior, x, mask, kl_scale, ss_prob)
         return loss * float("nan") if calls["n"] == 2 else loss
 
-    monkeypatch.setattr(training, "elbo_loss", flaky)
+    monkeypatch.setattr(prior_task, "elbo_loss", flaky)
     prior = priors.build("vae", x_dim=4, **SIZES)
     res = train_prior(prior, train, val, fast_config(epochs=1), out=tmp_path / "p.pt")
     assert res.skipped_steps == 1
@@ -105,3 +105,24 @@ def test_bad_training_inputs(tracks):
         TrainConfig(epochs=0)
     with pytest.raises(ValueError):
         TrainConfig(ss_start=10, ss_end=5)
+
+
+def test_overrides_name_config_or_file_fields(tracks, tmp_path):
+    train, val = tracks
+    prior = priors.build("vae", x_dim=4, **SIZES)
+    res = train_prior(prior, train[:64], val, epochs=1, batch_size=32, out=tmp_path / "p.pt")
+    assert len(res.history) == 1 and (tmp_path / "p.pt.resume.ckpt").exists()
+    assert TrainFiles(out="a.pt").resume_path() == "a.pt.resume.ckpt"
+    assert TrainFiles(out="a.pt", resume_to="r.ckpt").resume_path() == "r.ckpt" and TrainFiles().resume_path() is None
+    with pytest.raises(TypeError, match="'epoch'"):
+        train_prior(prior, train, val, epoch=1)
+    with pytest.raises(ValueError, match="checkpoint_extra must be a dict"):
+        TrainFiles(checkpoint_extra=[1])
+
+
+def test_prior_task_does_not_import_training():
+    import subprocess
+    import sys
+
+    code = "import sys, pyro_dvae.prior_task; assert 'pyro_dvae.training' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

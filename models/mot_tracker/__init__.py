@@ -25,7 +25,8 @@ Two stages :
     Trajectory Modeling and Separation", TMLR.
 
 **Layout:** :mod:`.config` (:class:`TrackerConfig`), :mod:`.association` (stage 1), :mod:`.run` (stage 2 and
-:func:`track_sequence`). The tracking model it refines with is :mod:`pyro_dvae.models.tracking` (the window
+:func:`track_sequence`), :mod:`.files` (sequences tracked, written in the MOTChallenge result format and scored:
+what ``pyro-dvae track-mot`` runs). The tracking model it refines with is :mod:`pyro_dvae.models.tracking` (the window
 protocol's model).
 """
 

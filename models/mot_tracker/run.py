@@ -10,7 +10,7 @@ from .config import TrackerConfig
 
 
 # ------------------------------------------------------------------------------------------------ stage 2
-def refine_tracks(tracks, prior, width, height, config=None, seed=0, latency=None):
+def refine_tracks(tracks, prior, width, height, *, config=None, seed=0, latency=None):
     """Stage 2: smooth every track and fill its undetected frames with the MixDVAE model (one source, its
     matched detections as observations, optionally a clutter class), windows of ``config.window`` frames run as
     one batch through ``vem``. Returns ``{track id: (frames, boxes x1 y1 x2 y2 in pixels)}`` from each track's
@@ -71,7 +71,7 @@ def refine_tracks(tracks, prior, width, height, config=None, seed=0, latency=Non
     return out
 
 
-def track_sequence(frames, boxes, scores, width, height, frame_rate=30.0, prior=None, config=None, seed=0,
+def track_sequence(frames, boxes, scores, width, height, *, frame_rate=30.0, prior=None, config=None, seed=0,
                    latency=None):
     """Track one sequence.
 
@@ -99,7 +99,7 @@ def track_sequence(frames, boxes, scores, width, height, frame_rate=30.0, prior=
             from pyro_dvae import pretrained
 
             prior = pretrained.load()
-        refined = refine_tracks(tracks, prior, width, height, cfg, seed, latency)
+        refined = refine_tracks(tracks, prior, width, height, config=cfg, seed=seed, latency=latency)
         for t in tracks:
             score = float(np.mean(t.scores))
             rows += [(f, t.id, b, score) for f, b in zip(*refined[t.id])]

@@ -26,11 +26,13 @@ observation noise. Replacing the dynamics by a constant-velocity Kalman smoother
 [2] Y. Ban, X. Alameda-Pineda, L. Girin, R. Horaud (2021), "Variational Bayesian Inference for
     Audio-Visual Tracking of Multiple Speakers", IEEE TPAMI (VKF).
 
-**Layout:** :mod:`.model` (the Pyro model and its M-steps), :mod:`.guide` (the VEM blocks, the guide and its
-initialisation), :mod:`.run` (:func:`run_tracking`). The whole-sequence tracker with births and deaths
-(``pyro-dvae track-mot``) is :mod:`pyro_dvae.models.mot_tracker`.
+**Layout:** :mod:`.config` (:class:`TrackingConfig`), :mod:`.model` (the Pyro model and its M-steps), :mod:`.guide`
+(the VEM blocks, the guide and its initialisation), :mod:`.run` (:func:`run_tracking`), :mod:`.benchmark` (the
+MOT-3T protocol of ``pyro-dvae track``: windows of MOTChallenge sequences, every method scored). The whole-sequence
+tracker with births and deaths (``pyro-dvae track-mot``) is :mod:`pyro_dvae.models.mot_tracker`.
 """
 
+from .config import METHODS, TrackingConfig
 from .guide import AssignmentBlock, LatentBlock, SourceBlock, TrackingGuide, greedy_tracks
 from .model import (
     BOX,
@@ -40,7 +42,7 @@ from .model import (
     TrackingModel,
     check_observations,
 )
-from .run import METHODS, run_tracking, windows_to_tensors
+from .run import run_tracking, windows_to_tensors
 
 __all__ = [
     "AssignmentBlock",
@@ -51,6 +53,7 @@ __all__ = [
     "METHODS",
     "ObservationNoiseMStep",
     "SourceBlock",
+    "TrackingConfig",
     "TrackingGuide",
     "TrackingModel",
     "check_observations",

@@ -75,20 +75,21 @@ class LatentBlock(ClosedFormBlock):
     loop over time. The first update always draws sequentially.
     """
 
-    def __init__(self, sample=True, parallel=True):
+    def __init__(self, sample=True, parallel=True, prior=None):
         super().__init__("z")
         self.sample, self.parallel, self.z, self.latents = sample, parallel, None, {}
-        self._prior = None  # set by TrackingGuide (kept out of the module tree)
+        self._prior = [prior]  # the model's prior, kept out of the module tree
 
     @property
     def prior(self):
+        """The DVAE prior whose encoder this block runs (the tracking model's, given by :class:`TrackingGuide`)."""
         return self._prior[0]
 
     @torch.no_grad()
     def update(self, model, guide, obs, obs_mask, **kw):
         prior, mean = model.prior, guide["s"].mean
         q, self.latents = prior.encode(mean, with_statics=True)
-        if self.parallel and isinstance(q, SequentialNormal) and self.z is not None and self.z.shape == q._like.shape:
+        if self.parallel and isinstance(q, SequentialNormal) and self.z is not None and self.z.shape == q.like.shape:
             loc, scale = q.params_fn(self.z)
             self.z = loc + scale * torch.randn_like(loc) if self.sample else loc
         elif self.sample:
@@ -100,7 +101,7 @@ class LatentBlock(ClosedFormBlock):
         prior, s = self.prior, values["s"]
         B, N = s.shape[:2]
         with pyro.plate("batch", B, dim=-2), pyro.plate("sources", N, dim=-1):
-            prior._run_sites(prior._guide_sites(s, None), None, s.shape[:-1])
+            prior.run_sites(prior.guide_sites(s, None), None, s.shape[:-1])
         return {}
 
 
@@ -179,8 +180,7 @@ class TrackingGuide(StructuredGuide):
         if dynamics == "dvae":
             if model.prior is None:
                 raise ValueError("dynamics='dvae' needs a model with a prior")
-            blocks.append(LatentBlock(sample=sample_z, parallel=mode == "parallel"))
-            blocks[-1]._prior = [model.prior]
+            blocks.append(LatentBlock(sample=sample_z, parallel=mode == "parallel", prior=model.prior))
         blocks.append(SourceBlock(dynamics, mode=mode, **dynamics_options))
         super().__init__(blocks)
         self._model = [model]  # not a submodule: model parameters stay out of the guide

@@ -64,13 +64,11 @@ class TrackingModel(PyroModule):
         dynamics variance, ``p(s_t | ...) = N(mu_t, alpha * v_t)``, by EM (:class:`DynamicsNoiseMStep`).
         A prior pre-trained on synthetic motion is over-confident on real motion; with the observation
         noise M-step alone, EM then explains the prior's errors as observation noise, the noise estimate
-        grows, the detections lose weight and the tracks drift away (measured on MOT15: the x noise ratio
-        rose from 0.04 to 1.0 in 20 iterations). Calibrating both variances by EM removes that loop.
-        ``svi`` / ``enum-svi`` (:func:`run_tracking`) fit ``alpha`` once, by
-        :meth:`calibrate_dynamics` on the initial tracks. Without it the shipped prior, trained on slower
-        motion, is 20-70x over-confident on a fast scene and a heavy-tailed likelihood lets it pull the
-        sources off their detections (``crossing_scene(T=30)``, Student-t: MOTA 0.56 after 30 steps,
-        -0.51 after 300).
+        grows, the detections lose weight and the tracks drift away. Calibrating both variances by EM removes
+        that loop. ``svi`` / ``enum-svi`` (:func:`~pyro_dvae.models.tracking.run.run_tracking`) fit ``alpha``
+        once, by :meth:`calibrate_dynamics` on the initial tracks: a prior trained on slower motion is otherwise
+        over-confident on a fast scene, and a heavy-tailed likelihood lets it pull the sources off their
+        detections.
     """
 
     def __init__(self, prior, num_sources, likelihood=None, clutter_prob=0.0, clutter=None,

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Tracking a batch of windows: the :func:`run_tracking` entry point."""
 
+from dataclasses import replace
 
 import numpy as np
 import pyro
@@ -9,13 +10,12 @@ from pyro import poutine
 
 from pyro_dvae.likelihoods import GaussianBoxes
 
+from .config import TrackingConfig
 from .guide import TrackingGuide, greedy_tracks
 from .model import BOX, DynamicsNoiseMStep, TrackingModel, check_observations
 
+
 # --------------------------------------------------------------------------------------------- running
-METHODS = ("mixdvae", "vkf", "deepar")
-
-
 def windows_to_tensors(windows, dtype=torch.float32, device=None):
     """Stack :class:`~pyro_dvae.data.mot.MOTWindow` s into ``obs (B, T, K, 4)``, ``obs_mask (B, T, K)``
     and ``gt (B, T, N, 4)`` (K padded to the largest window)."""
@@ -37,35 +37,27 @@ def windows_to_tensors(windows, dtype=torch.float32, device=None):
     return as_t(obs), torch.as_tensor(mask, device=device), as_t(gt)
 
 
-def run_tracking(obs, obs_mask, num_sources, method="mixdvae", prior=None, algo="vem", num_iters=20, lr=0.01,
-                 clutter_prob=0.0, ratio=0.04, seed=0, sample_z=True, likelihood=None, mode="parallel",
-                 seeds=None):
+def run_tracking(obs, obs_mask, num_sources, *, prior=None, seeds=None, config=None, **overrides):
     """Track the sources of a batch of windows.
 
+    Example::
+
+        est, result = run_tracking(obs, mask, 3, prior=pretrained.load(), num_iters=20)
+        est, result = run_tracking(obs, mask, 3, config=TrackingConfig(method="vkf", num_iters=20))
+
     :param obs: ``(B, T, K, 4)`` normalised detections; :param obs_mask: ``(B, T, K)``.
-    :param str method: ``"mixdvae"`` (DVAE dynamics), ``"vkf"`` (constant-velocity Kalman dynamics, the
-        same assignment model) or ``"deepar"`` (a deterministic LSTM autoregressive motion model,
-        :class:`~pyro_dvae.priors.DeepAR`, in place of the DVAE; the same blocks with an empty ``z``).
-    :param prior: the DVAE prior (``mixdvae``) or the Deep AR model (``deepar``).
-    :param str algo: ``"vem"`` (the structured guide) or ``"svi"`` / ``"enum-svi"`` (an ``AutoNormal``
-        guide over ``s`` and ``z``, ``w`` enumerated exactly, the dynamics variance calibrated once on the
-        greedy initial tracks by :meth:`TrackingModel.calibrate_dynamics`), all through
-        :mod:`pyro_dvae.inference`.
-    :param likelihood: a :class:`~pyro_dvae.likelihoods.BoxLikelihood`; default Gaussian with ``ratio``.
-    :param str mode: ``"parallel"`` (iterated drift-linearised smoother, one decoder pass) or
-        ``"sequential"`` (the MixDVAE forward pass fed with filtered means, then a backward pass).
-        Likelihoods without closed-form Gaussian moments run with ``svi`` / ``enum-svi``.
+    :param int num_sources: ``N``, the sources tracked in every window.
+    :param prior: the DVAE prior (``method="mixdvae"``) or the Deep AR model (``"deepar"``); unused by ``"vkf"``.
     :param seeds: optional first-frame boxes of the sources ``(B, N, 4)`` for the initialisation.
+    :param TrackingConfig config: the settings (method, algorithm, iterations, likelihood, ...).
+    :param overrides: fields of :class:`TrackingConfig` replacing those of ``config`` (``method="vkf"``,
+        ``num_iters=10``, ...).
     :returns: ``(estimates (B, T, N, 4), InferenceResult)``.
     """
     from pyro_dvae import inference
 
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if algo not in ("vem", "svi", "enum-svi"):
-        raise ValueError(f"algo must be 'vem', 'svi' or 'enum-svi', got {algo!r}")
-    if method == "vkf" and algo != "vem":
-        raise ValueError("the VKF baseline runs with algo='vem' (its dynamics are a closed-form smoother)")
+    cfg = replace(config, **overrides) if config is not None else TrackingConfig(**overrides)
+    method = cfg.method
     if method != "vkf":
         if prior is None:
             raise ValueError(f"method {method!r} needs a prior")
@@ -73,17 +65,18 @@ def run_tracking(obs, obs_mask, num_sources, method="mixdvae", prior=None, algo=
             want = "a deepar model (no latent variables)" if method == "deepar" else "a DVAE prior with latents"
             raise ValueError(f"method {method!r} needs {want}, got a {prior.name!r} prior")
     obs, obs_mask = check_observations(obs, obs_mask)
-    pyro.set_rng_seed(seed)
-    likelihood = likelihood if likelihood is not None else GaussianBoxes(ratio)
+    pyro.set_rng_seed(cfg.seed)
+    likelihood = cfg.likelihood if cfg.likelihood is not None else GaussianBoxes(cfg.ratio)
     model = TrackingModel(prior if method != "vkf" else None, num_sources, likelihood=likelihood,
-                          clutter_prob=clutter_prob).to(obs.device)  # the likelihood's buffers too (CUDA alike)
-    if algo == "vem":
+                          clutter_prob=cfg.clutter_prob).to(obs.device)  # the likelihood's buffers too (CUDA alike)
+    if cfg.algo == "vem":
         if not likelihood.closed_form:
             raise ValueError(f"{type(likelihood).__name__} has no closed-form E-steps: use algo='svi' or 'enum-svi'")
-        guide = TrackingGuide(model, dynamics="cv" if method == "vkf" else "dvae", sample_z=sample_z, mode=mode)
+        guide = TrackingGuide(model, dynamics="cv" if method == "vkf" else "dvae", sample_z=cfg.sample_z,
+                              mode=cfg.mode)
         guide.initialise(obs, obs_mask, seeds=seeds)
         with torch.no_grad():
-            res = inference.run("vem", model, guide, obs, obs_mask, num_iters=num_iters)
+            res = inference.run("vem", model, guide, obs, obs_mask, num_iters=cfg.num_iters)
         est = guide["s"].mean
     else:
         from pyro.infer.autoguide import AutoNormal, init_to_value
@@ -96,7 +89,7 @@ def run_tracking(obs, obs_mask, num_sources, method="mixdvae", prior=None, algo=
         auto = AutoNormal(poutine.block(model.model, hide=["w"]), init_scale=1e-3,
                           init_loc_fn=init_to_value(values={"s": init_s, "z": z0}))
         pyro.clear_param_store()
-        res = inference.run(algo, model.model, auto, obs, obs_mask, num_steps=num_iters, lr=lr)
+        res = inference.run(cfg.algo, model.model, auto, obs, obs_mask, num_steps=cfg.num_iters, lr=cfg.lr)
         with torch.no_grad():
             est = auto.median(obs, obs_mask)["s"]
     return est.detach().permute(0, 2, 1, 3), res

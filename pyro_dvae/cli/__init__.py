@@ -1,10 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 """The pyro-dvae command line: one module per command (``add_parser`` and ``run``); the options every command
-shares, the range-checked option types, the output-path checks and strict JSON live in :mod:`.common`."""
+shares, the range-checked option types, the output-path checks and strict JSON live in :mod:`.common`.
+
+:func:`main` owns what every command shares at run time: the output checks, ``--threads`` (applied once around the
+command's ``run``, which reports ``args.threads``), one-line warnings and errors, and ``--out-json``."""
 
 import sys
 import warnings
 
+from ..engine.cpu import threads
 from ..engine.ranks import is_rank_zero
 from . import enhance, eval_prior, separate, track, track_mot, train_noise, train_prior
 from .common import Formatter, Parser, check_out_dir, check_out_path, common_options, write_json
@@ -58,16 +62,20 @@ def main(argv=None):
     def one_line(message, category, filename, lineno, line=None):
         return f"{prefix}: warning: {message}\n"
 
+    previous_format = warnings.formatwarning  # catch_warnings does not restore it
     try:
         with warnings.catch_warnings():
             warnings.formatwarning = one_line
             check_outputs(args)
-            summary = args.run(args)
+            with threads(args.threads):  # the one place the commands set torch's threads; summaries report args.threads
+                summary = args.run(args)
             if args.out_json and is_rank_zero():  # the other ranks of a launched training write nothing
                 write_json(args.out_json, summary)
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"{prefix}: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = previous_format
     return 0
 
 

@@ -6,8 +6,6 @@ import argparse
 import math
 import os
 
-import torch
-
 from ..checkpoint import strict, write_json  # noqa: F401  (re-exported for the commands)
 
 
@@ -80,7 +78,7 @@ def common_options(out_json_help="write the run summary as JSON (strict: undefin
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--threads", type=int_at_least(1), default=1,
-                   help="torch CPU threads (1 is fastest for these model sizes on a busy machine: see README)")
+                   help="torch CPU threads (1 is fastest for these model sizes on a busy machine)")
     p.add_argument("--out-json", metavar="PATH", help=out_json_help)
     return p
 
@@ -89,10 +87,6 @@ def add_command(sub, name, help, example, parents=()):
     """A sub-parser whose help ends with an example command."""
     return sub.add_parser(name, help=help, description=f"{help[0].upper()}{help[1:]}.",
                           epilog=f"example:\n  {example}", formatter_class=Formatter, parents=list(parents))
-
-
-def set_threads(n):
-    torch.set_num_threads(int(n))
 
 
 def _check_creatable(folder, option, path):
@@ -130,32 +124,3 @@ def check_out_dir(path, option):
 def make_parent(path):
     """Create the folder of the file ``path`` (and its parents) when missing."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-
-
-def sequence_folders(mot_dir, seqs=None):
-    """``{name: folder}`` of the ``--seqs`` (default: every sub-folder) of ``--mot-dir``, checked."""
-    if not os.path.isdir(mot_dir):
-        raise FileNotFoundError(f"--mot-dir {mot_dir}: no such folder")
-    seqs = seqs or sorted(d for d in os.listdir(mot_dir) if os.path.isdir(os.path.join(mot_dir, d)))
-    if not seqs:
-        raise ValueError(f"--mot-dir {mot_dir}: holds no sequence folders")
-    folders = {seq: os.path.join(mot_dir, seq) for seq in seqs}
-    for seq, folder in folders.items():
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"--seqs {seq}: no such sequence folder {folder}")
-    return folders
-
-
-def read_detection_file(seq_dir, det_file):
-    """The ``--det-file`` of one sequence folder as a :class:`~pyro_dvae.data.mot.MOTTable`; a missing or empty
-    file is an error naming the option (NaN or non-positive boxes are dropped with a warning by ``read_det``)."""
-    from ..data.mot import read_det
-
-    seq = os.path.basename(os.path.normpath(seq_dir))
-    path = os.path.join(seq_dir, det_file)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--det-file {det_file}: no such file in {seq} ({path})")
-    det = read_det(path)
-    if len(det.frame) == 0:
-        raise ValueError(f"--det-file {det_file}: {path} holds no detections")
-    return det

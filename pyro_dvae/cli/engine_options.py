@@ -2,9 +2,6 @@
 """The training engine's options, shared by ``train-prior`` and ``train-noise`` (no Lightning import here:
 the engine is loaded only when a training starts)."""
 
-import os
-import shutil
-
 from .common import int_at_least
 
 #: kept in step with pyro_dvae.engine.run (checked by a test), without importing Lightning for ``--help``
@@ -41,28 +38,3 @@ def engine_from_args(args):
     accelerator = "gpu" if args.accelerator == "cuda" else args.accelerator
     return Engine(accelerator=accelerator, devices=args.devices, num_nodes=args.num_nodes, strategy=args.strategy,
                   precision=args.precision, threads=args.threads, num_workers=args.num_workers)
-
-
-def chunk_store(args, folder, seq_len, hop=None, pitch_shifts=(0.0,), option="--data", kind="power"):
-    """``(store, remove)``: the memory-mapped chunk store of an audio folder (built by rank 0 of a launched run,
-    waited for by the others) and whether the command should remove it at the end."""
-    from ..engine import ChunkStore
-    from ..engine.ranks import is_rank_zero
-
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{option} {folder}: no such folder")
-    path = args.chunk_cache or f"{args.out}.chunks"
-    if not is_rank_zero():
-        return ChunkStore.wait_for(path), False
-    try:
-        store = ChunkStore.build(folder, path, seq_len=seq_len, hop=hop, pitch_shifts=pitch_shifts, kind=kind)
-    except ValueError as e:
-        raise ValueError(f"{option} {e}") from None
-    if len(store) < 2:
-        raise ValueError(f"{option} {folder}: need at least 2 chunks of {seq_len} frames, got {len(store)}")
-    return store, args.chunk_cache is None
-
-
-def remove_store(store, remove):
-    if remove and store is not None:
-        shutil.rmtree(store.folder, ignore_errors=True)

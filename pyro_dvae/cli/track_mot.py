@@ -1,15 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """``pyro-dvae track-mot``: whole-sequence multi-object tracking of MOTChallenge detection files (births and
 deaths, any number of objects, MixDVAE refinement), written in the MOTChallenge result format and optionally
-scored with TrackEval."""
+scored with TrackEval.
 
-import os
-import time
-import warnings
+The options make a :class:`~pyro_dvae.models.mot_tracker.TrackerConfig`; the run is
+:func:`~pyro_dvae.models.mot_tracker.files.track_mot_folder` (the checked detection files, the per-sequence
+tracking, the result files and the scores; its messages name these options); this module parses and prints."""
 
-import numpy as np
-
-from .common import add_command, int_at_least, read_detection_file, sequence_folders, set_threads
+from .common import add_command, int_at_least
 
 EXAMPLE = ("pyro-dvae track-mot --mot-dir ../shared/realdata/mot17 --val-half --out-dir results --eval "
            "--out-json track.json")
@@ -41,79 +39,11 @@ def add_parser(sub, parents):
     return p
 
 
-def load_detections(seq_dir, det_file):
-    """``(frames, boxes xywh, scores)`` of one sequence's detections, checked: a missing or empty file, scores
-    outside [0, 1] or frame numbers under 1 are errors; rows come out sorted by frame; exact duplicate rows are
-    dropped with a warning; NaN or non-positive boxes are dropped with a warning (``read_det``)."""
-    path = os.path.join(seq_dir, det_file)
-    det = read_detection_file(seq_dir, det_file)
-    if det.score.min() < 0 or det.score.max() > 1:
-        raise ValueError(f"--det-file {path}: scores from {det.score.min():g} to {det.score.max():g}, outside "
-                         "[0, 1]; the tracker's thresholds are probabilities (MOT15: use det/det_frcnn.txt, whose "
-                         "scores are calibrated)")
-    if det.frame.min() < 1:
-        raise ValueError(f"--det-file {path}: frame numbers start at 1, found {det.frame.min()}")
-    rows = np.column_stack([det.frame, det.boxes, det.score])
-    unique = np.unique(rows, axis=0)
-    if len(unique) < len(rows):
-        warnings.warn(f"{path}: dropped {len(rows) - len(unique)} duplicate detection rows", stacklevel=2)
-    return unique[:, 0].astype(int), unique[:, 1:5], unique[:, 5]
-
-
 def run(args):
-    from .. import priors
-    from ..data.mot import read_seqinfo
-    from ..data.mot_results import val_half, write_results
-    from ..models.mot_tracker import TrackerConfig, track_sequence
+    from ..models.mot_tracker import TrackerConfig
+    from ..models.mot_tracker.files import track_mot_folder
 
-    set_threads(args.threads)
-    folders = sequence_folders(args.mot_dir, args.seqs)
-    seqs = list(folders)
-    if args.eval:
-        import importlib.util
-
-        if importlib.util.find_spec("trackeval") is None:  # fail now, not after the tracking
-            raise ValueError("--eval needs TrackEval: pip install -e \".[eval]\" (trackeval==1.3.0)")
-    inputs = {}
-    for seq, seq_dir in folders.items():
-        info = read_seqinfo(seq_dir)
-        first, last = val_half(info.length) if args.val_half else (1, info.length)
-        frames, boxes, scores = load_detections(seq_dir, args.det_file)
-        if frames.max() > info.length:
-            raise ValueError(f"--det-file {seq}: detections up to frame {frames.max()}, beyond seqLength "
-                             f"{info.length} in {seq}/seqinfo.ini")
-        keep = (frames >= first) & (frames <= last)
-        if not keep.any():
-            warnings.warn(f"{seq}: no detections in frames {first}-{last}"
-                          + (" (--val-half)" if args.val_half else "") + ": every object is missed", stacklevel=2)
-        if args.eval and not os.path.isfile(os.path.join(seq_dir, "gt", "gt.txt")):
-            raise FileNotFoundError(f"--eval: {seq} has no gt/gt.txt")
-        inputs[seq] = (info, (first, last), frames[keep], boxes[keep], scores[keep])
-    prior = priors.load(args.prior) if args.prior else None
-    cfg = TrackerConfig(refine=not args.no_refine, dynamics=args.dynamics, window=args.window, iters=args.iters)
-    summary = {"mode": "online" if args.online else "offline", "latency": args.latency if args.online else None,
-               "refine": cfg.refine, "dynamics": cfg.dynamics, "sequences": {}}
-    print(f"{'sequence':16s} {'frames':>7s} {'dets':>7s} {'tracks':>7s} {'seconds':>8s} {'fps':>7s}")
-    for seq, (info, (first, last), frames, boxes, scores) in inputs.items():
-        t0 = time.perf_counter()
-        f, i, b, s = track_sequence(frames, boxes, scores, info.width, info.height, info.frame_rate or 30.0,
-                                    prior=prior, config=cfg, seed=args.seed,
-                                    latency=args.latency if args.online else None)
-        seconds = time.perf_counter() - t0
-        path = os.path.join(args.out_dir, f"{seq}.txt")
-        write_results(path, f, i, b, s)
-        n = last - first + 1
-        summary["sequences"][seq] = {"frames": [first, last], "detections": int(len(frames)),
-                                     "tracks": int(len(np.unique(i))), "seconds": seconds, "fps": n / seconds,
-                                     "results": path}
-        print(f"{seq:16s} {n:7d} {len(frames):7d} {len(np.unique(i)):7d} {seconds:8.2f} {n / seconds:7.1f}")
-    if args.eval:
-        from ..metrics.mot_eval import evaluate, format_table
-
-        res = evaluate({q: os.path.join(args.mot_dir, q, "gt", "gt.txt") for q in seqs},
-                       {q: summary["sequences"][q]["results"] for q in seqs},
-                       frames={q: tuple(summary["sequences"][q]["frames"]) for q in seqs},
-                       seq_lengths={q: inputs[q][0].length for q in seqs})
-        summary["eval"] = res
-        print(format_table(res))
-    return summary
+    config = TrackerConfig(refine=not args.no_refine, dynamics=args.dynamics, window=args.window, iters=args.iters)
+    return track_mot_folder(args.mot_dir, args.out_dir, args.seqs, det_file=args.det_file, val_half=args.val_half,
+                            prior=args.prior or None, latency=args.latency if args.online else None, seed=args.seed,
+                            config=config, evaluate=args.eval, log=print)

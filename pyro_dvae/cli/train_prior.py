@@ -1,21 +1,22 @@
 # SPDX-License-Identifier: Apache-2.0
-"""``pyro-dvae train-prior``: pre-train a DVAE prior by SVI on synthetic trajectories or an audio folder."""
+"""``pyro-dvae train-prior``: pre-train a DVAE prior by SVI on synthetic trajectories or an audio folder.
+
+The options make a :class:`~pyro_dvae.training_run.PriorTrainSpec`; the run is
+:func:`~pyro_dvae.training_run.train_prior_from_spec` (per-data defaults, the checks of the options against each
+other, the data, the prior, the training, the summary; its messages name these options); this module parses and
+prints."""
 
 import argparse
 import json
-import time
 
-import torch
+from ..presets import AUDIO_TRAINING, MDVAE_SEQ_LEN, TRAJ_TRAINING
+from .common import FRACTION, POSITIVE, add_command, float_in, int_at_least
+from .engine_options import add_engine_options, engine_from_args
 
-from .common import FRACTION, POSITIVE, add_command, float_in, int_at_least, make_parent, set_threads
-from .engine_options import add_engine_options, chunk_store, engine_from_args, remove_store
-
-TRAJ_SIZES = {"z_dim": 4, "dense_dim": 32, "rnn_dim": 32, "z_dense": [32]}
-SPEC_SIZES = {"z_dim": 16, "dense_dim": 256, "rnn_dim": 128, "z_dense": [64, 32]}
-#: defaults per kind of data (an option left unset takes these).
-TRAJ_TRAINING = {"epochs": 100, "batch_size": 256, "lr": 1e-3, "seq_len": 60}
-AUDIO_TRAINING = {"epochs": 50, "batch_size": 64, "lr": 1e-3, "seq_len": 50}
 EXAMPLE = "pyro-dvae train-prior --model rvae --data ../shared/realdata/speech --out speech.pt --gain-db -6 6"
+#: the options that are fields of :class:`~pyro_dvae.training.TrainConfig` (unset: the per-data default)
+TRAINING_KEYS = ("epochs", "batch_size", "lr", "beta", "warmup_epochs", "ss_start", "ss_end", "ss_max", "patience",
+                 "gain_db")
 
 
 def add_parser(sub, parents):
@@ -34,7 +35,7 @@ def add_parser(sub, parents):
                                     "continue from")
     p.add_argument("--seq-len", type=int_at_least(2),
                    help=f"frames per sequence (default {TRAJ_TRAINING['seq_len']} trajectories, "
-                        f"{AUDIO_TRAINING['seq_len']} audio, 30 mdvae)")
+                        f"{AUDIO_TRAINING['seq_len']} audio, {MDVAE_SEQ_LEN} mdvae)")
     p.add_argument("--num-train", type=at1, default=20000, help="synthetic training tracks")
     p.add_argument("--num-val", type=at1, default=2000, help="synthetic validation tracks")
     p.add_argument("--frame-aspect", type=POSITIVE, nargs=2, metavar=("LOW", "HIGH"),
@@ -54,8 +55,8 @@ def add_parser(sub, parents):
                    help="epoch where it reaches --ss-max (default: 80 %% of --epochs)")
     p.add_argument("--ss-max", type=float_in(0.0, 1.0), default=1.0,
                    help="final probability of feeding the model its own prediction (scheduled sampling; 0: teacher "
-                        "forcing, as the Transformer DVAEs' paper; 1 gave LigHT-DVAE 2 dB more resynthesis SI-SDR on "
-                        "the dev speakers, README)")
+                        "forcing, as the Transformer DVAEs' paper; the default was chosen on the dev speakers, "
+                        "BENCHMARKS.md)")
     p.add_argument("--patience", type=at1, default=50, help="stop after this many epochs without a better "
                                                           "validation loss")
     p.add_argument("--z-dim", type=at1, help="latent size (default 4 trajectories, 16 audio)")
@@ -93,112 +94,17 @@ def model_option(text):
 
 
 def run(args):
-    from .. import priors
-    from ..data.audio import HOP, N_FFT, SAMPLE_RATE
-    from ..engine.ranks import is_rank_zero
-    from ..training import NORMALISATION_CHUNKS, TrainConfig, evaluate, train_prior
+    from ..presets import SIZE_KEYS
+    from ..training import TrainFiles
+    from ..training_run import AudioChunks, PriorTrainSpec, SyntheticTracks, train_prior_from_spec
 
-    set_threads(args.threads)
-    torch.manual_seed(args.seed)
-    audio_data = args.data != "synthetic-trajectories"
-    if args.model == "mdvae" and args.seq_len is None:
-        args.seq_len = 30  # the reference MDVAE's sequences
-    for key, value in AUDIO_TRAINING.items():  # defaults that depend on the kind of data
-        if getattr(args, key) is None:
-            setattr(args, key, value if audio_data else TRAJ_TRAINING[key])
-    if not audio_data and (args.gain_db != [0.0, 0.0] or args.pitch_shift != [0.0] or args.chunk_hop):
-        raise ValueError("--gain-db, --pitch-shift and --chunk-hop are for audio folders (--data DIR)")
-    if args.gain_db[0] > args.gain_db[1]:
-        raise ValueError(f"--gain-db LOW HIGH: LOW must not exceed HIGH, got {args.gain_db[0]:g} {args.gain_db[1]:g}")
-    store, remove = None, False
-    if args.data == "synthetic-trajectories":
-        from ..data import synthetic_trajectories
-        from ..engine import TrajectoryStream
-
-        kw = dict(frame_aspect=args.frame_aspect, speed_range=tuple(args.speed_range))
-        train = TrajectoryStream(args.num_train, args.seq_len, seed=args.seed, **kw)  # new tracks every epoch
-        val = torch.as_tensor(synthetic_trajectories(args.num_val, args.seq_len, seed=args.seed + 10_000, **kw))
-        sizes, emission = dict(TRAJ_SIZES), "gaussian"
-    else:
-        if args.model == "mdvae" and args.chunk_hop:
-            raise ValueError("--chunk-hop: MDVAE cuts each utterance into consecutive --seq-len chunks")
-        kind = "audiovisual" if args.model == "mdvae" else "power"
-        store, remove = chunk_store(args, args.data, args.seq_len, args.chunk_hop, args.pitch_shift, kind=kind)
-        train, val = store.split(args.val_fraction, args.seed)
-        sizes, emission = dict(SPEC_SIZES), "spectral"
-    for key in ("z_dim", "dense_dim", "rnn_dim", "z_dense"):
-        if getattr(args, key) is not None:
-            sizes[key] = getattr(args, key)
-    z_dim = sizes.pop("z_dim")
-    if not priors.prior_class(args.model).latent_sites:  # deepar: no latent variables
-        if args.z_dim or args.z_dense:
-            raise ValueError(f"--model {args.model} has no latent variables: drop --z-dim / --z-dense")
-        z_dim = 0
-        sizes.pop("z_dense")
-    if emission == "gaussian" and priors.prior_class(args.model).autoregressive and not args.no_residual:
-        sizes["residual"] = True  # motion priors predict the change from the previous box
-    if args.model == "mdvae":  # audio + rendered faces (pyro_dvae.data.audiovisual); its own size defaults
-        if not audio_data:
-            raise ValueError("--model mdvae trains on a speech folder (--data DIR): the visual stream is rendered "
-                             "from it (pyro_dvae.data.audiovisual)")
-        mdvae = {k: getattr(args, k) for k in ("dense_dim", "rnn_dim") if getattr(args, k) is not None}
-        prior = _build(priors, "mdvae", dict(z_dim=args.z_dim, **mdvae), args.model_option)
-    else:
-        prior = _build(priors, args.model, dict(x_dim=train.shape[-1], z_dim=z_dim, emission=emission, **sizes),
-                       args.model_option)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
-                      warmup_epochs=args.warmup_epochs, ss_start=args.ss_start, ss_end=args.ss_end,
-                      ss_max=args.ss_max, patience=args.patience, seed=args.seed, gain_db=tuple(args.gain_db))
-    if args.resume is None:
-        prior.fit_normalisation(train.tensor(NORMALISATION_CHUNKS))
-    untrained = None if args.resume else evaluate(prior, val if torch.is_tensor(val) else val.tensor())
-    feeding = ""
-    if prior.autoregressive:
-        feeding = (f", scheduled sampling epochs {cfg.ss_start}-{cfg.ss_end} up to {cfg.ss_max:g}" if cfg.ss_max > 0
-                   else ", teacher forcing")
-    engine = engine_from_args(args)
-    say = print if is_rank_zero() else (lambda *a, **k: None)
-    say(f"{args.model}: {len(train)} train / {len(val)} validation sequences of {train.shape[1]} steps, "
-          f"x_dim={train.shape[-1]}, {sum(p.numel() for p in prior.parameters())} parameters; {cfg.epochs} epochs, "
-          f"batch {cfg.batch_size}, lr {cfg.lr:g}, KL warm-up to epoch {cfg.warmup_epochs + 1}{feeding}; "
-          f"{args.threads} thread(s) per process; {engine.accelerator}, {engine.devices * engine.num_nodes} "
-          f"process(es){', chunks streamed from ' + store.folder if store is not None else ''}")
-    t0 = time.perf_counter()
-    extra = {} if emission == "gaussian" else {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP}
-    if args.model == "mdvae":
-        from ..data.audiovisual import SIZE
-
-        extra["visual"] = {"generator": "pyro_dvae.data.audiovisual", "size": SIZE}
-    for path in (args.out, args.log_json):
-        if path is not None:
-            make_parent(path)
-    try:
-        res = train_prior(prior, train, val, cfg, out=args.out, log_json=args.log_json, resume=args.resume,
-                          progress=not args.quiet, checkpoint_extra=extra, engine=engine)
-    finally:
-        if is_rank_zero():
-            remove_store(store, remove)
-    seconds = time.perf_counter() - t0
-    per_epoch = [row["seconds"] for row in res.history]
-    summary = {"prior": args.model, "untrained_val_loss": untrained, "best_val_loss": res.best_val,
-               "best_epoch": res.best_epoch, "epochs_run": len(res.history), "stopped_early": res.stopped_early,
-               "skipped_steps": res.skipped_steps, "out": args.out, "train_sequences": len(train),
-               "threads": args.threads, "processes": engine.devices * engine.num_nodes,
-               "accelerator": engine.accelerator, "resume_checkpoint": f"{args.out}.resume.ckpt", "seconds": seconds,
-               "seconds_per_epoch": sorted(per_epoch)[len(per_epoch) // 2] if per_epoch else None}
-    start = "resumed" if untrained is None else f"untrained {untrained:.4f}"
-    say(f"validation loss (negative ELBO per step): {start} -> best {res.best_val:.4f} "
-          f"at epoch {res.best_epoch}; saved {args.out} ({seconds:.0f} s, median "
-          f"{summary['seconds_per_epoch'] or 0:.1f} s per epoch)")
-    return summary
-
-
-def _build(priors, name, kwargs, options):
-    """``priors.build`` with the ``--model-option`` pairs on top; a bad option is named in the error."""
-    extra = dict(options)
-    try:
-        return priors.build(name, **{**kwargs, **extra})
-    except (TypeError, ValueError) as e:
-        if not extra:
-            raise
-        raise ValueError(f"--model-option {' '.join(f'{k}={v!r}' for k, v in extra.items())}: {e}") from None
+    spec = PriorTrainSpec(
+        model=args.model, data=args.data, seq_len=args.seq_len, sizes={key: getattr(args, key) for key in SIZE_KEYS},
+        residual=not args.no_residual, model_options=dict(args.model_option), seed=args.seed,
+        training={key: getattr(args, key) for key in TRAINING_KEYS},
+        files=TrainFiles(out=args.out, log_json=args.log_json, resume=args.resume),
+        synthetic=SyntheticTracks(num_train=args.num_train, num_val=args.num_val, frame_aspect=args.frame_aspect,
+                                  speed_range=tuple(args.speed_range)),
+        audio=AudioChunks(pitch_shift=tuple(args.pitch_shift), chunk_hop=args.chunk_hop,
+                          val_fraction=args.val_fraction, cache=args.chunk_cache))
+    return train_prior_from_spec(spec, engine=engine_from_args(args), progress=not args.quiet, log=print)

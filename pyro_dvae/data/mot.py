@@ -25,7 +25,7 @@ import configparser
 import itertools
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -72,7 +72,11 @@ def read_seqinfo(seq_dir):
         raise ValueError(f"{path}: missing or bad field ({e})") from None
 
 
-def _parse(path, min_cols, integer_id=False):
+def parse_rows(path, min_cols, integer_id=False):
+    """The comma-separated rows of a MOTChallenge text file as a float array (blank lines skipped, rows shorter
+    than the longest padded with -1). A row of fewer than ``min_cols`` values, a value that is not a number, a frame
+    that is not a positive integer or (with ``integer_id``) an identity that is not an integer is a
+    :class:`ValueError` naming the file and the line."""
     rows = []
     with open(path, encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, 1):
@@ -109,18 +113,19 @@ def _finish(path, arr, frame, ids, boxes, score):
 
 def read_gt(path, pedestrians_only=True):
     """Read a ground-truth file (MOT15 or MOT16/17 columns, detected from the content)."""
-    arr = _parse(path, 6, integer_id=True)
+    arr = parse_rows(path, 6, integer_id=True)
     frame, ids, boxes = arr[:, 0].astype(int), arr[:, 1].astype(int), arr[:, 2:6]
     keep = np.ones(len(arr), bool)
     if pedestrians_only and len(arr):
         flag = arr[:, 6] if arr.shape[1] > 6 else np.ones(len(arr))
         keep &= flag != 0
-        if _has_class_column(arr):
+        if has_class_column(arr):
             keep &= arr[:, 7] == 1
     return _finish(path, arr, frame[keep], ids[keep], boxes[keep], np.ones(int(keep.sum())))
 
 
-def _has_class_column(arr):
+def has_class_column(arr):
+    """True when ``arr`` (rows of a gt file) has MOT16/17's class and visibility columns."""
     # MOT16/17: column 8 holds integer classes 1..12 and column 9 a visibility in [0, 1];
     # MOT15 holds world coordinates there (or -1).
     if arr.shape[1] < 9:
@@ -131,7 +136,7 @@ def _has_class_column(arr):
 
 def read_det(path):
     """Read a detection file (``frame, -1, x, y, w, h, score, ...``)."""
-    arr = _parse(path, 7)
+    arr = parse_rows(path, 7)
     return _finish(path, arr, arr[:, 0].astype(int), np.full(len(arr), -1), arr[:, 2:6], arr[:, 6])
 
 
@@ -182,42 +187,65 @@ class WindowStats:
     by_seq: dict = field(default_factory=dict)
 
 
-def build_windows(gt, det, info, seq_len=60, num_sources=3, stride=40, combos_per_window=20, min_score=None,
-                  iou_threshold=0.5, second_half=False, clutter=False, seed=0, stats=None):
+@dataclass
+class WindowConfig:
+    """Settings of :func:`build_windows` (defaults: MixDVAE's MOT-3T windows).
+
+    :ivar seq_len: frames per window (60 / 120 / 300 in the paper), ``>= 2``.
+    :ivar num_sources: identities per sample (``N``), ``>= 1``.
+    :ivar stride: frames between window starts, ``>= 1``.
+    :ivar combos_per_window: random N-identity combinations drawn per window (duplicates removed), ``>= 1``.
+    :ivar min_score: drop detections scoring below this (``None``: keep all).
+    :ivar iou_threshold: a detection is associated to a track by Hungarian matching on IoU when their IoU exceeds
+        this; unmatched tracks are missing in that frame.
+    :ivar second_half: only windows inside the second half of the sequence.
+    :ivar clutter: keep the unmatched detections whose centre lies inside the sources' bounding region (widened by
+        one mean box size) as clutter.
+    :ivar seed: seeds the combinations and the slot shuffling (two independent streams, so the same seed picks the
+        same identities whatever ``min_score`` or ``clutter``).
+    """
+
+    seq_len: int = 60
+    num_sources: int = 3
+    stride: int = 40
+    combos_per_window: int = 20
+    min_score: float = None
+    iou_threshold: float = 0.5
+    second_half: bool = False
+    clutter: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        for key, low in (("seq_len", 2), ("num_sources", 1), ("stride", 1), ("combos_per_window", 1)):
+            if getattr(self, key) < low:
+                raise ValueError(f"need {key} >= {low}, got {getattr(self, key)}")
+
+
+def build_windows(gt, det, info, *, config=None, stats=None, **overrides):
     """Build MOT-3T windows from one sequence.
 
     :param MOTTable gt: ground truth.
     :param MOTTable det: detections (``None``: no detections at all, every source missing).
     :param SeqInfo info: image size and length.
-    :param int seq_len: frames per window (60 / 120 / 300 in the paper).
-    :param int num_sources: identities per sample (N).
-    :param int stride: frames between window starts.
-    :param int combos_per_window: random N-identity combinations drawn per window (duplicates removed).
-    :param float min_score: drop detections scoring below this.
-    :param float iou_threshold: a detection is associated to a track by Hungarian matching on IoU when
-        their IoU exceeds this; unmatched tracks are missing in that frame.
-    :param bool second_half: only windows inside the second half of the sequence.
-    :param bool clutter: keep the unmatched detections whose centre lies inside the sources' bounding
-        region (widened by one mean box size) as clutter.
-    :param int seed: seeds the combinations and the slot shuffling (two independent streams, so the same seed
-        picks the same identities whatever min_score or clutter).
+    :param WindowConfig config: the window settings.
     :param WindowStats stats: optional counter of windows built / skipped (fewer than N identities).
+    :param overrides: fields of :class:`WindowConfig` replacing those of ``config`` (``seq_len=60``, ...).
     :returns: list of :class:`MOTWindow`.
     """
-    if seq_len < 2 or num_sources < 1 or stride < 1 or combos_per_window < 1:
-        raise ValueError("need seq_len >= 2, num_sources >= 1, stride >= 1, combos_per_window >= 1")
+    cfg = replace(config, **overrides) if config is not None else WindowConfig(**overrides)
+    seq_len, num_sources, stride = cfg.seq_len, cfg.num_sources, cfg.stride
     stats = stats if stats is not None else WindowStats()
     # separate streams: the identity combinations do not depend on the detections (min_score, clutter)
-    rng_combos, rng_slots = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    rng_combos, rng_slots = (np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(2))
     L = int(max(info.length, gt.frame.max() if len(gt.frame) else 0))
     scale = np.array([info.width, info.height, info.width, info.height], float)
-    first = L // 2 + 1 if second_half else 1
+    first = L // 2 + 1 if cfg.second_half else 1
     by_frame = {}
     for f, i, b in zip(gt.frame, gt.ids, gt.boxes):
         by_frame.setdefault(int(f), {})[int(i)] = xywh_to_xyxy(b) / scale
     dets = {}
     if det is not None:
-        keep = np.ones(len(det.frame), bool) if min_score is None else det.score >= min_score
+        keep = np.ones(len(det.frame), bool) if cfg.min_score is None else det.score >= cfg.min_score
         for f, b in zip(det.frame[keep], det.boxes[keep]):
             dets.setdefault(int(f), []).append(xywh_to_xyxy(b) / scale)
     out = []
@@ -231,10 +259,10 @@ def build_windows(gt, det, info, seq_len=60, num_sources=3, stride=40, combos_pe
             stats.skipped_few_ids += 1
             continue
         combos = list(itertools.combinations(present, num_sources))
-        picks = rng_combos.permutation(len(combos))[:combos_per_window]
+        picks = rng_combos.permutation(len(combos))[:cfg.combos_per_window]
         for c in sorted(picks):
             ids = combos[c]
-            out.append(_window(info, start, ids, frames, by_frame, dets, num_sources, iou_threshold, clutter,
+            out.append(_window(info, start, ids, frames, by_frame, dets, num_sources, cfg.iou_threshold, cfg.clutter,
                                rng_slots))
     stats.windows += len(out)
     stats.by_seq[info.name] = stats.by_seq.get(info.name, 0) + len(out)
@@ -278,3 +306,41 @@ def load_sequence(seq_dir, det_file="det/det.txt"):
     det_path = os.path.join(seq_dir, det_file)
     det = read_det(det_path) if det_file and os.path.exists(det_path) else None
     return info, gt, det
+
+
+def sequence_folders(mot_dir, seqs=None):
+    """The sequence folders of a MOTChallenge folder, checked (the messages name the ``--mot-dir`` and ``--seqs``
+    options of ``pyro-dvae track`` / ``track-mot``).
+
+    :param str mot_dir: a folder of sequence folders.
+    :param list seqs: sequence names (default: every sub-folder of ``mot_dir``, sorted).
+    :returns: ``{name: folder}``, in the order of ``seqs``.
+    """
+    if not os.path.isdir(mot_dir):
+        raise FileNotFoundError(f"--mot-dir {mot_dir}: no such folder")
+    seqs = seqs or sorted(d for d in os.listdir(mot_dir) if os.path.isdir(os.path.join(mot_dir, d)))
+    if not seqs:
+        raise ValueError(f"--mot-dir {mot_dir}: holds no sequence folders")
+    folders = {seq: os.path.join(mot_dir, seq) for seq in seqs}
+    for seq, folder in folders.items():
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"--seqs {seq}: no such sequence folder {folder}")
+    return folders
+
+
+def read_detection_file(seq_dir, det_file):
+    """The detections of one sequence folder (:func:`read_det`; NaN or non-positive boxes are dropped with a
+    warning); a missing or empty file is an error naming the ``--det-file`` option.
+
+    :param str seq_dir: the sequence folder.
+    :param str det_file: the detection file, relative to ``seq_dir``.
+    :returns: the :class:`MOTTable` of the detections.
+    """
+    seq = os.path.basename(os.path.normpath(seq_dir))
+    path = os.path.join(seq_dir, det_file)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--det-file {det_file}: no such file in {seq} ({path})")
+    det = read_det(path)
+    if len(det.frame) == 0:
+        raise ValueError(f"--det-file {det_file}: {path} holds no detections")
+    return det

@@ -120,7 +120,7 @@ def write_results(path, frames, ids, boxes_xywh, scores=None):
     return n
 
 
-def _load_numeric(path):
+def load_numeric(path):
     """The file as an ``(n, k)`` float array when every non-blank line holds ``k`` comma-separated numbers
     (``(0, 0)`` for an empty file), else ``None`` (the caller then parses line by line for a precise error)."""
     try:
@@ -142,7 +142,7 @@ def read_results(path):
 
     :returns: :class:`MOTResults` ``(frame, ids, boxes, score)``, sorted by frame then identity.
     """
-    arr = _load_numeric(path)
+    arr = load_numeric(path)
     if arr is not None and 7 <= arr.shape[1] <= 10:  # fast path: a well-formed file
         frames, ids, boxes, scores = arr[:, 0], arr[:, 1], arr[:, 2:6], arr[:, 6]
         ok = (np.isfinite(arr).all() and (frames == np.round(frames)).all() and (frames >= 1).all()

@@ -8,18 +8,21 @@ runs on PyTorch Lightning, one code path from one CPU core to DDP over several G
 - :mod:`~pyro_dvae.engine.data`: in-memory sequences, audio chunks streamed from a memory-mapped store, the
   rank-aware batch sampler, the data module;
 - :mod:`~pyro_dvae.engine.run`: :class:`Engine` (accelerator, devices, nodes, strategy, precision, threads,
-  loader workers) and :func:`fit` with its bookkeeping (best weights, patience, checkpoints, resume).
+  loader workers) and :func:`fit` with its bookkeeping (best weights, patience, checkpoints, resume);
+- :mod:`~pyro_dvae.engine.cpu`: :func:`threads`, the one place that sets torch's CPU thread count (used by the
+  engine, the command line and the examples).
 
 Lightning is imported on first use of one of these names (the inference commands never load it).
 """
 
+from .cpu import threads
 from .ranks import is_rank_zero
 
 _WHERE = {"ChunkStore": "data", "RankBatches": "data", "SequenceData": "data", "Sequences": "data",
           "TrajectoryStream": "data", "Engine": "run", "FitResult": "run", "fit": "run", "ELBOTask": "task",
           "SVITask": "task"}
 
-__all__ = sorted(_WHERE) + ["is_rank_zero"]
+__all__ = sorted(_WHERE) + ["is_rank_zero", "threads"]
 
 
 def __getattr__(name):

@@ -26,6 +26,8 @@ import lightning.pytorch as pl
 import pyro
 import torch
 
+from .cpu import threads
+
 VAL_SEED = 1234
 
 
@@ -92,8 +94,8 @@ class SVITask(pl.LightningModule):
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, stage):
-        if self.threads is not None and self.device.type == "cpu":
-            torch.set_num_threads(int(self.threads))
+        if self.device.type == "cpu":
+            threads(self.threads)  # None: leave the process's count
         torch.manual_seed(self.seed + self.global_rank)
         data = getattr(self.trainer, "datamodule", None)
         if stage == "fit" and data is not None:  # before DDP wraps the module: lazy parameters exist

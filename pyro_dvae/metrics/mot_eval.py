@@ -46,8 +46,8 @@ import tempfile
 
 import numpy as np
 
-from pyro_dvae.data.mot import _has_class_column, _parse, read_seqinfo
-from pyro_dvae.data.mot_results import _load_numeric, read_results, val_half
+from pyro_dvae.data.mot import has_class_column, parse_rows, read_seqinfo
+from pyro_dvae.data.mot_results import load_numeric, read_results, val_half
 
 __all__ = ["TABLE_COLUMNS", "evaluate", "format_table"]
 
@@ -111,10 +111,10 @@ def _gt_rows(path, n, first, last):
     """The gt rows of frames first..last as MOT17 columns (frame renumbered from 1, ids from 1)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"gt file {path} not found")
-    arr = _load_numeric(path)
+    arr = load_numeric(path)
     if arr is None or (len(arr) and (arr.shape[1] < 6 or (arr[:, :2] != np.round(arr[:, :2])).any()
                                      or (arr[:, 0] < 1).any() or not np.isfinite(arr[:, :2]).all())):
-        arr = _parse(path, 6, integer_id=True)  # ragged or bad: pads short rows with -1, or names the bad line
+        arr = parse_rows(path, 6, integer_id=True)  # ragged or bad: pads short rows with -1, or names the bad line
     if len(arr) == 0:
         return np.zeros((0, 9))
     if arr[:, 0].max() > n:
@@ -122,7 +122,7 @@ def _gt_rows(path, n, first, last):
         raise ValueError(f"{path}: gt frame {int(arr[i, 0])} is beyond the sequence length {n}")
     if not np.isfinite(arr[:, 2:6]).all():
         raise ValueError(f"{path}: NaN or infinite gt box")
-    if _has_class_column(arr):
+    if has_class_column(arr):
         out = arr[:, :9].copy()
     else:  # MOT15 (or a bare 6/7-column file): flag (1 when absent), class 1 (pedestrian), visibility 1
         out = np.ones((len(arr), 9))

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The benchmarks' figures in the README's units.
+"""The benchmarks' figures in BENCHMARKS.md's units.
 
 pytest-benchmark's table gives seconds per *round* (one ``vem`` run of several iterations, one ``fit_svi`` of
-30 steps, ...), while the README quotes milliseconds per iteration, per step or per sequence. Each benchmark
+30 steps, ...), while BENCHMARKS.md quotes milliseconds per iteration, per step or per sequence. Each benchmark
 calls the ``readme_units`` fixture with its figures: they go into ``benchmark.extra_info`` (and so into
 ``--benchmark-json``), and one line per benchmark is printed at the end of the run, in a section of its own
 after the table (``-s`` also shows it as the test ends).
@@ -68,6 +68,6 @@ def time_training_step(benchmark):
 @pytest.hookimpl(trylast=True)  # after pytest-benchmark's table
 def pytest_terminal_summary(terminalreporter):
     if _LINES:
-        terminalreporter.write_sep("-", "benchmark figures in the README's units")
+        terminalreporter.write_sep("-", "benchmark figures in BENCHMARKS.md's units")
         for line in _LINES:
             terminalreporter.write_line(line)

@@ -162,18 +162,18 @@ def make_tracker(name, seq):
 
 def run_ours(name, seq_dir, det_file, info, first, last):
     """One pass of ``pyro-dvae track-mot``'s tracker (configuration ``OURS[name]``) on the detections as the
-    command reads them (:func:`pyro_dvae.cli.track_mot.load_detections`, frames ``first..last``):
+    command reads them (:func:`pyro_dvae.models.mot_tracker.files.load_detections`, frames ``first..last``):
     ``(frames, ids, boxes_xywh, scores)`` (no output filter) and the seconds of the whole
     :func:`~pyro_dvae.models.mot_tracker.track_sequence` call (association and MixDVAE refinement)."""
-    from pyro_dvae.cli.track_mot import load_detections as load_for_track_mot
     from pyro_dvae.models.mot_tracker import TrackerConfig, track_sequence
+    from pyro_dvae.models.mot_tracker.files import load_detections as load_for_track_mot
 
     options, latency = OURS[name]
     frames, boxes, scores = load_for_track_mot(seq_dir, det_file)
     keep = (frames >= first) & (frames <= last)
     t0 = time.perf_counter()
-    out = track_sequence(frames[keep], boxes[keep], scores[keep], info.width, info.height, info.frame_rate or 30.0,
-                         config=TrackerConfig(**options), latency=latency)
+    out = track_sequence(frames[keep], boxes[keep], scores[keep], info.width, info.height,
+                         frame_rate=info.frame_rate or 30.0, config=TrackerConfig(**options), latency=latency)
     return out, time.perf_counter() - t0
 
 

@@ -5,7 +5,7 @@ Speech prior: causal RVAE with the speech sizes of the DVAE library (z 16, dense
 64-32), noise models with the reference sizes (LSTM 128, dense 128). ``parallel``: the encoder's draw runs
 without autograd and one teacher-forced pass is differentiated (the package default); ``sequential``:
 differentiating through the step-by-step draw (the reference's estimator). The table's time is one round: one
-``fit_svi`` of 30 steps, its set-up and max-kept checks included. The README's figure, printed after the table
+``fit_svi`` of 30 steps, its set-up and max-kept checks included. BENCHMARKS.md's figure, printed after the table
 (one line per case) and kept in ``extra_info``, is the median milliseconds per step (``ms_per_step``, steps
 6-30), with the round / 30 (``round_ms_per_step``) and the ratio to the reference implementation (Lin et al. 2023,
 ``DDGM_SE``, measured on CPU with torch 2.13: 120 ms LV, 87 ms NO, 84 ms NOLV). Run with::

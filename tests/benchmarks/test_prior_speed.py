@@ -4,7 +4,7 @@
 B = 32 sequences, T = 50 frames, x_dim = 513 (a 1024-point power spectrum), z_dim = 16, spectral
 (Itakura-Saito) emission, sizes of the reference DVAE library's speech configurations: dense 256,
 LSTM 128, latent MLPs 64-32 (VAE: one dense layer of 128). A round is one step, so the table's median is
-the README's figure; it is also printed after the table (one line per prior) and kept in ``extra_info``
+BENCHMARKS.md's figure; it is also printed after the table (one line per prior) and kept in ``extra_info``
 (``ms_per_step``, with the reference's ms and the ratio). Run with::
 
     pytest tests/benchmarks --benchmark-only --benchmark-columns=median,iqr,rounds

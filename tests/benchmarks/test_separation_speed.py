@@ -9,7 +9,7 @@ Run with::
     pytest tests/benchmarks/test_separation_speed.py --benchmark-only --benchmark-columns=median,rounds
 
 The table's times are per round (one ``vem`` run of five iterations over the batch, set-up included). The
-README's figures are printed after the table, one line per case, and kept in ``extra_info``: ms per iteration
+BENCHMARKS.md's figures are printed after the table, one line per case, and kept in ``extra_info``: ms per iteration
 per sequence (mixture; ``ms_per_iter_per_seq``, the median of ``vem``'s own per-iteration times), seconds per
 iteration per second of audio, the speed-up over the reference, the round median / (5 B)
 (``round_ms_per_iter_per_seq``, to compare with the table) and the ratio of one VEM iteration to one batched

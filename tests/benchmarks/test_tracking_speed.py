@@ -7,7 +7,7 @@ parameters vary one at a time. Run with::
     pytest tests/benchmarks/test_tracking_speed.py --benchmark-only --benchmark-columns=median,rounds
 
 The table's times are per round (one ``vem`` run of ten iterations over B sequences, set-up included). The
-README's figures are printed after the table, one line per case, and kept in ``extra_info``: ms per iteration
+BENCHMARKS.md's figures are printed after the table, one line per case, and kept in ``extra_info``: ms per iteration
 per sequence (``ms_per_iter_per_seq``: the median of ``vem``'s own per-iteration times over five runs of ten
 iterations; the run's set-up, about 0.3 ms, is not an iteration), the ratio of one VEM iteration to one batched
 encoder + decoder pass of the prior over the same B * N sequences, the speed-up over the reference (B = 8, 64)

@@ -199,3 +199,18 @@ def test_an_audiovisual_store_of_another_generator_version_is_rebuilt(tmp_path, 
     monkeypatch.setattr(audiovisual, "VERSION", audiovisual.VERSION + 1)
     again = ChunkStore.build(str(folder), str(tmp_path / "store"), seq_len=10, kind="audiovisual")
     assert json.load(open(meta))["settings"]["generator"] == audiovisual.VERSION and len(again) == len(store)
+
+
+# ------------------------------------------------------------------------------------------------ threads
+def test_threads_is_a_setting_and_a_context_manager():
+    from pyro_dvae.engine import threads
+
+    before = torch.get_num_threads()
+    with threads(2) as n:
+        assert n == 2 and torch.get_num_threads() == 2
+    assert torch.get_num_threads() == before
+    with threads(None):  # leaves the count alone
+        assert torch.get_num_threads() == before
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="threads must be an integer >= 1"):
+            threads(bad)

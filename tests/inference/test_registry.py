@@ -133,3 +133,19 @@ def test_empty_result():
     result = InferenceResult("svi")
     assert math.isnan(result.final_loss) and math.isnan(result.seconds_per_iter)
     assert result.elbo == []
+
+
+def test_options_declared_by_a_config_dataclass():
+    from pyro_dvae.inference import SVIConfig
+
+    accepted = inference.accepted_options("svi")
+    assert accepted["num_steps"] == 1000 and accepted["lr"] == 1e-2 and "loss" in accepted
+    enum = inference.accepted_options("enum-svi")
+    assert "loss" not in enum and "num_steps" in enum
+    with pytest.raises(ValueError, match="option lr="):
+        SVIConfig(lr=-1.0)
+    a = inference.run("svi", model, "auto-delta", torch.zeros(3), config=SVIConfig(num_steps=2, lr=0.05))
+    b = inference.run("svi", model, "auto-delta", torch.zeros(3), num_steps=2, lr=0.05)
+    assert len(a.losses) == len(b.losses) == 2
+    with pytest.raises(TypeError, match="'loss'"):
+        inference.get("enum-svi")(model, "auto-normal", torch.zeros(3), loss="trace")

@@ -174,3 +174,22 @@ def test_track_cli_on_real_mot15(tmp_path):
         m = res[method]
         assert m["num_windows"] == 6 and 0.3 < m["mota"] <= 1 and 0 < m["idf1"] <= 1
         assert m["seconds_per_iter_per_seq"] > 0 and np.isfinite(m["motp"])
+
+
+def test_tracking_config_checks_its_fields_and_overrides_replace_them(crossing):
+    from pyro_dvae.models.tracking import TrackingConfig
+
+    for kw, match in [(dict(method="kalman"), "method must be one of"), (dict(algo="mcmc"), "algo must be"),
+                      (dict(method="vkf", algo="svi"), "VKF baseline runs with algo='vem'"),
+                      (dict(num_iters=0), "num_iters must be an integer >= 1"), (dict(lr=0.0), "lr must be > 0"),
+                      (dict(clutter_prob=1.0), r"clutter_prob must be in \[0, 1\)"),
+                      (dict(ratio=-1.0), "ratio must be > 0"), (dict(mode="both"), "mode must be")]:
+        with pytest.raises(ValueError, match=match):
+            TrackingConfig(**kw)
+    gt, obs, mask = crossing
+    cfg = TrackingConfig(method="vkf", num_iters=2)
+    a, res_a = run_tracking(obs[:1], mask[:1], 3, config=cfg)
+    b, res_b = run_tracking(obs[:1], mask[:1], 3, config=TrackingConfig(num_iters=2), method="vkf")
+    assert len(res_a.losses) == 2 and torch.equal(a, b)
+    with pytest.raises(TypeError):
+        run_tracking(obs[:1], mask[:1], 3, config=cfg, num_iterations=2)

@@ -1,0 +1,64 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Settings of window tracking (:func:`~pyro_dvae.models.tracking.run_tracking`)."""
+
+from dataclasses import dataclass
+
+METHODS = ("mixdvae", "vkf", "deepar")
+ALGOS = ("vem", "svi", "enum-svi")
+MODES = ("parallel", "sequential")
+
+
+@dataclass
+class TrackingConfig:
+    """Settings of :func:`~pyro_dvae.models.tracking.run_tracking` (defaults: the MOT-3T runs of ``pyro-dvae track``).
+
+    :ivar method: ``"mixdvae"`` (DVAE dynamics), ``"vkf"`` (constant-velocity Kalman dynamics, the same assignment
+        model) or ``"deepar"`` (a deterministic LSTM autoregressive motion model, :class:`~pyro_dvae.priors.DeepAR`,
+        in place of the DVAE; the same blocks with an empty ``z``).
+    :ivar algo: ``"vem"`` (the structured guide) or ``"svi"`` / ``"enum-svi"`` (an ``AutoNormal`` guide over ``s``
+        and ``z``, ``w`` enumerated exactly, the dynamics variance calibrated once on the greedy initial tracks by
+        :meth:`~pyro_dvae.models.tracking.TrackingModel.calibrate_dynamics`), all through
+        :mod:`pyro_dvae.inference`. The VKF baseline runs with ``"vem"`` only.
+    :ivar num_iters: VEM iterations, or SVI steps.
+    :ivar lr: Adam learning rate of ``svi`` / ``enum-svi`` (unused by ``vem``).
+    :ivar clutter_prob: prior weight of the clutter class in the assignment ``w``, in ``[0, 1)`` (0: no clutter
+        class).
+    :ivar ratio: initial noise-to-size ratio of the default likelihood (:class:`~pyro_dvae.likelihoods.GaussianBoxes`:
+        the standard deviation of each coordinate as a fraction of the box width or height, MixDVAE's 0.04; the
+        observation-noise M-step updates it); unused when ``likelihood`` is given.
+    :ivar likelihood: a :class:`~pyro_dvae.likelihoods.BoxLikelihood` (default: ``GaussianBoxes(ratio)``).
+        Likelihoods without closed-form Gaussian moments run with ``svi`` / ``enum-svi``.
+    :ivar mode: the E-S step of ``vem``: ``"parallel"`` (iterated drift-linearised smoother, one decoder pass) or
+        ``"sequential"`` (the MixDVAE forward pass fed with filtered means, then a backward pass).
+    :ivar sample_z: E-Z draws ``z`` from the encoder (``False``: its mean).
+    :ivar seed: random seed (set at the start of the run).
+    """
+
+    method: str = "mixdvae"
+    algo: str = "vem"
+    num_iters: int = 20
+    lr: float = 0.01
+    clutter_prob: float = 0.0
+    ratio: float = 0.04
+    likelihood: object = None
+    mode: str = "parallel"
+    sample_z: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo must be 'vem', 'svi' or 'enum-svi', got {self.algo!r}")
+        if self.method == "vkf" and self.algo != "vem":
+            raise ValueError("the VKF baseline runs with algo='vem' (its dynamics are a closed-form smoother)")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be 'parallel' or 'sequential', got {self.mode!r}")
+        if isinstance(self.num_iters, bool) or int(self.num_iters) != self.num_iters or self.num_iters < 1:
+            raise ValueError(f"num_iters must be an integer >= 1, got {self.num_iters!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not 0 <= self.clutter_prob < 1:
+            raise ValueError(f"clutter_prob must be in [0, 1), got {self.clutter_prob!r}")
+        if not self.ratio > 0:
+            raise ValueError(f"ratio must be > 0, got {self.ratio!r}")
