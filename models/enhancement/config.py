@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from pyro_dvae import checks
 from pyro_dvae.data.audio import HOP, N_FFT, SAMPLE_RATE
 from pyro_dvae.noise.deep import STARTS
 
@@ -39,46 +40,6 @@ DEFAULT_PRIOR = "speech_light"
 
 
 # ------------------------------------------------------------------------------------------------ validation
-def _integer(name, value, low, none=False):
-    """``value`` as an int ``>= low`` (``None`` passes with ``none``); else a one-line :class:`ValueError`."""
-    if value is None and none:
-        return None
-    try:
-        ok = not isinstance(value, bool) and int(value) == value and int(value) >= low
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be an integer >= {low}{' or None' if none else ''}, got {value!r}")
-    return int(value)
-
-
-def _number(name, value, rule, test, none=False):
-    """``value`` as a float passing ``test`` (``rule`` says it in words; ``None`` passes with ``none``)."""
-    if value is None and none:
-        return None
-    try:
-        ok = not isinstance(value, bool) and test(float(value))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be {rule}{' or None' if none else ''}, got {value!r}")
-    return float(value)
-
-
-def _positive(name, value, none=False):
-    return _number(name, value, "a finite number > 0", lambda v: math.isfinite(v) and v > 0, none)
-
-
-def _fraction(name, value, none=False):
-    return _number(name, value, "in (0, 1)", lambda v: 0.0 < v < 1.0, none)
-
-
-def _choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
-
-
 def _speech_shape(name, value):
     """``None`` (the default of the noise kind) or a shape > 0 (``math.inf``: Gaussian speech)."""
     if value is None:
@@ -92,24 +53,15 @@ def _speech_shape(name, value):
     return shape
 
 
-def _group(cls, value):
-    """An option group from ``value``: the group itself, or a dict of fields over the group's defaults."""
-    if isinstance(value, cls):
-        return value
-    if isinstance(value, dict):
-        return cls(**value)
-    raise TypeError(f"expected a {cls.__name__} or a dict of its fields, got {type(value).__name__}")
-
-
 def check_noise_source(noise, mode, noise_checkpoint):
     """Check that ``noise``, ``mode`` and ``noise_checkpoint`` name a noise model that can be built
     (:func:`~pyro_dvae.models.enhancement.build_model`): ``nmf`` is fitted per utterance (mode ``"una"`` only),
     ``"una"`` starts from a fresh model (no checkpoint, the noise model named), ``"und"`` / ``"unda"`` from a
     checkpoint of :func:`~pyro_dvae.models.enhancement.train_noise`. The messages also name the options of
     ``pyro-dvae enhance``."""
-    _choice("mode", mode, MODES)
+    checks.choice("mode", mode, MODES)
     if noise is not None:
-        _choice("noise", noise, NOISES)
+        checks.choice("noise", noise, NOISES)
     if noise == "nmf" and mode != "una":
         raise ValueError(f"mode {mode!r} needs a noise model trained on noisy speech, but 'nmf' is fitted per "
                          "utterance (its W, H belong to one utterance): use mode 'una' with nmf, or a deep noise "
@@ -172,17 +124,17 @@ class NMFOptions:
     speech_shape: float = 0.25
 
     def __post_init__(self):
-        self.num_iters, self.rank = _integer("num_iters", self.num_iters, 1), _integer("rank", self.rank, 1)
-        self.lr = _positive("lr", self.lr)
-        _choice("init", self.init, ("uniform", "floor"))
-        self.smooth = _integer("smooth", self.smooth, 1)
+        self.num_iters, self.rank = checks.integer("num_iters", self.num_iters, 1), checks.integer("rank", self.rank, 1)
+        self.lr = checks.positive("lr", self.lr)
+        checks.choice("init", self.init, ("uniform", "floor"))
+        self.smooth = checks.integer("smooth", self.smooth, 1)
         if self.smooth % 2 == 0:
             raise ValueError(f"smooth must be an odd integer >= 1 (frames), got {self.smooth}")
-        self.quantile = _fraction("quantile", self.quantile)
-        _choice("select", self.select, (None, "max-kept"))
-        self.high_share = _number("high_share", self.high_share, "in [0, 1]", lambda v: 0.0 <= v <= 1.0, none=True)
-        self.high_share_quantile = _fraction("high_share_quantile", self.high_share_quantile)
-        self.gain_floor = _number("gain_floor", self.gain_floor, "in [0, 1]", lambda v: 0.0 <= v <= 1.0, none=True)
+        self.quantile = checks.fraction("quantile", self.quantile)
+        checks.choice("select", self.select, (None, "max-kept"))
+        self.high_share = checks.unit("high_share", self.high_share, none=True)
+        self.high_share_quantile = checks.fraction("high_share_quantile", self.high_share_quantile)
+        self.gain_floor = checks.unit("gain_floor", self.gain_floor, none=True)
         self.speech_shape = _speech_shape("speech_shape", self.speech_shape)
 
 
@@ -217,13 +169,13 @@ class DeepOptions:
     speech_shape: float = 0.25
 
     def __post_init__(self):
-        self.num_iters = _integer("num_iters", self.num_iters, 0)
-        self.unda_num_iters = _integer("unda_num_iters", self.unda_num_iters, 0)
-        self.lr, self.unda_lr = _positive("lr", self.lr), _positive("unda_lr", self.unda_lr)
-        _choice("start", self.start, STARTS)
-        _choice("select", self.select, (None, "max-kept", "floor"))
-        _choice("unda_select", self.unda_select, (None, "max-kept", "floor"))
-        self.check_every = _integer("check_every", self.check_every, 1)
+        self.num_iters = checks.integer("num_iters", self.num_iters, 0)
+        self.unda_num_iters = checks.integer("unda_num_iters", self.unda_num_iters, 0)
+        self.lr, self.unda_lr = checks.positive("lr", self.lr), checks.positive("unda_lr", self.unda_lr)
+        checks.choice("start", self.start, STARTS)
+        checks.choice("select", self.select, (None, "max-kept", "floor"))
+        checks.choice("unda_select", self.unda_select, (None, "max-kept", "floor"))
+        self.check_every = checks.integer("check_every", self.check_every, 1)
         self.speech_shape = _speech_shape("speech_shape", self.speech_shape)
 
 
@@ -280,23 +232,23 @@ class EnhanceConfig:
     deep: DeepOptions = field(default_factory=DeepOptions)
 
     def __post_init__(self):
-        _choice("mode", self.mode, MODES)
+        checks.choice("mode", self.mode, MODES)
         if self.noise is not None:
-            _choice("noise", self.noise, NOISES)
-        self.nmf, self.deep = _group(NMFOptions, self.nmf), _group(DeepOptions, self.deep)
-        self.num_iters = _integer("num_iters", self.num_iters, 0, none=True)
+            checks.choice("noise", self.noise, NOISES)
+        self.nmf, self.deep = checks.group(NMFOptions, self.nmf), checks.group(DeepOptions, self.deep)
+        self.num_iters = checks.integer("num_iters", self.num_iters, 0, none=True)
         if self.noise == "nmf" and self.num_iters is not None and self.num_iters < 1:
             raise ValueError(f"num_iters must be >= 1 for nmf, got {self.num_iters}")
-        self.lr = _positive("lr", self.lr, none=True)
-        self.num_samples = _integer("num_samples", self.num_samples, 1)
-        self.e_steps = _integer("e_steps", self.e_steps, 0)
-        self.vem_samples = _integer("vem_samples", self.vem_samples, 1)
+        self.lr = checks.positive("lr", self.lr, none=True)
+        self.num_samples = checks.integer("num_samples", self.num_samples, 1)
+        self.e_steps = checks.integer("e_steps", self.e_steps, 0)
+        self.vem_samples = checks.integer("vem_samples", self.vem_samples, 1)
         self.gain = bool(self.gain)
         self.speech_shape = _speech_shape("speech_shape", self.speech_shape)
         if self.noise_options is not None and not isinstance(self.noise_options, dict):
             raise ValueError(f"noise_options must be a dict or None, got {type(self.noise_options).__name__}")
-        self.seed = _integer("seed", self.seed, -(2**63))
-        self.n_fft, self.hop = _integer("n_fft", self.n_fft, 2), _integer("hop", self.hop, 1)
+        self.seed = checks.integer("seed", self.seed, -(2**63))
+        self.n_fft, self.hop = checks.integer("n_fft", self.n_fft, 2), checks.integer("hop", self.hop, 1)
 
     def replace(self, **overrides):
         """A copy with ``overrides`` (field names) applied by :func:`dataclasses.replace`: :attr:`nmf` and
@@ -373,13 +325,13 @@ class VEMFitOptions:
     def __post_init__(self):
         if self.select not in (None, "max-kept"):
             raise ValueError(f"select must be None or 'max-kept', got {self.select!r}")
-        self.num_iters = _integer("num_iters", self.num_iters, 0)
-        self.lr = _positive("lr", self.lr)
-        self.e_steps = _integer("e_steps", self.e_steps, 0)
-        self.num_samples = _integer("num_samples", self.num_samples, 1)
-        _choice("nmf_init", self.nmf_init, ("uniform", "floor"))
-        self.quantile = _fraction("quantile", self.quantile, none=True)
-        self.gain_floor = _number("gain_floor", self.gain_floor, "in [0, 1]", lambda v: 0.0 <= v <= 1.0, none=True)
+        self.num_iters = checks.integer("num_iters", self.num_iters, 0)
+        self.lr = checks.positive("lr", self.lr)
+        self.e_steps = checks.integer("e_steps", self.e_steps, 0)
+        self.num_samples = checks.integer("num_samples", self.num_samples, 1)
+        checks.choice("nmf_init", self.nmf_init, ("uniform", "floor"))
+        self.quantile = checks.fraction("quantile", self.quantile, none=True)
+        self.gain_floor = checks.unit("gain_floor", self.gain_floor, none=True)
 
 
 @dataclass
@@ -416,11 +368,12 @@ class NoiseTrainConfig:
 
     def __post_init__(self):
         for key in ("epochs", "batch_size", "patience", "sample_rate", "hop"):
-            setattr(self, key, _integer(key, getattr(self, key), 1))
-        self.n_fft, self.seq_len = _integer("n_fft", self.n_fft, 2), _integer("seq_len", self.seq_len, 2)
-        self.lr, self.clip_norm = _positive("lr", self.lr), _positive("clip_norm", self.clip_norm, none=True)
-        self.seed = _integer("seed", self.seed, -(2**63))
-        self.val_fraction = _fraction("val_fraction", self.val_fraction)
+            setattr(self, key, checks.integer(key, getattr(self, key), 1))
+        self.n_fft, self.seq_len = checks.integer("n_fft", self.n_fft, 2), checks.integer("seq_len", self.seq_len, 2)
+        self.lr = checks.positive("lr", self.lr)
+        self.clip_norm = checks.positive("clip_norm", self.clip_norm, none=True)
+        self.seed = checks.integer("seed", self.seed, -(2**63))
+        self.val_fraction = checks.fraction("val_fraction", self.val_fraction)
         if self.noise_options is not None and not isinstance(self.noise_options, dict):
             raise ValueError(f"noise_options must be a dict or None, got {type(self.noise_options).__name__}")
 

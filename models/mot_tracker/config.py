@@ -3,6 +3,8 @@
 
 from dataclasses import dataclass
 
+from pyro_dvae import checks
+
 
 @dataclass
 class TrackerConfig:
@@ -34,3 +36,14 @@ class TrackerConfig:
     window: int = 60
     iters: int = 10
     clutter_prob: float = 0.0
+
+    def __post_init__(self):
+        for name in ("high_score", "low_score", "birth_score", "match_iou", "low_match_iou", "confirm_iou",
+                     "clutter_prob"):
+            checks.unit(name, getattr(self, name))
+        if self.low_score > self.high_score:
+            raise ValueError(f"low_score ({self.low_score}) must not exceed high_score ({self.high_score})")
+        self.max_age = checks.integer("max_age", self.max_age, 1)
+        checks.choice("dynamics", self.dynamics, ("dvae", "cv"))
+        self.window = checks.integer("window", self.window, 2)
+        self.iters = checks.integer("iters", self.iters, 1)

@@ -12,12 +12,11 @@ flat keyword from before the config existed (:data:`FLAT_KEYWORDS`: ``init="prio
 """
 
 import dataclasses
-import math
-import numbers
 from dataclasses import dataclass, field
 
 import torch
 
+from pyro_dvae import checks
 from pyro_dvae.data.audio import HOP, N_FFT
 
 from .guide import FAMILIES, MODES, OUTPUTS
@@ -30,29 +29,6 @@ ALGOS = ("vem", "svi", "enum-svi")
 INITS = ("equal", "prior", "nmf")
 #: ``noise`` values (:class:`~pyro_dvae.likelihoods.ComplexGaussianBins` ``kind``).
 NOISES = ("proportional", "global")
-
-
-def check_int_at_least(obj, name, low):
-    """Raise a one-line :class:`ValueError` unless the field ``name`` of ``obj`` is an integer ``>= low``."""
-    value = getattr(obj, name)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def _one_of(obj, name, choices):
-    value = getattr(obj, name)
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-
-
-def _positive(obj, name, allow_none=False, allow_zero=False):
-    value = getattr(obj, name)
-    if value is None and allow_none:
-        return
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not (value >= 0 if allow_zero else value > 0):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}{' or None' if allow_none else ''}, got {value!r}")
 
 
 @dataclass
@@ -102,11 +78,11 @@ class VEMOptions:
     def __post_init__(self):
         if not torch.is_tensor(self.init) and not (isinstance(self.init, str) and self.init in INITS):
             raise ValueError(f"init must be one of {INITS} or a tensor of masks (B, N, T, F), got {self.init!r}")
-        _one_of(self, "mode", MODES)
-        _one_of(self, "family", FAMILIES)
-        _one_of(self, "noise", NOISES)
-        _positive(self, "noise_ratio")
-        check_int_at_least(self, "average", 0)
+        checks.choice("mode", self.mode, MODES)
+        checks.choice("family", self.family, FAMILIES)
+        checks.choice("noise", self.noise, NOISES)
+        self.noise_ratio = checks.positive("noise_ratio", self.noise_ratio)
+        self.average = checks.integer("average", self.average, 0)
 
 
 @dataclass
@@ -124,9 +100,9 @@ class NMFOptions:
     beta: float = None
 
     def __post_init__(self):
-        check_int_at_least(self, "iters", 1)
-        _positive(self, "alpha", allow_none=True, allow_zero=True)
-        _positive(self, "beta", allow_none=True, allow_zero=True)
+        self.iters = checks.integer("iters", self.iters, 1)
+        self.alpha = checks.positive("alpha", self.alpha, none=True, zero=True)
+        self.beta = checks.positive("beta", self.beta, none=True, zero=True)
 
 
 @dataclass
@@ -173,23 +149,17 @@ class SeparationConfig:
     nmf: NMFOptions = field(default_factory=NMFOptions)
 
     def __post_init__(self):
-        _one_of(self, "method", METHODS)
-        _one_of(self, "algo", ALGOS)
-        check_int_at_least(self, "num_iters", 1)
-        _positive(self, "lr")
-        _one_of(self, "output", OUTPUTS)
+        checks.choice("method", self.method, METHODS)
+        checks.choice("algo", self.algo, ALGOS)
+        self.num_iters = checks.integer("num_iters", self.num_iters, 1)
+        self.lr = checks.positive("lr", self.lr)
+        checks.choice("output", self.output, OUTPUTS)
         if self.chunk is not None:
-            check_int_at_least(self, "chunk", 1)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
-            raise ValueError(f"seed must be an integer, got {self.seed!r}")
-        check_int_at_least(self, "n_fft", 1)
-        check_int_at_least(self, "hop", 1)
-        for name, cls in (("vem", VEMOptions), ("nmf", NMFOptions)):
-            value = getattr(self, name)
-            if isinstance(value, dict):
-                setattr(self, name, cls(**value))
-            elif not isinstance(value, cls):
-                raise ValueError(f"{name} must be a {cls.__name__} (or a dict of its fields), got {value!r}")
+            self.chunk = checks.integer("chunk", self.chunk, 1)
+        self.seed = checks.integer("seed", self.seed, -(2**63))
+        self.n_fft = checks.integer("n_fft", self.n_fft, 1)
+        self.hop = checks.integer("hop", self.hop, 1)
+        self.vem, self.nmf = checks.group(VEMOptions, self.vem), checks.group(NMFOptions, self.nmf)
 
 
 #: :func:`run_separation`'s flat keywords for the fields of the option groups: keyword -> (group, field).

@@ -13,9 +13,9 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from pyro_dvae import nmf_dicts
+from pyro_dvae import checks, nmf_dicts
 
-from .config import SeparationConfig, apply_overrides, check_int_at_least
+from .config import SeparationConfig, apply_overrides
 from .run import load_separation_prior, run_separation
 
 #: :func:`separate_file`'s NMF methods (the command's spelling and :func:`run_separation`'s alike) ->
@@ -62,8 +62,8 @@ class SeparateFileConfig:
         self.methods = tuple(dict.fromkeys(methods))
         if isinstance(self.nmf_train, (str, os.PathLike)):
             raise ValueError(f"nmf_train must be a list of folders (one per source), got {self.nmf_train!r}")
-        check_int_at_least(self, "nmf_rank", 1)
-        check_int_at_least(self, "nmf_max_frames", 1)
+        self.nmf_rank = checks.integer("nmf_rank", self.nmf_rank, 1)
+        self.nmf_max_frames = checks.integer("nmf_max_frames", self.nmf_max_frames, 1)
         if isinstance(self.separation, dict):
             self.separation = SeparationConfig(**self.separation)
         elif not isinstance(self.separation, SeparationConfig):

@@ -3,6 +3,8 @@
 
 from dataclasses import dataclass
 
+from pyro_dvae import checks
+
 METHODS = ("mixdvae", "vkf", "deepar")
 ALGOS = ("vem", "svi", "enum-svi")
 MODES = ("parallel", "sequential")
@@ -46,19 +48,12 @@ class TrackingConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.algo not in ALGOS:
-            raise ValueError(f"algo must be 'vem', 'svi' or 'enum-svi', got {self.algo!r}")
+        checks.choice("method", self.method, METHODS)
+        checks.choice("algo", self.algo, ALGOS)
         if self.method == "vkf" and self.algo != "vem":
             raise ValueError("the VKF baseline runs with algo='vem' (its dynamics are a closed-form smoother)")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be 'parallel' or 'sequential', got {self.mode!r}")
-        if isinstance(self.num_iters, bool) or int(self.num_iters) != self.num_iters or self.num_iters < 1:
-            raise ValueError(f"num_iters must be an integer >= 1, got {self.num_iters!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
-        if not 0 <= self.clutter_prob < 1:
-            raise ValueError(f"clutter_prob must be in [0, 1), got {self.clutter_prob!r}")
-        if not self.ratio > 0:
-            raise ValueError(f"ratio must be > 0, got {self.ratio!r}")
+        checks.choice("mode", self.mode, MODES)
+        self.num_iters = checks.integer("num_iters", self.num_iters, 1)
+        self.lr = checks.positive("lr", self.lr)
+        checks.number("clutter_prob", self.clutter_prob, "in [0, 1)", lambda v: 0.0 <= v < 1.0)
+        self.ratio = checks.positive("ratio", self.ratio)

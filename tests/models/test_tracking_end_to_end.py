@@ -181,9 +181,9 @@ def test_tracking_config_checks_its_fields_and_overrides_replace_them(crossing):
 
     for kw, match in [(dict(method="kalman"), "method must be one of"), (dict(algo="mcmc"), "algo must be"),
                       (dict(method="vkf", algo="svi"), "VKF baseline runs with algo='vem'"),
-                      (dict(num_iters=0), "num_iters must be an integer >= 1"), (dict(lr=0.0), "lr must be > 0"),
+                      (dict(num_iters=0), "num_iters must be an integer >= 1"), (dict(lr=0.0), "lr must be a finite number > 0"),
                       (dict(clutter_prob=1.0), r"clutter_prob must be in \[0, 1\)"),
-                      (dict(ratio=-1.0), "ratio must be > 0"), (dict(mode="both"), "mode must be")]:
+                      (dict(ratio=-1.0), "ratio must be a finite number > 0"), (dict(mode="both"), "mode must be")]:
         with pytest.raises(ValueError, match=match):
             TrackingConfig(**kw)
     gt, obs, mask = crossing
