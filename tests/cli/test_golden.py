@@ -31,14 +31,18 @@ MOTMETRICS_TUD = os.path.join(os.path.dirname(__import__("motmetrics").__file__)
 SR = 16000
 
 
+REPO = str(Path(__file__).resolve().parents[2])
+
+
 def _clean(value, tmp):
-    """The summary without timings and with the temporary folder replaced by ``<tmp>``."""
+    """The summary without timings, with the temporary folder replaced by ``<tmp>`` and the repository (where the
+    shipped files are) by ``<repo>``."""
     if isinstance(value, dict):
         return {k: _clean(v, tmp) for k, v in value.items() if not VOLATILE.search(str(k))}
     if isinstance(value, list):
         return [_clean(v, tmp) for v in value]
     if isinstance(value, str):
-        return value.replace(str(tmp), "<tmp>")
+        return value.replace(str(tmp), "<tmp>").replace(REPO, "<repo>")
     return value
 
 
