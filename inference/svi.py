@@ -16,6 +16,8 @@ with exact enumeration of discrete sites, registered as ``"enum-svi"``.
 """
 
 import contextlib
+import functools
+import inspect
 import math
 import time
 from dataclasses import dataclass, fields, replace
@@ -33,14 +35,30 @@ from pyro.infer.autoguide import (
     AutoMultivariateNormal,
     AutoNormal,
 )
+from pyro.infer.autoguide.initialization import InitMessenger, init_to_value
 from pyro.infer.util import zero_grads
 from pyro.poutine.util import prune_subsample_sites
+from torch.distributions import biject_to
 from tqdm.auto import tqdm
 
 from .registry import InferenceResult, PosteriorSummaries, accepted_options, check_option, register
 from .util import inspect_model, is_latent
 
-__all__ = ["AUTOGUIDES", "LOSSES", "SVIConfig", "build_elbo", "build_guide", "enum_svi", "is_point_mass", "svi"]
+__all__ = [
+    "AUTOGUIDES",
+    "LOSSES",
+    "MAX_GUIDE_PARAMETERS",
+    "SVIConfig",
+    "build_elbo",
+    "build_guide",
+    "check_guide_size",
+    "check_task_guide",
+    "enum_svi",
+    "guide_estimate",
+    "is_guide_factory",
+    "is_point_mass",
+    "svi",
+]
 
 #: Guide names accepted by :func:`svi`, mapped to the autoguide class built from the model.
 AUTOGUIDES = {
@@ -55,29 +73,200 @@ AUTOGUIDES = {
 LOSSES = ("auto", "trace", "meanfield", "enum")
 
 
-def build_guide(guide, model, enumerated=()):
-    """
-    Resolves the ``guide`` argument of :func:`svi`.
+#: The most parameters a named autoguide whose size grows faster than the latent dimension ``D`` may hold
+#: (``auto-multivariate-normal``: a dense ``D x D`` ``scale_tril``; ``auto-lowrank-multivariate-normal``: a
+#: ``D x round(sqrt(D))`` covariance factor): 25 million, 100 MB in float32 and about four times that with the
+#: gradients and Adam's two moments. :func:`build_guide` refuses a larger one (:func:`check_guide_size`).
+MAX_GUIDE_PARAMETERS = 25_000_000
 
-    :param guide: a callable guide (returned unchanged) or a key of
-        :data:`AUTOGUIDES`.
+_DENSE_GUIDES = ("auto-multivariate-normal", "auto-lowrank-multivariate-normal")
+
+
+class _ScaledLowRankMultivariateNormal(AutoLowRankMultivariateNormal):
+    """:class:`~pyro.infer.autoguide.AutoLowRankMultivariateNormal` whose covariance factor also starts at
+    ``init_scale``: Pyro's draws it from ``N(0, 1 / rank)`` whatever ``init_scale``, a unit standard deviation
+    in every coordinate that throws a guide started at a good point (``init_loc_fn``) far from it. Here the
+    factor and the diagonal each carry half of ``init_scale**2``."""
+
+    def _setup_prototype(self, *args, **kwargs):
+        super()._setup_prototype(*args, **kwargs)
+        with torch.no_grad():
+            self.cov_factor.mul_(0.5**0.5 * self._init_scale)
+
+
+def is_guide_factory(guide) -> bool:
+    """
+    :returns: whether ``guide`` is a guide *factory* rather than a guide: a class (e.g. an
+        :class:`~pyro.infer.autoguide.AutoGuide` subclass such as ``AutoIAFNormal``) or a
+        :func:`functools.partial` of one, which :func:`build_guide` calls with the model.
+    """
+    return isinstance(guide, type) or (isinstance(guide, functools.partial) and isinstance(guide.func, type))
+
+
+def _accepts(factory, name):
+    target = factory.func if isinstance(factory, functools.partial) else factory
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def check_guide_size(name, latent_dim):
+    """
+    Refuses a named autoguide that would not fit in memory: ``auto-multivariate-normal`` holds ``D**2 + 2 D``
+    parameters and ``auto-lowrank-multivariate-normal`` ``D (round(sqrt(D)) + 2)`` for ``D`` latent dimensions;
+    more than :data:`MAX_GUIDE_PARAMETERS` is a one-line :class:`ValueError` with the sizes and what to use
+    instead. Other guides hold ``D`` or ``2 D``, as much as the latents themselves, and are not checked.
+
+    :param str name: a key of :data:`AUTOGUIDES`.
+    :param int latent_dim: ``D``, the number of (unconstrained) latent values the guide covers.
+    :raises ValueError: for a guide over the limit.
+    """
+    if name not in _DENSE_GUIDES:
+        return
+    D = int(latent_dim)
+    if name == "auto-multivariate-normal":
+        count, shape = D * D + 2 * D, f"a dense {D:,} x {D:,} scale_tril"
+        instead = "'auto-lowrank-multivariate-normal', 'auto-normal' or 'auto-delta'"
+    else:
+        rank = max(int(round(D**0.5)), 1)
+        count, shape = D * (rank + 2), f"a {D:,} x {rank:,} covariance factor"
+        instead = "'auto-normal', 'auto-diagonal-normal' or 'auto-delta'"
+    if count > MAX_GUIDE_PARAMETERS:
+        raise ValueError(
+            f"guide {name!r} cannot cover this model's {D:,} latent dimensions: it needs {shape}, {count:,} "
+            f"parameters ({4 * count / 2**30:.1f} GiB in float32, about 4x that with gradients and Adam's moments), "
+            f"over the limit of {MAX_GUIDE_PARAMETERS:,} (MAX_GUIDE_PARAMETERS); use {instead}, or fewer or "
+            "shorter sequences"
+        )
+
+
+def _latent_dim(model, init_loc_fn, args, kwargs):
+    # the latent size an autoguide sees: its prototype trace (the model under the init strategy), RNG kept
+    with torch.no_grad(), poutine.block(), _rng_kept():
+        trace = poutine.trace(InitMessenger(init_loc_fn)(model)).get_trace(*args, **kwargs)
+    total = 0
+    for site in prune_subsample_sites(trace).nodes.values():
+        if is_latent(site) and not site["infer"].get("enumerate"):
+            value = site["value"]
+            total += torch.Size(biject_to(site["fn"].support).inv.forward_shape(value.shape)).numel()
+    return total
+
+
+def build_guide(guide, model, enumerated=(), *, init_values=None, init_scale=None, model_args=None,
+                model_kwargs=None):
+    """
+    Resolves the ``guide`` argument of :func:`svi` (and the ``guide`` setting of the task entry points).
+
+    :param guide: a callable guide (returned unchanged), a key of :data:`AUTOGUIDES`, or a guide factory
+        (:func:`is_guide_factory`: a class or a :func:`functools.partial` of one), called with the model and
+        those of ``init_loc_fn`` / ``init_scale`` it accepts.
     :param model: the model an autoguide is built from.
     :param enumerated: names of model sites that will be enumerated; an
         autoguide is built on the model with these sites hidden.
-    :raises ValueError: for an unknown guide name.
+    :param dict init_values: site name -> initial value: the guide's location starts there
+        (``init_to_value``; other sites: Pyro's fallback). ``None``: the autoguide's default strategy.
+    :param float init_scale: the initial scale of a guide that has one (all of :data:`AUTOGUIDES` but
+        ``auto-delta``; ``auto-lowrank-multivariate-normal`` starts its covariance factor at this scale too,
+        where Pyro's draws it at unit scale). ``None``: the autoguide's default (0.1).
+    :param tuple model_args: the model's arguments; with them a named ``auto-multivariate-normal`` or
+        ``auto-lowrank-multivariate-normal`` is first checked to fit in memory (:func:`check_guide_size`).
+    :param dict model_kwargs: the model's keyword arguments, with ``model_args``.
+    :raises ValueError: for an unknown guide name, or a guide too large for the model.
     :raises TypeError: for a guide that is neither a string nor callable.
     """
-    if isinstance(guide, str):
-        if guide not in AUTOGUIDES:
-            raise ValueError(f"unknown guide {guide!r}; accepted guide names: {', '.join(AUTOGUIDES)}")
-        if enumerated:
-            model = poutine.block(model, hide=list(enumerated))
-        return AUTOGUIDES[guide](model)
-    if not callable(guide):
+    if isinstance(guide, str) and guide not in AUTOGUIDES:
+        raise ValueError(f"unknown guide {guide!r}; accepted guide names: {', '.join(AUTOGUIDES)}")
+    if not isinstance(guide, str) and not callable(guide):
         raise TypeError(
             f"guide must be callable or one of {', '.join(AUTOGUIDES)}; got {type(guide).__name__}"
         )
+    if not isinstance(guide, str) and not is_guide_factory(guide):
+        return guide
+    if enumerated:
+        model = poutine.block(model, hide=list(enumerated))
+    options = {}
+    if init_values is not None:
+        options["init_loc_fn"] = init_to_value(values=dict(init_values))
+    if init_scale is not None:
+        options["init_scale"] = float(init_scale)
+    if is_guide_factory(guide):
+        return guide(model, **{k: v for k, v in options.items() if _accepts(guide, k)})
+    cls = AUTOGUIDES[guide]
+    if guide in _DENSE_GUIDES and model_args is not None:
+        init_loc_fn = options.get("init_loc_fn", init_to_value(values={}))
+        check_guide_size(guide, _latent_dim(model, init_loc_fn, tuple(model_args), dict(model_kwargs or {})))
+    if guide == "auto-lowrank-multivariate-normal" and init_scale is not None:
+        cls = _ScaledLowRankMultivariateNormal
+    return cls(model, **{k: v for k, v in options.items() if _accepts(cls, k)})
+
+
+def check_task_guide(guide, algo, structured, fix="algo='svi' or 'enum-svi'", context="algo='vem'"):
+    """
+    Checks the ``guide`` setting of a task's config (tracking, separation, enhancement): ``None`` (the task's
+    default guide), a key of :data:`AUTOGUIDES`, a guide factory (:func:`is_guide_factory`) or a callable guide.
+    Variational EM iterates the closed-form blocks of the task's own structured guide, so ``algo="vem"`` takes
+    ``None`` only. Returns ``guide``.
+
+    :param str algo: the config's algorithm.
+    :param str structured: the task's structured guide, for the message (e.g. ``"TrackingGuide"``).
+    :param str fix: what to use instead, for the message.
+    :param str context: what runs variational EM, for the message.
+    :raises ValueError: one line, for an unknown name or a guide with ``algo="vem"``.
+    :raises TypeError: for a guide that is neither a string nor callable.
+    """
+    if guide is None:
+        return None
+    if isinstance(guide, str):
+        if guide not in AUTOGUIDES:
+            raise ValueError(f"unknown guide {guide!r}; accepted guide names: {', '.join(AUTOGUIDES)} (or a "
+                             "callable guide, or a guide factory such as an AutoGuide class)")
+    elif not callable(guide):
+        raise TypeError(f"guide must be None, one of {', '.join(AUTOGUIDES)}, a guide factory or a callable guide; "
+                        f"got {type(guide).__name__}")
+    if algo == "vem":
+        shown = guide if isinstance(guide, str) else getattr(guide, "__name__", type(guide).__name__)
+        raise ValueError(f"guide={shown!r} with {context}: variational EM iterates the closed-form blocks of the "
+                         f"task's structured guide ({structured}) and takes no other guide; use {fix} to fit "
+                         "this guide")
     return guide
+
+
+def guide_estimate(guide, name, *args, num_samples=100, **kwargs):
+    """
+    A point estimate of the site ``name`` from a fitted guide, without gradients: ``guide.median(*args)``
+    for an autoguide (its posterior median, the location in the unconstrained space mapped back); else the
+    mean of the site's distribution in one run of the guide (a Normal's location, a Delta's value), or, for a
+    distribution without a mean, the mean of ``num_samples`` draws.
+
+    :param guide: a fitted guide.
+    :param str name: the site.
+    :param args: the guide's arguments (the model's).
+    :raises KeyError: if the guide has no such site.
+    :rtype: torch.Tensor
+    """
+    with torch.no_grad():
+        median = getattr(guide, "median", None)
+        if callable(median):
+            values = median(*args, **kwargs)
+            if name in values:
+                return values[name].detach()
+        with poutine.block():
+            site = _guide_trace(guide, args, kwargs).nodes.get(name)
+        if site is None or site["type"] != "sample":
+            raise KeyError(f"the guide has no site {name!r}")
+        try:
+            mean = site["fn"].mean
+            if torch.isfinite(mean).all():
+                return mean.detach()
+        except NotImplementedError:
+            pass
+        draws = [site["value"]]
+        with poutine.block():
+            for _ in range(num_samples - 1):
+                draws.append(_guide_trace(guide, args, kwargs).nodes[name]["value"])
+        return _as_float(torch.stack(draws)).mean(0)
 
 
 def build_elbo(loss, enumerated, num_particles=1, max_plate_nesting=0) -> ELBO:
@@ -319,9 +508,13 @@ def svi(model, guide, *args, config=None, **overrides) -> InferenceResult:
 
     :param callable model: a Pyro model.
     :param guide: a callable guide (function, ``PyroModule``, autoguide
-        instance) or the name of an autoguide to build from the model, one of
-        :data:`AUTOGUIDES`. A named autoguide is built on the model with its
-        enumerated sites hidden.
+        instance), the name of an autoguide to build from the model, one of
+        :data:`AUTOGUIDES`, or a guide factory (a class such as
+        ``AutoIAFNormal``, or a :func:`functools.partial` of one, called with
+        the model). A named or factory-made autoguide is built on the model
+        with its enumerated sites hidden; a named
+        ``auto-multivariate-normal`` / ``auto-lowrank-multivariate-normal``
+        too large for memory is refused (:func:`check_guide_size`).
     :param args: positional arguments passed to model and guide.
     :param SVIConfig config: the options (steps, learning rate, optimiser,
         loss, particles, posterior summaries, callback, ...).
@@ -336,8 +529,9 @@ def svi(model, guide, *args, config=None, **overrides) -> InferenceResult:
     cfg = replace(config, **overrides) if config is not None else SVIConfig(**overrides)
     optim, max_plate_nesting, progress = cfg.optim, cfg.max_plate_nesting, cfg.progress
     model_kwargs = dict(cfg.model_kwargs or {})
-    if isinstance(guide, str):
-        guide = build_guide(guide, model, inspect_model(model, None, *args, **model_kwargs).enumerated_sites)
+    if isinstance(guide, str) or is_guide_factory(guide):
+        enumerated = inspect_model(model, None, *args, **model_kwargs).enumerated_sites
+        guide = build_guide(guide, model, enumerated, model_args=args, model_kwargs=model_kwargs)
     else:
         guide = build_guide(guide, model)
     found = inspect_model(model, guide, *args, **model_kwargs)

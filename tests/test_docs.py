@@ -19,16 +19,31 @@ def _likelihood(scores):  # the heavy tails keep the tracks that the Gaussian lo
     assert scores["student-t"] >= 0.9 and scores["student-t"] > scores["gaussian"] + 0.2
 
 
-def _guides(losses):  # every guide fits; the trained amortised encoder is the best of them after 100 steps
+def _guides(result):  # every guide fits; the trained amortised encoder is the best of them after 100 steps; on the
+    # crossing scene every guide swapped into run_tracking scores within 0.1 MOTA of the default guide
+    losses, mota = result["elbo"], result["mota"]
     assert all(math.isfinite(v) for v in losses.values()) and min(losses, key=losses.get) == "amortised"
+    assert mota["default"] >= 0.9 and all(m >= mota["default"] - 0.1 for m in mota.values()), mota
 
 
 def _prior(result):  # the new prior trains, tracks the crossing scene and runs in separation
     assert math.isfinite(result["best_val"]) and result["mota"]["mixdvae"] >= 0.8 and result["num_sources"] == 2
 
 
+def _learning(result):  # the learnt noise ratio recovers the true one; the calibrated model beats interpolation
+    assert abs(result["tracker_ratio"] / result["true_ratio"] - 1) < 0.2
+    rmse = result["rmse"]
+    assert rmse["calibrated"] < 0.9 * rmse["linear interpolation"] < rmse["prior's own variance"]
+
+
+def _noise_model(scores):  # both noise models improve the input by 3 dB or more; stationary noise suits the new one
+    assert scores["nmf"] > scores["input"] + 3 and scores["stationary"] > scores["input"] + 3
+    assert scores["stationary"] > scores["nmf"]
+
+
 #: What each tutorial's ``main()`` result must satisfy (a tutorial without an entry only has to run).
-CHECKS = {"writing_a_likelihood": _likelihood, "swapping_guides": _guides, "writing_a_prior": _prior}
+CHECKS = {"writing_a_likelihood": _likelihood, "swapping_guides": _guides, "writing_a_prior": _prior,
+          "learning_a_likelihood": _learning, "writing_a_noise_model": _noise_model}
 
 
 @pytest.mark.parametrize("script", TUTORIALS, ids=[p.stem for p in TUTORIALS])

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from common import REALDATA, requires_realdata
 
 from pyro_dvae import nmf
 from pyro_dvae.data import audio
@@ -223,16 +224,12 @@ def test_bad_inputs_raise():
         nmf.NMFSeparator().fit("a", [V, V[:-1]])
 
 
-@pytest.mark.realdata
+@requires_realdata("speech/librispeech", "music/iowa_flute")
 def test_real_speech_flute_separation_improves_speech():
     pytest.importorskip("soundfile")
-    from pathlib import Path
-
     from pyro_dvae.data import mixtures as mx
 
-    real = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
-    if not ((real / "speech" / "librispeech").is_dir() and (real / "music" / "iowa_flute").is_dir()):
-        pytest.skip("../shared/realdata librispeech / iowa_flute absent")
+    real = REALDATA
     speech = sorted(str(p) for p in (real / "speech" / "librispeech").rglob("*.flac"))
     flute = sorted(str(p) for p in (real / "music" / "iowa_flute").glob("*.wav"))
     train, test = mx.speaker_split(speech, test_fraction=0.2, seed=0)

@@ -2,14 +2,12 @@
 """The shipped priors and dictionaries (pyro_dvae.pretrained)."""
 import json
 import os
-from pathlib import Path
 
 import pytest
 import torch
+from common import REALDATA, requires_realdata
 
 from pyro_dvae import pretrained, priors
-
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 
 
 @pytest.mark.parametrize("name, model", [("speech", "srnn"), ("flute", "srnn"), ("speech_rvae", "rvae"),
@@ -61,7 +59,7 @@ def test_export_keeps_weights_only_in_half_precision(tmp_path):
         torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4, msg=n)
 
 
-@pytest.mark.realdata
+@requires_realdata("speech/librispeech/train-clean-100", "music/iowa_flute")
 def test_shipped_priors_beat_is_nmf_on_an_unseen_mixture(tmp_path):
     """The first T = 100 test mixture of the held-out protocol (a test speaker, test flute notes, flute 5 dB above
     the speech), through ``pyro-dvae separate`` with the shipped priors and NMF dictionaries: MixDVAE is above
@@ -71,9 +69,7 @@ def test_shipped_priors_beat_is_nmf_on_an_unseen_mixture(tmp_path):
     from pyro_dvae.data import heldout
     from pyro_dvae.data import mixtures as mx
 
-    speech_dir, flute_dir = REAL / "speech" / "librispeech" / "train-clean-100", REAL / "music" / "iowa_flute"
-    if not (speech_dir.is_dir() and flute_dir.is_dir()):
-        pytest.skip("../shared/realdata librispeech / iowa_flute absent")
+    speech_dir, flute_dir = REALDATA / "speech" / "librispeech" / "train-clean-100", REALDATA / "music" / "iowa_flute"
     notes = heldout.note_split(str(flute_dir))["test"]
     melodies = [mx.concatenate_notes(notes, 4, seed=k) for k in range(8)]
     m = mx.make_mixtures(heldout.speech_split(str(speech_dir))["test"], melodies, 8, num_frames=100, smr_db=-5.0,

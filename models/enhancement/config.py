@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from pyro_dvae import checks
+from pyro_dvae import noise as noise_models
 from pyro_dvae.data.audio import HOP, N_FFT, SAMPLE_RATE
+from pyro_dvae.inference.svi import check_task_guide
 from pyro_dvae.noise.deep import STARTS
 
 MODES = ("una", "und", "unda")
@@ -61,7 +63,7 @@ def check_noise_source(noise, mode, noise_checkpoint):
     ``pyro-dvae enhance``."""
     checks.choice("mode", mode, MODES)
     if noise is not None:
-        checks.choice("noise", noise, NOISES)
+        checks.choice("noise", noise, tuple(noise_models.available()))
     if noise == "nmf" and mode != "una":
         raise ValueError(f"mode {mode!r} needs a noise model trained on noisy speech, but 'nmf' is fitted per "
                          "utterance (its W, H belong to one utterance): use mode 'una' with nmf, or a deep noise "
@@ -186,8 +188,9 @@ class EnhanceConfig:
     (:meth:`resolved`).
 
     :ivar noise: the noise model, one of :data:`NOISES`: ``"nmf"`` (``W H``, fitted per utterance), ``"lv"``
-        (from the speech latents), ``"no"`` (from the past noisy frames) or ``"nolv"`` (both); ``None``: the
-        checkpoint's (``und`` / ``unda``).
+        (from the speech latents), ``"no"`` (from the past noisy frames) or ``"nolv"`` (both), or a name added by
+        :func:`pyro_dvae.noise.register` (a ``deep`` one is fitted by SVI, as the built-in deep models); ``None``:
+        the checkpoint's (``und`` / ``unda``).
     :ivar str mode: one of :data:`MODES`: ``"una"`` (a fresh noise model fitted to the utterance), ``"und"`` (a
         noise model trained by :func:`~pyro_dvae.models.enhancement.train_noise`, one forward pass) or ``"unda"``
         (that model, then fitted to the utterance); ``nmf``: ``"una"`` only.
@@ -211,6 +214,22 @@ class EnhanceConfig:
     :ivar bool progress: show a progress bar of the fit.
     :ivar NMFOptions nmf: the NMF noise model's settings (a dict of fields is taken over the defaults).
     :ivar DeepOptions deep: the deep noise models' settings (likewise).
+    :ivar guide: the guide of the deep noise models' SVI fit (modes ``"una"`` / ``"unda"``): ``None`` (default: the
+        speech encoder ``q(z | x)``, fine-tuned), the name of an autoguide
+        (:data:`~pyro_dvae.inference.svi.AUTOGUIDES`), a guide factory (an autoguide class or a
+        :func:`functools.partial` of one, called with the model) or a callable guide ``guide(power)`` sampling
+        ``z`` ``(B, T, z_dim)`` (and the prior's static latents) in the plate ``batch`` (dim -1). A named or
+        factory-made guide is started at the encoder's posterior mean on the input (``init_to_value``) and fitted
+        in the encoder's place, per utterance (the encoder stays as it is); the output reads its posterior draws
+        (:func:`~pyro_dvae.models.enhancement.fit_svi`). ``noise="nmf"`` runs by variational EM over its
+        structured guide (:class:`~pyro_dvae.models.enhancement.EnhancementGuide`) and mode ``"und"`` fits nothing:
+        both refuse a guide (a :class:`ValueError`).
+    :ivar bool fine_tune_prior: whether the run may change the weights of the ``prior`` passed in. ``False``
+        (default): it is frozen for the run (:func:`pyro_dvae.handlers.frozen`: a guide calling
+        ``pyro.module("prior", prior)`` registers none of its weights) and bitwise unchanged after it, whatever the
+        guide does. The per-utterance fine-tuning of the speech encoder happens on the model's own copy of the
+        prior (:class:`~pyro_dvae.models.enhancement.EnhancementModel`) either way. ``True``: weights of the prior
+        passed in that a guide registers are trained in place.
     """
 
     noise: str = "nmf"
@@ -230,11 +249,19 @@ class EnhanceConfig:
     progress: bool = False
     nmf: NMFOptions = field(default_factory=NMFOptions)
     deep: DeepOptions = field(default_factory=DeepOptions)
+    guide: object = None
+    fine_tune_prior: bool = False
 
     def __post_init__(self):
         checks.choice("mode", self.mode, MODES)
         if self.noise is not None:
-            checks.choice("noise", self.noise, NOISES)
+            checks.choice("noise", self.noise, tuple(noise_models.available()))
+        check_task_guide(self.guide, "vem" if self.noise == "nmf" else "svi", "EnhancementGuide",
+                         fix="a deep noise model (noise='lv', 'no' or 'nolv', fitted by svi)",
+                         context="noise='nmf' (fitted by variational EM)")
+        if self.guide is not None and self.mode == "und":
+            raise ValueError("mode 'und' fits nothing (the trained encoder and noise model, one pass): a guide needs "
+                             "mode 'una' or 'unda'")
         self.nmf, self.deep = checks.group(NMFOptions, self.nmf), checks.group(DeepOptions, self.deep)
         self.num_iters = checks.integer("num_iters", self.num_iters, 0, none=True)
         if self.noise == "nmf" and self.num_iters is not None and self.num_iters < 1:

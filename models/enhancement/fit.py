@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from pyro_dvae.masks import wiener_gain as wiener
+from pyro_dvae.priors import SequentialNormal
 
 from .config import FLOOR_SHARE, PLATES, VEMFitOptions
 from .guide import EnhancementGuide
@@ -100,8 +101,20 @@ class JointAdam(pyro.optim.PyroOptim):
         self._opt.step()
 
 
+def _guide_for(model, power, guide):
+    """``guide`` (a name of :data:`~pyro_dvae.inference.svi.AUTOGUIDES`, a factory or a callable) built on
+    ``model.model``, a named or factory-made one started at the encoder's posterior mean (its noiseless path) and
+    static latents on ``power``, where the default guide (the encoder) starts."""
+    from pyro_dvae import inference
+
+    with torch.no_grad():
+        q, statics = model.prior.encode(power, with_statics=True)
+        z0 = q.noiseless() if isinstance(q, SequentialNormal) else q.mean
+    return inference.svi.build_guide(guide, model.model, init_values={"z": z0, **statics}, model_args=(power,))
+
+
 def fit_svi(model, power, num_steps=100, lr=5e-4, hint_every=20, progress=False, fit_gain=False, select="max-kept",
-            check_every=20):
+            check_every=20, guide=None):
     """U-NA (and U-NDA) fitting of the encoder and the deep noise model through ``inference.run("svi", ...)``
     with :class:`~pyro.infer.TraceMeanField_ELBO` and :class:`JointAdam` (gradient norm clipped at 10; the decoder
     stays frozen); returns the InferenceResult. ``fit_gain``: also fit one speech gain per utterance (started at
@@ -114,7 +127,13 @@ def fit_svi(model, power, num_steps=100, lr=5e-4, hint_every=20, progress=False,
     speech estimate keeps under :data:`FLOOR_SHARE` of :func:`speech_share` (the speech share that the input's
     noise floor leaves): the noise network has then taken speech over, and the last checked fit that
     kept that much is used instead (the max-kept one if none did). The kept mask is ``model.selected_mask``
-    (``None``: the last step's fit) and its 0-based step ``model.selected_iter``."""
+    (``None``: the last step's fit) and its 0-based step ``model.selected_iter``.
+
+    ``guide``: ``None`` (the encoder, :meth:`EnhancementModel.guide`, fine-tuned) or a guide fitted in its place
+    (:attr:`~pyro_dvae.models.enhancement.EnhanceConfig.guide`: an autoguide name, a factory or a callable
+    ``guide(power)`` sampling ``z`` ``(B, T, z_dim)`` in the plate ``batch`` (dim -1)); the encoder then stays as
+    it is, the posterior draws (:meth:`EnhancementModel.posterior`: the guards, the output) come from the fitted
+    guide (``model.posterior_guide``), and the fit runs in a scope of Pyro's parameter store of its own."""
     from pyro_dvae import inference
 
     if not model.noise.deep:
@@ -149,17 +168,21 @@ def fit_svi(model, power, num_steps=100, lr=5e-4, hint_every=20, progress=False,
 
     model.log_gain = None
     model.gain = torch.ones((), dtype=power.dtype, device=power.device)
-    if fit_gain:  # closed-form start, then fitted with the rest
-        model.log_gain = nn.Parameter(model.init_gain(power).log())
-    model.clear_params()
-    model.register_params = True
-    try:
-        return inference.run("svi", model.model, model.guide, power, num_steps=num_steps,
-                             optim=JointAdam(lr, fast=[model.log_gain] if fit_gain else []), loss="meanfield",
-                             max_plate_nesting=PLATES, callback=refresh, progress=progress)
-    finally:
-        model.register_params = False
+    model.posterior_guide = None
+    with contextlib.nullcontext() if guide is None else pyro.get_param_store().scope():
+        if guide is not None:
+            model.posterior_guide = guide = _guide_for(model, power, guide)
+        if fit_gain:  # closed-form start, then fitted with the rest
+            model.log_gain = nn.Parameter(model.init_gain(power).log())
         model.clear_params()
+        model.register_params = True
+        try:
+            return inference.run("svi", model.model, model.guide if guide is None else guide, power,
+                                 num_steps=num_steps, optim=JointAdam(lr, fast=[model.log_gain] if fit_gain else []),
+                                 loss="meanfield", max_plate_nesting=PLATES, callback=refresh, progress=progress)
+        finally:
+            model.register_params = False
+            model.clear_params()
 
 
 def eval_mode_backward(device):

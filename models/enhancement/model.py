@@ -9,6 +9,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from pyro.poutine.util import prune_subsample_sites
 from torch import nn
 
 from pyro_dvae import noise as noise_models
@@ -164,7 +165,7 @@ class EnhancementModel(nn.Module):
             raise ValueError(f"noise model has {noise.num_bins} bins, the speech prior {prior.x_dim}")
         if noise.reads_z and noise.z_dim != prior.z_dim:
             raise ValueError(f"the {noise.name} noise model reads z_dim={noise.z_dim}, the prior has {prior.z_dim}")
-        self.prior = copy.deepcopy(prior).eval()
+        self.prior = copy.deepcopy(prior).eval().requires_grad_(True)  # a frozen prior's copy too: see the names below
         self.noise = noise.to(prior.x_loc.device)  # the speech prior's device, CPU or CUDA
         self.encoder_names = encoder_parameter_names(self.prior)
         for name, p in self.prior.named_parameters():
@@ -178,6 +179,7 @@ class EnhancementModel(nn.Module):
         self.speech_shape = None  # the output's speech model: Gaussian (None) or a Gamma scale mixture (wiener_gain)
         self.param_prefix = param_prefix
         self.register_params = False  # True while svi runs (see fit_svi)
+        self.posterior_guide = None  # a guide fitted instead of the encoder (fit_svi's guide=): posterior draws z
         self.parallel = bool(parallel) and tuple(self.prior.latent_sites) == ("z",)
         self._fast = RVAEPathSampler.build(self.prior) if self.parallel else None
         like = self.prior.x_loc.new_ones(1, 2, self.prior.x_dim)
@@ -324,11 +326,28 @@ class EnhancementModel(nn.Module):
         """``(v_s, v_n, elbo)``: the scaled speech and noise variances ``g v_s``, ``v_n`` ``(R, B, T, F)`` at
         ``R = num_samples`` draws of ``z ~ q(z | x)``, and the ``R``-particle Monte-Carlo ELBO estimate."""
         R, shape = int(num_samples), (int(num_samples), *power.shape)
-        g_trace = poutine.trace(self.guide).get_trace(power, R)
-        m_trace = poutine.trace(poutine.replay(self.model, g_trace)).get_trace(power, R)
-        elbo = float((m_trace.log_prob_sum() - g_trace.log_prob_sum()).detach()) / R
+        if self.posterior_guide is not None:
+            m_trace, log_q = self._guide_draws(power, R)
+            elbo = float((m_trace.log_prob_sum() - log_q).detach()) / R
+        else:
+            g_trace = poutine.trace(self.guide).get_trace(power, R)
+            m_trace = poutine.trace(poutine.replay(self.model, g_trace)).get_trace(power, R)
+            elbo = float((m_trace.log_prob_sum() - g_trace.log_prob_sum()).detach()) / R
         v_s, v_n = m_trace.nodes["_RETURN"]["value"]
         return (self.speech_gain(R * power.shape[0], power) * v_s).reshape(shape), v_n.reshape(shape), elbo
+
+    def _guide_draws(self, power, R):
+        """:meth:`posterior`'s draws from :attr:`posterior_guide` (a guide of :meth:`model` on one copy of the
+        batch, e.g. an autoguide): ``R`` runs of it stacked particle-major, and the model traced with its latents
+        at those values; returns ``(model trace, sum of the R guide log-densities)``. The guide runs in a scope
+        of its own in Pyro's parameter store (it reads its parameters from itself), which it leaves as it was."""
+        with poutine.block(), pyro.get_param_store().scope():
+            traces = [poutine.trace(self.posterior_guide).get_trace(power) for _ in range(R)]
+        names = [k for k, v in prune_subsample_sites(traces[0]).nodes.items()
+                 if v["type"] == "sample" and not v["is_observed"] and not v["infer"].get("is_auxiliary")]
+        data = {k: torch.cat([t.nodes[k]["value"] for t in traces], 0) for k in names}
+        m_trace = poutine.trace(poutine.condition(self.model, data=data)).get_trace(power, R)
+        return m_trace, sum(t.log_prob_sum() for t in traces)
 
     @torch.no_grad()
     def wiener_gain(self, power, num_samples=8):

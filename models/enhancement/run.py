@@ -12,6 +12,7 @@ import torch
 
 from pyro_dvae import noise as noise_models
 from pyro_dvae.data.audio import HOP, N_FFT, SAMPLE_RATE, istft, stft
+from pyro_dvae.handlers import frozen
 
 from .config import COLLAPSE, DeepOptions, EnhanceConfig, NMFOptions, VEMFitOptions, check_noise_source
 from .fit import eval_mode_backward, fit_svi, fit_vem
@@ -24,8 +25,8 @@ def build_model(prior, noise="nmf", mode="una", noise_checkpoint=None, noise_opt
     """An :class:`EnhancementModel` ready for ``mode``.
 
     :param DVAE prior: the speech prior (spectral).
-    :param str noise: one of :data:`NOISES` (with a checkpoint it must match the stored model; ``None``: take
-        the checkpoint's).
+    :param str noise: one of :data:`NOISES` or a name added by :func:`pyro_dvae.noise.register` (with a
+        checkpoint it must match the stored model; ``None``: take the checkpoint's).
     :param str mode: ``"una"`` (fresh noise model, seeded), ``"und"`` / ``"unda"`` (noise model and encoder
         from ``noise_checkpoint``, a path written by :func:`~pyro_dvae.models.enhancement.training.train_noise`).
     :param dict noise_options: options of a fresh noise model (:func:`pyro_dvae.noise.build`), over the defaults
@@ -44,8 +45,9 @@ def build_model(prior, noise="nmf", mode="una", noise_checkpoint=None, noise_opt
             for key in ("smooth", "learn_dictionary", "quantile"):
                 opts.setdefault(key, getattr(nmf, key))
         else:
-            opts.setdefault("z_dim", prior.z_dim)
-            opts.setdefault("start", (deep or DeepOptions()).start)
+            if issubclass(noise_models.get(noise), noise_models.DeepNoise):  # a registered model takes its own options
+                opts.setdefault("z_dim", prior.z_dim)
+                opts.setdefault("start", (deep or DeepOptions()).start)
             torch.manual_seed(seed)  # the fresh network's initial weights
         return EnhancementModel(prior, noise_models.build(noise, prior.x_dim, **opts))
     ckpt = noise_checkpoint
@@ -120,7 +122,8 @@ def _fit(model, power, config, gain):
     if config.mode in ("una", "unda") and config.num_iters > 0:
         d = config.deep
         return fit_svi(model, power, config.num_iters, config.lr, progress=config.progress, fit_gain=gain,
-                       select=d.unda_select if config.mode == "unda" else d.select, check_every=d.check_every)
+                       select=d.unda_select if config.mode == "unda" else d.select, check_every=d.check_every,
+                       guide=config.guide)
     if gain:  # U-ND: one forward pass, with the closed-form gain
         model.init_gain(power, config.num_samples)
     return None
@@ -137,7 +140,8 @@ def enhance(noisy, prior, config=None, mode=None, *, model=None, **overrides):
 
     :param noisy: 1-D waveform at the prior's sample rate (16 kHz), any level (peak-normalised inside, the
         output is scaled back).
-    :param DVAE prior: spectral speech prior.
+    :param DVAE prior: spectral speech prior. Its weights are frozen for the run and unchanged after it, unless
+        ``fine_tune_prior=True`` (:class:`EnhanceConfig`); the encoder is fine-tuned on the model's own copy.
     :param config: the settings, an :class:`EnhanceConfig` (default ``EnhanceConfig()``: ``nmf``, ``una``, the
         dev-chosen settings), or the noise model's name in the short form ``enhance(noisy, prior, "nolv",
         "unda", noise_checkpoint=...)``.
@@ -169,7 +173,8 @@ def enhance(noisy, prior, config=None, mode=None, *, model=None, **overrides):
     if model is not None and config is None and "noise" not in overrides:
         overrides["noise"] = model.noise.name
     config = (config or EnhanceConfig()).replace(**overrides)
-    with eval_mode_backward((model.prior if model is not None else prior).x_loc.device):
+    with eval_mode_backward((model.prior if model is not None else prior).x_loc.device), \
+            frozen(prior, enabled=not config.fine_tune_prior):  # the prior passed in keeps its weights
         return _enhance(noisy, prior, config, model)
 
 

@@ -8,7 +8,9 @@ TrackEval against its ground truth.
 - :func:`track_sequences`: track every loaded sequence, write ``<out_dir>/<SEQ>.txt``, return the summary dict;
 - :func:`evaluate_sequences`: TrackEval's HOTA / CLEAR / Identity scores of the written results (needs the ``eval``
   extra);
-- :func:`track_mot_folder`: all of it from a MOTChallenge folder (what ``pyro-dvae track-mot`` runs).
+- :func:`track_mot_folder`: all of it from a MOTChallenge folder (what ``pyro-dvae track-mot`` runs);
+- :func:`tracker_settings`: the :class:`TrackerConfig` and latency of the command's options, refusing options that
+  would be ignored.
 
 The messages name the options of ``pyro-dvae track-mot`` that set each input (``--det-file``, ``--val-half``, ...).
 """
@@ -23,6 +25,8 @@ import numpy as np
 from .config import TrackerConfig
 from .run import track_sequence
 
+#: frames of latency of ``--online`` when ``--latency`` is not given
+DEFAULT_LATENCY = 30
 #: the header of the per-sequence table
 TABLE_HEADER = f"{'sequence':16s} {'frames':>7s} {'dets':>7s} {'tracks':>7s} {'seconds':>8s} {'fps':>7s}"
 
@@ -39,6 +43,34 @@ class SequenceInput:
     frames: np.ndarray
     boxes: np.ndarray
     scores: np.ndarray
+
+
+def tracker_settings(*, no_refine=False, online=False, latency=None, prior=None, dynamics=None, window=None,
+                     iters=None):
+    """``(config, latency)`` from the options of ``pyro-dvae track-mot`` (``None``: the option was not given).
+
+    Options that would be ignored are one-line :class:`ValueError` s naming them: ``--latency`` without
+    ``--online``, a refinement option (``--prior``, ``--dynamics``, ``--window``, ``--iters``) with
+    ``--no-refine``, ``--prior`` with ``--dynamics cv`` (constant velocity uses no prior).
+
+    :returns: the :class:`TrackerConfig` (the options given over its defaults) and the latency in frames
+        (:data:`DEFAULT_LATENCY` with ``online`` and no ``latency``; ``None``: offline).
+    """
+    refinement = {"--prior": prior, "--dynamics": dynamics, "--window": window, "--iters": iters}
+    if no_refine:
+        given = [option for option, value in refinement.items() if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} {'sets' if len(given) == 1 else 'set'} the refinement, which "
+                             f"--no-refine turns off: drop {' and '.join(given)} or --no-refine")
+    if latency is not None and not online:
+        raise ValueError(f"--latency {latency} needs --online (offline tracking refines each track once its "
+                         "sequence is over): add --online or drop --latency")
+    if prior is not None and dynamics == "cv":
+        raise ValueError("--prior with --dynamics cv: constant-velocity refinement uses no prior; drop --prior or "
+                         "use --dynamics dvae")
+    fields = {k: v for k, v in (("dynamics", dynamics), ("window", window), ("iters", iters)) if v is not None}
+    config = TrackerConfig(refine=not no_refine, **fields)
+    return config, ((DEFAULT_LATENCY if latency is None else latency) if online else None)
 
 
 def load_detections(seq_dir, det_file):
@@ -121,7 +153,8 @@ def track_sequences(inputs, out_dir, *, prior=None, latency=None, seed=0, config
     :param TrackerConfig config: the tracker's settings.
     :param callable report: ``report(name, row)`` called after each sequence (e.g. to print :func:`format_row`).
     :param overrides: fields of :class:`TrackerConfig` replacing those of ``config``.
-    :returns: the summary dict: ``mode``, ``latency``, ``refine``, ``dynamics`` and ``sequences``
+    :returns: the summary dict: ``mode``, ``latency``, ``refine``, ``dynamics`` (``None`` without refinement) and
+        ``sequences``
         (``{name: {"frames": [first, last], "detections", "tracks", "seconds", "fps", "results": path}}``).
     """
     from pyro_dvae.data.mot_results import write_results
@@ -129,7 +162,7 @@ def track_sequences(inputs, out_dir, *, prior=None, latency=None, seed=0, config
     cfg = replace(config, **overrides) if config is not None else TrackerConfig(**overrides)
     online = latency is not None
     summary = {"mode": "online" if online else "offline", "latency": latency, "refine": cfg.refine,
-               "dynamics": cfg.dynamics, "sequences": {}}
+               "dynamics": cfg.dynamics if cfg.refine else None, "sequences": {}}
     for seq, x in inputs.items():
         t0 = time.perf_counter()
         f, i, b, s = track_sequence(x.frames, x.boxes, x.scores, x.info.width, x.info.height,
@@ -164,7 +197,9 @@ def track_mot_folder(mot_dir, out_dir, seqs=None, *, det_file="det/det.txt", val
     """Track the whole sequences of a MOTChallenge folder from their detection files, write the results and
     optionally score them: ``pyro-dvae track-mot``.
 
-    The steps: the sequence folders (:func:`~pyro_dvae.data.mot.sequence_folders`), their checked detections
+    The steps: the prior of the refinement (a checkpoint or shipped name that is no box-trajectory prior is an
+    error before any work or output: :func:`~pyro_dvae.models.tracking.run.load_tracking_prior`), the sequence
+    folders (:func:`~pyro_dvae.data.mot.sequence_folders`), their checked detections
     (:func:`load_sequence_inputs`), the tracking and the result files (:func:`track_sequences`) and, with
     ``evaluate``, TrackEval's scores (:func:`evaluate_sequences`; a missing TrackEval or ground truth is an error
     before any tracking).
@@ -174,8 +209,8 @@ def track_mot_folder(mot_dir, out_dir, seqs=None, *, det_file="det/det.txt", val
     :param list seqs: sequence names (default: every sub-folder of ``mot_dir``).
     :param str det_file: the detection file, relative to each sequence folder.
     :param bool val_half: track and score only frames ``N // 2 + 2 .. N`` (the MOT17 protocol).
-    :param prior: the DVAE trajectory prior of the refinement: a checkpoint path or a loaded prior (default: the
-        shipped SRNN).
+    :param prior: the DVAE trajectory prior of the refinement: a checkpoint path, a shipped name (``"srnn_mot"``)
+        or a loaded prior (default: the shipped SRNN); unused without refinement or with ``dynamics="cv"``.
     :param int latency: online mode with this latency in frames (``None``: offline).
     :param int seed: random seed of the refinement.
     :param TrackerConfig config: the tracker's settings.
@@ -186,7 +221,12 @@ def track_mot_folder(mot_dir, out_dir, seqs=None, *, det_file="det/det.txt", val
     """
     from pyro_dvae.data.mot import sequence_folders
 
+    from ..tracking.run import load_tracking_prior
+
     say = log if log is not None else (lambda *a, **k: None)
+    cfg = config or TrackerConfig()
+    if prior is not None and cfg.refine and cfg.dynamics == "dvae":
+        prior = load_tracking_prior(prior, "--prior")
     folders = sequence_folders(mot_dir, seqs)
     if evaluate:
         import importlib.util
@@ -194,10 +234,6 @@ def track_mot_folder(mot_dir, out_dir, seqs=None, *, det_file="det/det.txt", val
         if importlib.util.find_spec("trackeval") is None:  # fail now, not after the tracking
             raise ValueError("--eval needs TrackEval: pip install -e \".[eval]\" (trackeval==1.3.0)")
     inputs = load_sequence_inputs(folders, det_file, val_half=val_half, need_gt=evaluate)
-    if isinstance(prior, (str, os.PathLike)):
-        from pyro_dvae import priors
-
-        prior = priors.load(prior)
     say(TABLE_HEADER)
     summary = track_sequences(inputs, out_dir, prior=prior, latency=latency, seed=seed, config=config,
                               report=lambda seq, row: say(format_row(seq, row)))

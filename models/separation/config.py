@@ -18,6 +18,7 @@ import torch
 
 from pyro_dvae import checks
 from pyro_dvae.data.audio import HOP, N_FFT
+from pyro_dvae.inference.svi import check_task_guide
 
 from .guide import FAMILIES, MODES, OUTPUTS
 
@@ -133,6 +134,23 @@ class SeparationConfig:
     :ivar vem: MixDVAE's model and guide (:class:`VEMOptions`).
     :ivar nmf: the NMF masks (:class:`NMFOptions`); the dictionaries themselves are ``run_separation``'s
         ``nmf=`` argument.
+    :ivar guide: the guide of ``algo="svi"`` / ``"enum-svi"``: ``None`` (default: ``AutoNormal``), the name of an
+        autoguide (:data:`~pyro_dvae.inference.svi.AUTOGUIDES`), a guide factory (an autoguide class or a
+        :func:`functools.partial` of one, called with the model) or a callable guide ``guide(mix)`` (``mix`` the
+        complex STFT ``(B, T, F)``) sampling ``s`` (real view ``(B, N, T, F, 2)``, plates ``batch`` dim -2 and
+        ``sources`` dim -1) and each source's latents ``z_<name>`` (``(B, 1, T, z_dim)``, plate ``batch``). A
+        named or factory-made guide is built on the model with ``w`` hidden (summed out exactly), started at the
+        closed-form initialisation with scale 0.01, as the default; the estimates are its median of ``s``
+        (:func:`~pyro_dvae.inference.svi.guide_estimate`). A dense ``auto-multivariate-normal`` covers
+        ``D = 4 T F`` source values plus the latents (two sources): over about 5,000 of them (a mixture of a
+        few frames) it is refused in one line (:func:`~pyro_dvae.inference.svi.check_guide_size`).
+        ``algo="vem"`` runs the structured :class:`~pyro_dvae.models.separation.SeparationGuide` and takes no other
+        guide (a :class:`ValueError`).
+    :ivar fine_tune_prior: whether the run may change the weights of the ``priors`` passed in. ``False`` (default):
+        they are frozen for the run (:func:`pyro_dvae.handlers.frozen`: no ``requires_grad``, so a guide calling
+        ``pyro.module("prior", prior)`` registers none of their weights) and bitwise unchanged after it, whatever
+        the guide does. ``True``: weights that a guide registers are trained in place by ``svi`` / ``enum-svi``
+        (the model's own parameter sites stay hidden from the optimiser).
     """
 
     method: str = "mixdvae"
@@ -147,10 +165,13 @@ class SeparationConfig:
     progress: bool = False
     vem: VEMOptions = field(default_factory=VEMOptions)
     nmf: NMFOptions = field(default_factory=NMFOptions)
+    guide: object = None
+    fine_tune_prior: bool = False
 
     def __post_init__(self):
         checks.choice("method", self.method, METHODS)
         checks.choice("algo", self.algo, ALGOS)
+        check_task_guide(self.guide, self.algo, "SeparationGuide")
         self.num_iters = checks.integer("num_iters", self.num_iters, 1)
         self.lr = checks.positive("lr", self.lr)
         checks.choice("output", self.output, OUTPUTS)

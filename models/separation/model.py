@@ -119,7 +119,7 @@ class SeparationModel(PyroModule):
         return prior.expected(*prior.emission_params(z, power, latents))[1]
 
     # ------------------------------------------------------------------------------------------- Pyro model
-    def _latent_sites(self, n, prior, power_like, cell):
+    def _latent_sites(self, n, prior, power_like, cell, joint):
         B, _, T, _ = power_like.shape
         out = {}
         if "v" in prior.latent_sites:
@@ -140,9 +140,36 @@ class SeparationModel(PyroModule):
                                      "a guide")
                 return prior.z_prior_params(z, cell["power"][:, n:n + 1])
 
-            z_dist = SequentialNormal(params, z_like)
+            # p(z_t | z_<t, s_<t): without a guide, z and the source are drawn together
+            draw = self._joint_draw(n, prior, power_like, out, joint) if prior.autoregressive else None
+            z_dist = SequentialNormal(params, z_like, draw)
+            cell.setdefault("z_dists", {})[n] = z_dist
         out["z"] = pyro.sample(f"z_{self.names[n]}", z_dist.to_event(1))
         return out
+
+    def _joint_draw(self, n, prior, power_like, statics, joint):
+        """The ``sample_fn`` of source ``n``'s ``z`` site when its prior of ``z`` reads the source: ``z`` and the
+        source's STFT drawn together, step by step (:meth:`~pyro_dvae.priors.DVAE.joint_stepwise`), under this
+        model's densities; the source's draw waits in ``joint[n]`` for the ``s`` site."""
+        def sample(eps):
+            B, _, T, F = power_like.shape
+            g = self.source_gain(power_like.new_zeros(B, self.num_sources, 1, 1))[:, n:n + 1]
+            draws = []
+
+            def feed(t, _, var_t):
+                s_t = torch.randn(*var_t.shape, 2, dtype=var_t.dtype, device=var_t.device)
+                draws.append(s_t * (0.5 * g[..., 0] * var_t).sqrt().unsqueeze(-1))
+                return draws[-1].pow(2).sum(-1)
+
+            if "v" in prior.latent_sites:  # this model's z prior is z_prior_params, its emission reads the statics
+                moments = lambda z, x: prior.expected(*prior.emission_params(z, x, statics))  # noqa: E731
+                z, loc, scale, _, _ = prior.joint_teacher_forced(eps, feed, prior.z_prior_params, moments)
+            else:
+                z, loc, scale, _, _ = prior.joint_stepwise(eps, feed, statics)
+            joint[n] = (z, torch.stack(draws, -3))
+            return z, loc, scale
+
+        return sample
 
     def group_latents(self, latents, idx):
         """The latents of the sources ``idx`` (a group sharing a prior, ``groups``) stacked along the source
@@ -164,11 +191,15 @@ class SeparationModel(PyroModule):
             return self.source_gain(out) * out
         return variance
 
-    def _sample_fn(self, latents, like):
+    def _sample_fn(self, latents, like, joint, used):
         def sample():
             out = torch.empty_like(like)
             gain = self.source_gain(like[..., 0])
             for prior, idx in self.groups:
+                if all(n in joint and joint[n][0] is latents[n]["z"] for n in idx):  # drawn with z
+                    out[:, idx] = torch.cat([joint[n][1] for n in idx], 1)
+                    used.setdefault("sources", set()).update(idx)
+                    continue
                 z, statics = self.group_latents(latents, idx)
                 g = gain[:, idx]
                 if prior.autoregressive:
@@ -184,20 +215,27 @@ class SeparationModel(PyroModule):
                 else:
                     v = g * self.decoder_variance(prior, z, None, statics)
                     out[:, idx] = torch.randn_like(out[:, idx]) * (0.5 * v).sqrt().unsqueeze(-1)
+            used["draw"] = out
             return out
         return sample
 
     def sources(self, mix):
-        """Sample the latents and the source STFTs (real view ``(B, N, T, F, 2)``)."""
+        """Sample the latents and the source STFTs (real view ``(B, N, T, F, 2)``). Without a guide, a source
+        whose prior of ``z`` reads it is drawn together with its ``z``; the densities are always those at the
+        values the sites end up with."""
         B, T, F = mix.shape
         power_like = mix.real.new_zeros(B, 1, T, F)
-        cell = {}
+        cell, joint, used = {}, {}, {}
         with pyro.plate("batch", B, dim=-2):
-            latents = [self._latent_sites(n, p, power_like, cell) for n, p in enumerate(self.priors)]
+            latents = [self._latent_sites(n, p, power_like, cell, joint) for n, p in enumerate(self.priors)]
             like = mix.real.new_zeros(B, self.num_sources, T, F, 2)
             with pyro.plate("sources", self.num_sources, dim=-1):
-                s = pyro.sample("s", SourceSpectra(self.variance_fn(latents), like, self._sample_fn(latents, like)))
+                s = pyro.sample("s", SourceSpectra(self.variance_fn(latents), like,
+                                                   self._sample_fn(latents, like, joint, used)))
             cell["power"] = s.pow(2).sum(-1)
+        for n, (z, _) in joint.items():  # a z drawn with a source that the s site did not keep: recompute p(z)
+            if latents[n]["z"] is z and not (used.get("draw") is s and n in used["sources"]):
+                cell["z_dists"][n].unbind()
         return s
 
     def model(self, mix, enumerate_w=True):

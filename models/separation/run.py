@@ -11,6 +11,7 @@ import torch
 from pyro import poutine
 
 from pyro_dvae.data.audio import HOP, N_FFT, SAMPLE_RATE, istft, stft
+from pyro_dvae.handlers import frozen
 from pyro_dvae.likelihoods import ComplexGaussianBins, abs2
 from pyro_dvae.masks import nmf_masks, oracle_masks
 
@@ -92,7 +93,8 @@ def run_separation(mix, priors=None, *, names=None, refs=None, nmf=None, config=
 
     :param mix: waveform ``(L,)`` / ``(B, L)`` (peak-normalised here, outputs scaled back) or complex STFT
         ``(T, F)`` / ``(B, T, F)`` of a peak-normalised mixture (:func:`prepare_mixture`).
-    :param list priors: one spectral prior per source (``mixdvae``); also gives the number of sources.
+    :param list priors: one spectral prior per source (``mixdvae``); also gives the number of sources. Their weights
+        are frozen for the run and unchanged after it, unless ``fine_tune_prior=True`` (:class:`SeparationConfig`).
     :param list names: source names (default: ``source0``, ...; NMF dictionaries are looked up by name).
     :param refs: reference sources (waveforms ``([B,] N, L)`` or STFTs ``([B,] N, T, F)``), for the oracle masks.
     :param nmf: an :class:`~pyro_dvae.nmf.NMFSeparator` with one dictionary per source name, for the NMF
@@ -109,12 +111,19 @@ def run_separation(mix, priors=None, *, names=None, refs=None, nmf=None, config=
         :class:`TypeError`, a value out of range a :class:`ValueError`.
     :returns: :class:`SeparationResult`.
     """
-    from pyro_dvae import inference
-
     if isinstance(nmf, NMFOptions):
         raise TypeError("run_separation() nmf= is the NMFSeparator holding the dictionaries; NMFOptions go in "
                         "SeparationConfig(nmf=...) or as nmf_iters= / nmf_alpha= / nmf_beta=")
     cfg = apply_overrides(config, **overrides)
+    priors = None if priors is None else list(priors)
+    with frozen(*(priors or ()), enabled=not cfg.fine_tune_prior):  # the priors passed in keep their weights
+        return _run_separation(mix, priors, names, refs, nmf, cfg)
+
+
+def _run_separation(mix, priors, names, refs, nmf, cfg):
+    """:func:`run_separation` under the resolved config ``cfg``."""
+    from pyro_dvae import inference
+
     vem, method, init = cfg.vem, cfg.method, cfg.vem.init
     if method == "mixdvae" or priors is not None:
         priors, names = check_priors(priors, names)
@@ -200,11 +209,16 @@ def _run_svi(model, guide, X, cfg):
     for n, lat in zip(model.names, guide["z"].latents):
         values.update({f"{k}_{n}": v for k, v in lat.items() if v.shape[-1] > 0})
     blocked = poutine.block(model.model, hide_types=["param"])  # the priors stay fixed
-    auto = AutoNormal(poutine.block(model.model, hide=["w"]), init_scale=1e-2, init_loc_fn=init_to_value(values=values))
+    if cfg.guide is None:
+        auto = AutoNormal(poutine.block(model.model, hide=["w"]), init_scale=1e-2,
+                          init_loc_fn=init_to_value(values=values))
+    else:  # a named autoguide or a factory starts where the default does; a callable guide is used as it is
+        auto = inference.svi.build_guide(cfg.guide, model.model, ["w"], init_values=values, init_scale=1e-2,
+                                         model_args=(X,))
     pyro.clear_param_store()
     result = inference.run(cfg.algo, blocked, auto, X, num_steps=cfg.num_iters, lr=cfg.lr, progress=cfg.progress)
     with torch.no_grad():
-        S = torch.view_as_complex(auto.median(X)["s"].contiguous())
+        S = torch.view_as_complex(inference.svi.guide_estimate(auto, "s", X).contiguous())
     if cfg.output == "wiener":
         P = abs2(S)
         S = P / P.sum(1, keepdim=True).clamp_min(1e-30) * X.unsqueeze(1)

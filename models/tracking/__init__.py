@@ -38,11 +38,12 @@ from .model import (
     BOX,
     DYNAMICS_SCALE_RANGE,
     DynamicsNoiseMStep,
+    LikelihoodMStep,
     ObservationNoiseMStep,
     TrackingModel,
     check_observations,
 )
-from .run import run_tracking, windows_to_tensors
+from .run import check_tracking_prior, load_tracking_prior, run_tracking, windows_to_tensors
 
 __all__ = [
     "AssignmentBlock",
@@ -50,6 +51,7 @@ __all__ = [
     "DYNAMICS_SCALE_RANGE",
     "DynamicsNoiseMStep",
     "LatentBlock",
+    "LikelihoodMStep",
     "METHODS",
     "ObservationNoiseMStep",
     "SourceBlock",
@@ -57,7 +59,9 @@ __all__ = [
     "TrackingGuide",
     "TrackingModel",
     "check_observations",
+    "check_tracking_prior",
     "greedy_tracks",
+    "load_tracking_prior",
     "run_tracking",
     "windows_to_tensors",
 ]

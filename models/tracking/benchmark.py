@@ -19,7 +19,7 @@ import warnings
 from dataclasses import replace
 
 from .config import METHODS, TrackingConfig
-from .run import run_tracking, windows_to_tensors
+from .run import load_tracking_prior, run_tracking, windows_to_tensors
 
 #: printed under the table
 MOTP_NOTE = ("MOTP is reported as 100 * mean IoU of matched boxes (motmetrics' motp is 1 - IoU; the JSON keeps it); "
@@ -148,24 +148,17 @@ def plot_benchmark_windows(windows, estimates, out_dir, k=3):
                         frame0=[w.start for w in windows], gt_ids=[w.ids for w in windows])
 
 
-def _load(prior, expect=None):
-    """A prior given as a checkpoint path (or shipped name's path) is loaded; a loaded one is kept."""
-    from pyro_dvae import priors
-
-    if isinstance(prior, (str, os.PathLike)):
-        return priors.load(prior, expect=expect) if expect else priors.load(prior)
-    return prior
-
-
 def track_windows_benchmark(mot_dir, seqs=None, *, det_file="det/det.txt", windows=None, methods=METHODS, prior=None,
                             deepar=None, init_gt=False, config=None, plot=None, log=None):
     """The MOT-3T benchmark of ``pyro-dvae track``: the windows of MOTChallenge sequences, every method tracked on
     them and scored.
 
-    The steps: the sequence folders (:func:`~pyro_dvae.data.mot.sequence_folders`), their ground truth and
-    detections (:func:`load_mot_sequences`), the windows (:func:`mot_windows`; none is an error), the priors, the
-    methods (:func:`benchmark_windows`) and, with ``plot``, figures of three windows
-    (:func:`plot_benchmark_windows`). The messages name the command's options (``--seq-len``, ``--min-score``, ...).
+    The steps: the priors (:func:`~pyro_dvae.models.tracking.run.load_tracking_prior`: a checkpoint or shipped name
+    that is no box-trajectory prior is an error before any work or output), the sequence folders
+    (:func:`~pyro_dvae.data.mot.sequence_folders`), their ground truth and detections (:func:`load_mot_sequences`),
+    the windows (:func:`mot_windows`; none is an error), the methods (:func:`benchmark_windows`) and, with ``plot``,
+    figures of three windows (:func:`plot_benchmark_windows`). The messages name the command's options
+    (``--seq-len``, ``--min-score``, ...).
 
     :param str mot_dir: a folder of MOTChallenge sequences (``<SEQ>/seqinfo.ini``, ``gt/gt.txt``, detections).
     :param list seqs: sequence names (default: every sub-folder of ``mot_dir``).
@@ -173,9 +166,10 @@ def track_windows_benchmark(mot_dir, seqs=None, *, det_file="det/det.txt", windo
     :param WindowConfig windows: the window settings (:class:`~pyro_dvae.data.mot.WindowConfig`; default
         ``WindowConfig()``); its ``min_score`` also counts the detections kept.
     :param methods: methods of :data:`METHODS`, in order (repeats are dropped).
-    :param prior: the DVAE prior of ``mixdvae``: a checkpoint path or a loaded prior (default: the shipped SRNN
-        trajectory prior).
-    :param deepar: the Deep AR model of ``deepar``: a checkpoint path or a loaded model (default: the shipped one).
+    :param prior: the DVAE prior of ``mixdvae``: a checkpoint path, a shipped name (``"srnn_mot"``) or a loaded prior
+        (default: the shipped SRNN trajectory prior).
+    :param deepar: the Deep AR model of ``deepar``: a checkpoint path, a shipped name (``"deepar_mot"``) or a loaded
+        model (default: the shipped one).
     :param bool init_gt: seed the sources with their first-frame ground-truth boxes.
     :param TrackingConfig config: the tracking settings (:func:`benchmark_windows`).
     :param str plot: a folder for PNG figures of a few windows (``None``: none).
@@ -188,6 +182,8 @@ def track_windows_benchmark(mot_dir, seqs=None, *, det_file="det/det.txt", windo
     from pyro_dvae.data.mot import WindowConfig, sequence_folders
 
     say = log if log is not None else (lambda *a, **k: None)
+    prior = load_tracking_prior(prior, "--prior") if prior is not None else pretrained.load()
+    deepar = load_tracking_prior(deepar, "--deepar-prior", expect="deepar") if deepar is not None else None
     win = windows if windows is not None else WindowConfig()
     folders = sequence_folders(mot_dir, seqs)
     sequences, counts = load_mot_sequences(folders, det_file, win.min_score)
@@ -200,8 +196,6 @@ def track_windows_benchmark(mot_dir, seqs=None, *, det_file="det/det.txt", windo
     if not built:
         raise ValueError(f"no window could be built: no stretch of --seq-len {win.seq_len} frames has "
                          f"--num-sources {win.num_sources} identities present throughout")
-    prior = _load(prior) if prior is not None else pretrained.load()
-    deepar = _load(deepar, expect="deepar") if deepar is not None else None
     say(format_header())
     results, estimates = benchmark_windows(built, methods, prior=prior, deepar=deepar, init_gt=init_gt,
                                            config=config, report=lambda method, m: say(format_row(method, m)))

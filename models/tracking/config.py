@@ -4,6 +4,7 @@
 from dataclasses import dataclass
 
 from pyro_dvae import checks
+from pyro_dvae.inference.svi import check_task_guide
 
 METHODS = ("mixdvae", "vkf", "deepar")
 ALGOS = ("vem", "svi", "enum-svi")
@@ -18,8 +19,8 @@ class TrackingConfig:
         model) or ``"deepar"`` (a deterministic LSTM autoregressive motion model, :class:`~pyro_dvae.priors.DeepAR`,
         in place of the DVAE; the same blocks with an empty ``z``).
     :ivar algo: ``"vem"`` (the structured guide) or ``"svi"`` / ``"enum-svi"`` (an ``AutoNormal`` guide over ``s``
-        and ``z``, ``w`` enumerated exactly, the dynamics variance calibrated once on the greedy initial tracks by
-        :meth:`~pyro_dvae.models.tracking.TrackingModel.calibrate_dynamics`), all through
+        and ``z``, or the one of :attr:`guide`, ``w`` enumerated exactly, the dynamics variance calibrated once on
+        the greedy initial tracks by :meth:`~pyro_dvae.models.tracking.TrackingModel.calibrate_dynamics`), all through
         :mod:`pyro_dvae.inference`. The VKF baseline runs with ``"vem"`` only.
     :ivar num_iters: VEM iterations, or SVI steps.
     :ivar lr: Adam learning rate of ``svi`` / ``enum-svi`` (unused by ``vem``).
@@ -34,6 +35,22 @@ class TrackingConfig:
         ``"sequential"`` (the MixDVAE forward pass fed with filtered means, then a backward pass).
     :ivar sample_z: E-Z draws ``z`` from the encoder (``False``: its mean).
     :ivar seed: random seed (set at the start of the run).
+    :ivar guide: the guide of ``svi`` / ``enum-svi``: ``None`` (default: ``AutoNormal`` over ``s`` and ``z``), the
+        name of an autoguide (:data:`~pyro_dvae.inference.svi.AUTOGUIDES`: ``"auto-normal"``, ``"auto-delta"``,
+        ``"auto-diagonal-normal"``, ``"auto-multivariate-normal"``, ``"auto-lowrank-multivariate-normal"``), a
+        guide factory (an autoguide class or a :func:`functools.partial` of one, called with the model) or a
+        callable guide ``guide(obs, obs_mask)`` sampling ``s`` ``(B, N, T, 4)`` and the prior's latents (``z``)
+        in the plates ``batch`` (dim -2) and ``sources`` (dim -1). A named or factory-made guide is built on the
+        model with ``w`` hidden (summed out exactly), its location started at the greedy tracks and their
+        encoding (``init_to_value``) and its scale at 1e-3, as the default; the estimates are its median of
+        ``s`` (:func:`~pyro_dvae.inference.svi.guide_estimate`). ``algo="vem"`` runs the structured
+        :class:`~pyro_dvae.models.tracking.TrackingGuide` and takes no other guide (a :class:`ValueError`).
+    :ivar fine_tune_prior: whether the run may change the weights of the ``prior`` passed in. ``False`` (default):
+        the prior is frozen for the run (:func:`pyro_dvae.handlers.frozen`: no ``requires_grad``, so a guide calling
+        ``pyro.module("prior", prior)`` registers none of its weights) and its ``state_dict`` is bitwise unchanged
+        after it, whatever the guide does. ``True``: it is left as it is, and weights that a guide registers are
+        trained in place by ``svi`` / ``enum-svi`` (the model itself registers the likelihood's and clutter's
+        parameters, never the prior's).
     """
 
     method: str = "mixdvae"
@@ -46,12 +63,15 @@ class TrackingConfig:
     mode: str = "parallel"
     sample_z: bool = True
     seed: int = 0
+    guide: object = None
+    fine_tune_prior: bool = False
 
     def __post_init__(self):
         checks.choice("method", self.method, METHODS)
         checks.choice("algo", self.algo, ALGOS)
         if self.method == "vkf" and self.algo != "vem":
             raise ValueError("the VKF baseline runs with algo='vem' (its dynamics are a closed-form smoother)")
+        check_task_guide(self.guide, self.algo, "TrackingGuide")
         checks.choice("mode", self.mode, MODES)
         self.num_iters = checks.integer("num_iters", self.num_iters, 1)
         self.lr = checks.positive("lr", self.lr)

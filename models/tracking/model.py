@@ -10,13 +10,14 @@ from pyro.nn import PyroModule
 from pyro.ops.indexing import Vindex
 
 from pyro_dvae.assignment import assignment_probs
-from pyro_dvae.inference import ClosedFormBlock
+from pyro_dvae.inference import ClosedFormBlock, GradientBlock
 from pyro_dvae.likelihoods import BroadClutter, GaussianBoxes
+from pyro_dvae.smoothing import VAR_SCALE_RANGE, calibrate_var_scale
 
 BOX = 4
 
 
-DYNAMICS_SCALE_RANGE = (1e-2, 1e4)  # bounds of the EM estimate of the dynamics-variance factor
+DYNAMICS_SCALE_RANGE = VAR_SCALE_RANGE  # bounds of the EM estimate of the dynamics-variance factor
 
 
 _checked = [None]  # the last validated (obs, obs_mask) pair: VEM re-checks the same tensors every iteration
@@ -69,6 +70,13 @@ class TrackingModel(PyroModule):
         once, by :meth:`calibrate_dynamics` on the initial tracks: a prior trained on slower motion is otherwise
         over-confident on a fast scene, and a heavy-tailed likelihood lets it pull the sources off their
         detections.
+
+    **Learnable likelihoods.** The trainable parameters of ``likelihood`` and ``clutter`` (``nn.Parameter`` s,
+    ``PyroParam`` s of a ``PyroModule``: :meth:`learnable_parameters`) are model parameters: :meth:`model`
+    registers each module with ``pyro.module("likelihood", ...)`` / ``pyro.module("clutter", ...)``, so ``svi`` and
+    ``enum-svi`` optimise them with the guide, and ``vem`` runs a gradient M-step over them
+    (:class:`LikelihoodMStep`). The :class:`~pyro_dvae.likelihoods.GaussianBoxes` ratio is a buffer with its own
+    closed-form M-step (:class:`ObservationNoiseMStep`). The prior's weights are never registered here.
     """
 
     def __init__(self, prior, num_sources, likelihood=None, clutter_prob=0.0, clutter=None,
@@ -84,7 +92,10 @@ class TrackingModel(PyroModule):
         self.clutter_prob = float(clutter_prob)
         self.likelihood = likelihood if likelihood is not None else GaussianBoxes()
         self.clutter = (clutter if clutter is not None else BroadClutter()) if clutter_prob > 0 else None
-        self.m_steps = [ObservationNoiseMStep()] if isinstance(self.likelihood, GaussianBoxes) else []
+        closed = isinstance(self.likelihood, GaussianBoxes) and "ratio" in dict(self.likelihood.named_buffers())
+        self.m_steps = [ObservationNoiseMStep()] if closed else []
+        if self.learnable_parameters():
+            self.m_steps.append(LikelihoodMStep(self.learnable_parameters))
         # per-coordinate factor on the prior's dynamics variance, estimated by DynamicsNoiseMStep
         self.register_buffer("dynamics_scale", torch.ones(BOX))
         if prior is not None and dynamics_noise_m_step:
@@ -96,6 +107,11 @@ class TrackingModel(PyroModule):
 
     def log_pi(self, like):
         return assignment_probs(self.num_sources, self.clutter_prob, like).log()
+
+    def learnable_parameters(self):
+        """The trainable parameters (``requires_grad``) of the likelihood and the clutter density: what
+        ``svi`` / ``enum-svi`` and the ``vem`` M-step (:class:`LikelihoodMStep`) fit."""
+        return [p for m in (self.likelihood, self.clutter) if m is not None for p in m.parameters() if p.requires_grad]
 
     def sources(self, like):
         """Sample the source sequences ``s (B, N, T, 4)`` under the prior, its dynamics variance scaled by
@@ -110,17 +126,18 @@ class TrackingModel(PyroModule):
         """Set :attr:`dynamics_scale` to the maximiser of ``log p(s | z)`` over ``alpha``: ``alpha_d`` is
         the mean of ``(s - mu)^2 / v`` (autoregressive priors: over ``t >= 1``), with ``mu, v`` the prior's
         decoder teacher-forced on the sources ``s (B, N, T, 4)``. The closed-form M-step of
-        :class:`DynamicsNoiseMStep` for point estimates, used to start ``svi`` / ``enum-svi``."""
-        mean, var = self.prior.decode(z, s)
-        start = 1 if self.prior.autoregressive else 0
-        ratio = ((s - mean) ** 2 / var)[..., start:, :].reshape(-1, BOX).mean(0)
-        self.dynamics_scale = ratio.clamp(*DYNAMICS_SCALE_RANGE)
+        :class:`DynamicsNoiseMStep` for point estimates, used to start ``svi`` / ``enum-svi``
+        (:func:`pyro_dvae.smoothing.calibrate_var_scale`, the same estimate for a model of your own)."""
+        self.dynamics_scale = calibrate_var_scale(self.prior, s, z)
         return self.dynamics_scale
 
     def model(self, obs, obs_mask, enumerate_w=True):
         """:param obs: ``(B, T, K, 4)`` normalised detections; :param obs_mask: ``(B, T, K)``."""
         obs, obs_mask = check_observations(obs, obs_mask)
         B, T, K, _ = obs.shape
+        for name, module in (("likelihood", self.likelihood), ("clutter", self.clutter)):
+            if module is not None and any(p.requires_grad for p in module.parameters()):
+                pyro.module(name, module)  # its parameters are model parameters: svi fits them
         s = self.sources(obs)
         probs = self.log_pi(obs).exp()
         b = torch.arange(B, device=obs.device).view(B, 1, 1)
@@ -152,6 +169,52 @@ class ObservationNoiseMStep(ClosedFormBlock):
         v = qs.var.permute(0, 2, 1, 3).unsqueeze(2)
         model.likelihood.m_step(obs.unsqueeze(3).expand(*eta.shape, BOX), eta, m, v)
         model.likelihood.ratio.clamp_(min=self.min_ratio)
+
+
+def _neg_expected_log_lik(model, guide, obs, obs_mask, **kw):
+    """``-sum_{t,k} sum_n eta_tkn E_q(s)[log p(o_tk | w_tk = n, s)]`` per detection, differentiable in the
+    likelihood's (and clutter's) parameters: the loss of :class:`LikelihoodMStep`."""
+    obs, obs_mask = check_observations(obs, obs_mask)
+    qw, qs = guide["w"], guide["s"]
+    with torch.enable_grad():
+        ell = qw.expected_log_lik(model, obs, qs.mean, qs.var)
+        per_det = (qw.eta * ell).sum(-1).masked_fill(~obs_mask, 0.0)
+        return -per_det.sum() / obs_mask.sum().clamp_min(1)
+
+
+class LikelihoodMStep(GradientBlock):
+    """``vem`` M-step of the trainable parameters of the box likelihood and the clutter density
+    (:meth:`TrackingModel.learnable_parameters`): ``num_steps`` Adam steps per iteration on the part of the ELBO
+    they enter, ``-sum eta E_q(s)[log p(o | w, s)]`` (per detection), the other blocks held fixed. The likelihood
+    needs the closed-form pieces of the E-steps (``variance``, ``expected_log_lik``: ``closed_form = True``), as
+    ``vem`` itself does; parametrise positive quantities on the log scale (or as a ``PyroParam`` with a positive
+    constraint), for which ``lr`` is a step in nepers.
+
+    A parameter that the closed-form pieces do not read (one that only ``dist()`` uses) would be ignored: the
+    first update raises a one-line :class:`ValueError` naming it.
+
+    :param params: a callable returning the tensors to fit.
+    :param int num_steps: Adam steps per VEM iteration.
+    :param float lr: Adam's step size.
+    """
+
+    def __init__(self, params, num_steps=5, lr=0.02):
+        super().__init__("likelihood", params, num_steps=num_steps, lr=lr, loss=_neg_expected_log_lik, kind="m")
+        self.checked = False
+
+    def update(self, model, guide, *args, **kwargs):
+        if not self.checked:
+            modules = (("likelihood", model.likelihood), ("clutter", model.clutter))
+            named = [(f"{owner}.{name}", p) for owner, m in modules if m is not None
+                     for name, p in m.named_parameters() if p.requires_grad]
+            loss = self.loss(model, guide, *args, **kwargs)
+            grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
+            unused = [name for (name, _), g in zip(named, grads) if g is None]
+            if unused:
+                raise ValueError(f"vem would not fit {', '.join(unused)}: its M-step reads the likelihood through "
+                                 "variance() / expected_log_lik(), which do not use it; use algo='svi' or 'enum-svi'")
+            self.checked = True
+        super().update(model, guide, *args, **kwargs)
 
 
 class DynamicsNoiseMStep(ClosedFormBlock):

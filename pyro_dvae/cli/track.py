@@ -35,8 +35,10 @@ def add_parser(sub, parents):
                    help="prior weight of the clutter class (with --clutter)")
     p.add_argument("--init-gt", action="store_true",
                    help="seed the sources with their first-frame ground-truth boxes (identity given at t=0)")
-    p.add_argument("--prior", help="prior checkpoint (default: the shipped SRNN trajectory prior)")
-    p.add_argument("--deepar-prior", help="Deep AR checkpoint for --method deepar (default: the shipped one)")
+    p.add_argument("--prior", help="prior checkpoint or shipped name (default: srnn_mot, the shipped SRNN trajectory "
+                                   "prior)")
+    p.add_argument("--deepar-prior", help="Deep AR checkpoint or shipped name for --method deepar (default: the "
+                                          "shipped deepar_mot)")
     p.add_argument("--method", action="append", choices=METHODS,
                    help="repeat to compare (default: all of " + ", ".join(METHODS) + ")")
     p.add_argument("--algo", default="vem", choices=inference.available(), help="MixDVAE inference algorithm")

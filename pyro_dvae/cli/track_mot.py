@@ -3,7 +3,8 @@
 deaths, any number of objects, MixDVAE refinement), written in the MOTChallenge result format and optionally
 scored with TrackEval.
 
-The options make a :class:`~pyro_dvae.models.mot_tracker.TrackerConfig`; the run is
+The options make a :class:`~pyro_dvae.models.mot_tracker.TrackerConfig` and the latency
+(:func:`~pyro_dvae.models.mot_tracker.files.tracker_settings`, which refuses options that would be ignored); the run is
 :func:`~pyro_dvae.models.mot_tracker.files.track_mot_folder` (the checked detection files, the per-sequence
 tracking, the result files and the scores; its messages name these options); this module parses and prints."""
 
@@ -25,14 +26,18 @@ def add_parser(sub, parents):
                    help="track and score only frames N//2+2..N (the MOT17 protocol with detectors trained on the "
                         "first half)")
     p.add_argument("--out-dir", required=True, help="folder for one <SEQ>.txt result file per sequence")
-    p.add_argument("--prior", help="DVAE trajectory prior for the refinement (default: the shipped SRNN)")
+    p.add_argument("--prior", help="DVAE trajectory prior for the refinement: checkpoint or shipped name (default: "
+                                   "srnn_mot, the shipped SRNN)")
     p.add_argument("--online", action="store_true", help="online mode: a box for frame t is final at t + --latency")
-    p.add_argument("--latency", type=int_at_least(1), default=30, help="frames of latency with --online")
-    p.add_argument("--no-refine", action="store_true", help="association only (no MixDVAE refinement)")
-    p.add_argument("--dynamics", choices=["dvae", "cv"], default="dvae",
-                   help="refinement dynamics: the DVAE prior (MixDVAE) or constant velocity (the VKF baseline)")
-    p.add_argument("--window", type=int_at_least(2), default=60, help="frames per refinement window")
-    p.add_argument("--iters", type=int_at_least(1), default=10, help="VEM iterations per refinement window")
+    p.add_argument("--latency", type=int_at_least(1), help="frames of latency (needs --online; default: 30)")
+    p.add_argument("--no-refine", action="store_true",
+                   help="association only (no MixDVAE refinement; takes none of --prior, --dynamics, --window, "
+                        "--iters)")
+    p.add_argument("--dynamics", choices=["dvae", "cv"],
+                   help="refinement dynamics: the DVAE prior (MixDVAE) or constant velocity (the VKF baseline) "
+                        "(default: dvae)")
+    p.add_argument("--window", type=int_at_least(2), help="frames per refinement window (default: 60)")
+    p.add_argument("--iters", type=int_at_least(1), help="VEM iterations per refinement window (default: 10)")
     p.add_argument("--eval", action="store_true",
                    help="score against <SEQ>/gt/gt.txt with TrackEval (HOTA, MOTA, IDF1; needs the 'eval' extra)")
     p.set_defaults(run=run, outputs=[("out_dir", "--out-dir", "dir")])
@@ -40,10 +45,11 @@ def add_parser(sub, parents):
 
 
 def run(args):
-    from ..models.mot_tracker import TrackerConfig
-    from ..models.mot_tracker.files import track_mot_folder
+    from ..models.mot_tracker.files import track_mot_folder, tracker_settings
 
-    config = TrackerConfig(refine=not args.no_refine, dynamics=args.dynamics, window=args.window, iters=args.iters)
+    config, latency = tracker_settings(no_refine=args.no_refine, online=args.online, latency=args.latency,
+                                       prior=args.prior or None, dynamics=args.dynamics, window=args.window,
+                                       iters=args.iters)
     return track_mot_folder(args.mot_dir, args.out_dir, args.seqs, det_file=args.det_file, val_half=args.val_half,
-                            prior=args.prior or None, latency=args.latency if args.online else None, seed=args.seed,
-                            config=config, evaluate=args.eval, log=print)
+                            prior=args.prior or None, latency=latency, seed=args.seed, config=config,
+                            evaluate=args.eval, log=print)

@@ -8,9 +8,10 @@ padding, centred frames; a 16 kHz signal gives 513 frequency bins. The inverse u
 Frame count: with centred frames a signal of ``L`` samples gives ``1 + L // hop`` frames (:func:`num_frames`),
 so ``(T - 1) * hop`` samples give exactly ``T`` frames (:func:`num_samples`).
 
-Bad input: multi-channel files are averaged to mono with a warning; unsupported formats, unreadable files
-(the soundfile error is wrapped with the file name), empty files, NaN / inf samples and signals shorter than
-half a frame are :class:`ValueError`. Clipping is only *reported*: a file whose peak reaches full scale on
+Bad input: multi-channel files are averaged to mono with a warning; a missing file is a
+:class:`FileNotFoundError` naming it; unsupported formats, a folder, a file that is not audio (soundfile's reason
+is given with the file name), empty files, NaN / inf samples and signals shorter than half a frame are
+:class:`ValueError`. Clipping is only *reported*: a file whose peak reaches full scale on
 many samples, or exceeds it (float files), triggers a warning and is returned unchanged (no de-clipping).
 """
 
@@ -37,18 +38,26 @@ def load_audio(path, sample_rate=SAMPLE_RATE):
     """Read a wav / flac / ogg file as a mono float64 numpy array at ``sample_rate``.
 
     Multi-channel files are averaged to mono (with a warning); other rates are resampled with
-    :func:`scipy.signal.resample_poly`. Unsupported formats, empty files and NaN samples are errors.
+    :func:`scipy.signal.resample_poly`. A missing file is a :class:`FileNotFoundError`; a folder, unsupported
+    formats, a file that is not audio, empty files and NaN samples are :class:`ValueError`; each message is one line
+    naming the file.
     """
     try:
         import soundfile as sf
     except ImportError:  # pragma: no cover - soundfile is in the audio extra
         raise ImportError("reading audio needs soundfile: pip install 'pyro-dvae[audio]'") from None
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such audio file")
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a folder, expected an audio file")
     if not str(path).lower().endswith(AUDIO_EXTENSIONS):
         raise ValueError(f"{path}: unsupported audio format (use {', '.join(AUDIO_EXTENSIONS)})")
     try:
         data, sr = sf.read(path, dtype="float64", always_2d=True)
-    except Exception as e:
-        raise ValueError(f"{path}: cannot read audio ({e})") from None
+    except Exception as e:  # soundfile's message repeats the path: keep its reason ("Format not recognised.")
+        reason = " ".join(str(getattr(e, "error_string", None) or e).split()).rstrip(".")
+        raise ValueError(f"{path}: cannot read audio, not a valid {os.path.splitext(str(path))[1].lower()} file "
+                         f"({reason})") from None
     if data.shape[1] > 1:
         warnings.warn(f"{path}: {data.shape[1]} channels averaged to mono", stacklevel=2)
     data = data.mean(1)

@@ -62,6 +62,8 @@ def read_seqinfo(seq_dir):
         cp.read(path, encoding="utf-8-sig")
     except configparser.Error as e:
         raise ValueError(f"{path}: malformed ini file ({e})") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a text file (byte 0x{e.object[e.start]:02x} is not UTF-8)") from None
     if "Sequence" not in cp:
         raise ValueError(f"{path}: no [Sequence] section")
     s = cp["Sequence"]
@@ -72,30 +74,46 @@ def read_seqinfo(seq_dir):
         raise ValueError(f"{path}: missing or bad field ({e})") from None
 
 
+def text_lines(path):
+    """``(line number, line)`` of a text file read as UTF-8 (a byte-order mark dropped), lines stripped. A file
+    that is not text (a byte sequence that is not UTF-8, or a NUL byte) is a :class:`ValueError` naming the file
+    and the line."""
+    with open(path, "rb") as f:
+        data = f.read()
+    data = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    for lineno, raw in enumerate(data.splitlines(), 1):  # \n, \r\n or \r, as text mode reads them
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}:{lineno}: not a text file (byte 0x{raw[e.start]:02x} at column {e.start + 1} "
+                             "is not UTF-8)") from None
+        if "\0" in line:
+            raise ValueError(f"{path}:{lineno}: not a text file (NUL byte at column {line.index(chr(0)) + 1})")
+        yield lineno, line.strip()
+
+
 def parse_rows(path, min_cols, integer_id=False):
     """The comma-separated rows of a MOTChallenge text file as a float array (blank lines skipped, rows shorter
-    than the longest padded with -1). A row of fewer than ``min_cols`` values, a value that is not a number, a frame
-    that is not a positive integer or (with ``integer_id``) an identity that is not an integer is a
-    :class:`ValueError` naming the file and the line."""
+    than the longest padded with -1). A file that is not text (:func:`text_lines`), a row of fewer than
+    ``min_cols`` values, a value that is not a number, a frame that is not a positive integer or (with
+    ``integer_id``) an identity that is not an integer is a :class:`ValueError` naming the file and the line."""
     rows = []
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.replace(" ", "").split(",")
-            if len(parts) < min_cols:
-                raise ValueError(f"{path}:{lineno}: expected at least {min_cols} comma-separated values, "
-                                 f"got {len(parts)}: {line[:80]!r}")
-            try:
-                vals = [float(p) for p in parts]
-            except ValueError:
-                raise ValueError(f"{path}:{lineno}: non-numeric value in {line[:80]!r}") from None
-            if not float(vals[0]).is_integer() or vals[0] < 1:
-                raise ValueError(f"{path}:{lineno}: frame must be a positive integer, got {parts[0]!r}")
-            if integer_id and not float(vals[1]).is_integer():
-                raise ValueError(f"{path}:{lineno}: identity must be an integer, got {parts[1]!r}")
-            rows.append(vals)
+    for lineno, line in text_lines(path):
+        if not line:
+            continue
+        parts = line.replace(" ", "").split(",")
+        if len(parts) < min_cols:
+            raise ValueError(f"{path}:{lineno}: expected at least {min_cols} comma-separated values, "
+                             f"got {len(parts)}: {line[:80]!r}")
+        try:
+            vals = [float(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"{path}:{lineno}: non-numeric value in {line[:80]!r}") from None
+        if not float(vals[0]).is_integer() or vals[0] < 1:
+            raise ValueError(f"{path}:{lineno}: frame must be a positive integer, got {parts[0]!r}")
+        if integer_id and not float(vals[1]).is_integer():
+            raise ValueError(f"{path}:{lineno}: identity must be an integer, got {parts[1]!r}")
+        rows.append(vals)
     if not rows:
         return np.zeros((0, 10))
     width = max(len(r) for r in rows)
@@ -330,7 +348,8 @@ def sequence_folders(mot_dir, seqs=None):
 
 def read_detection_file(seq_dir, det_file):
     """The detections of one sequence folder (:func:`read_det`; NaN or non-positive boxes are dropped with a
-    warning); a missing or empty file is an error naming the ``--det-file`` option.
+    warning); a missing, empty or malformed file (not text, a bad line) is an error naming the ``--det-file``
+    option, the file and, where it applies, the line.
 
     :param str seq_dir: the sequence folder.
     :param str det_file: the detection file, relative to ``seq_dir``.
@@ -340,7 +359,10 @@ def read_detection_file(seq_dir, det_file):
     path = os.path.join(seq_dir, det_file)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--det-file {det_file}: no such file in {seq} ({path})")
-    det = read_det(path)
+    try:
+        det = read_det(path)
+    except ValueError as e:  # names the file and the line
+        raise ValueError(f"--det-file {det_file}: {e}") from None
     if len(det.frame) == 0:
         raise ValueError(f"--det-file {det_file}: {path} holds no detections")
     return det

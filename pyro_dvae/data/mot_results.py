@@ -138,7 +138,8 @@ def read_results(path):
     Each non-blank line needs 7 to 10 comma-separated numbers: an integer frame >= 1, an integer
     identity >= 1, a finite box with ``w, h > 0``, a finite score, then optional columns (column 8 must
     be at most 1: TrackEval reads it as the class). A ``(frame, id)`` pair may occur once. Any violation is
-    a ``ValueError`` naming the file and line.
+    a ``ValueError`` naming the file and line, and so is a file that is not text
+    (:func:`~pyro_dvae.data.mot.text_lines`).
 
     :returns: :class:`MOTResults` ``(frame, ids, boxes, score)``, sorted by frame then identity.
     """
@@ -154,44 +155,44 @@ def read_results(path):
             frames, ids = frames[order], ids[order]
             if not ((np.diff(frames) == 0) & (np.diff(ids) == 0)).any():
                 return MOTResults(frames, ids, boxes[order].copy(), scores[order].copy())
-    # Slow path: parse line by line, the first bad line is the error.
+    # Slow path: parse line by line, the first bad line (or a file that is not text) is the error.
+    from .mot import text_lines
+
     frames, ids, boxes, scores, seen = [], [], [], [], {}
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
+    for lineno, line in text_lines(path):
+        if not line:
+            continue
 
-            def bad(msg, lineno=lineno, line=line):
-                return ValueError(f"{path}:{lineno}: {msg}: {line[:80]!r}")
+        def bad(msg, lineno=lineno, line=line):
+            return ValueError(f"{path}:{lineno}: {msg}: {line[:80]!r}")
 
-            parts = [p.strip() for p in line.split(",")]
-            if not 7 <= len(parts) <= 10:
-                raise bad(f"expected 7 to 10 comma-separated values (frame, id, x, y, w, h, score, -1, -1, -1), "
-                          f"got {len(parts)}")
-            try:
-                vals = [float(p) for p in parts]
-            except ValueError:
-                raise bad("non-numeric value") from None
-            if not all(np.isfinite(vals)):
-                raise bad("NaN or infinite value")
-            fr, i = vals[0], vals[1]
-            if not fr.is_integer() or fr < 1:
-                raise bad(f"frame must be an integer >= 1, got {parts[0]!r}")
-            if not i.is_integer() or i < 1:
-                raise bad(f"identity must be an integer >= 1, got {parts[1]!r}")
-            if vals[4] <= 0 or vals[5] <= 0:
-                raise bad("box width and height must be > 0")
-            if len(vals) >= 8 and vals[7] > 1:
-                raise bad(f"column 8 (the class for TrackEval) must be <= 1 (-1 when unused), got {parts[7]!r}")
-            key = (int(fr), int(i))
-            if key in seen:
-                raise bad(f"identity {key[1]} already has a box in frame {key[0]} (line {seen[key]})")
-            seen[key] = lineno
-            frames.append(key[0])
-            ids.append(key[1])
-            boxes.append(vals[2:6])
-            scores.append(vals[6])
+        parts = [p.strip() for p in line.split(",")]
+        if not 7 <= len(parts) <= 10:
+            raise bad(f"expected 7 to 10 comma-separated values (frame, id, x, y, w, h, score, -1, -1, -1), "
+                      f"got {len(parts)}")
+        try:
+            vals = [float(p) for p in parts]
+        except ValueError:
+            raise bad("non-numeric value") from None
+        if not all(np.isfinite(vals)):
+            raise bad("NaN or infinite value")
+        fr, i = vals[0], vals[1]
+        if not fr.is_integer() or fr < 1:
+            raise bad(f"frame must be an integer >= 1, got {parts[0]!r}")
+        if not i.is_integer() or i < 1:
+            raise bad(f"identity must be an integer >= 1, got {parts[1]!r}")
+        if vals[4] <= 0 or vals[5] <= 0:
+            raise bad("box width and height must be > 0")
+        if len(vals) >= 8 and vals[7] > 1:
+            raise bad(f"column 8 (the class for TrackEval) must be <= 1 (-1 when unused), got {parts[7]!r}")
+        key = (int(fr), int(i))
+        if key in seen:
+            raise bad(f"identity {key[1]} already has a box in frame {key[0]} (line {seen[key]})")
+        seen[key] = lineno
+        frames.append(key[0])
+        ids.append(key[1])
+        boxes.append(vals[2:6])
+        scores.append(vals[6])
     frames = np.array(frames, dtype=np.int64)
     ids = np.array(ids, dtype=np.int64)
     boxes = np.array(boxes, dtype=float).reshape(-1, 4)

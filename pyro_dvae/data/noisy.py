@@ -100,7 +100,8 @@ def synthetic_noise(kind, duration, seed=0, sr=SAMPLE_RATE):
 def read_noisy(path, sample_rate=SAMPLE_RATE, n_fft=N_FFT):
     """``(signal at sample_rate, file rate, file length)`` of a noisy file.
 
-    :func:`~pyro_dvae.data.audio.load_audio` checks the format and NaN samples and warns on clipping; a silent
+    :func:`~pyro_dvae.data.audio.load_audio` checks the file (a missing one is a :class:`FileNotFoundError`, one
+    that is not audio a :class:`ValueError`, each naming it), the format and NaN samples and warns on clipping; a silent
     file (peak below :data:`SILENCE_PEAK`) or one shorter than one STFT frame (``n_fft`` samples at the model
     rate) is a :class:`ValueError`.
     """

@@ -8,6 +8,9 @@ schedules are complete, applies the task's own stopping rule, writes the project
 atomically, by the task) and the JSON log, and saves Lightning's checkpoint for ``resume`` (all ranks take
 part, rank 0 writes). The stop decision is the same on every rank, since the validation loss is summed over
 the ranks before anyone looks at it.
+
+``progress`` shows Lightning's progress bar when standard output is a terminal (:func:`on_terminal`); redirected
+to a file or a pipe, it prints one plain line per epoch instead (:class:`EpochLines`), with no escape codes.
 """
 
 import dataclasses
@@ -15,6 +18,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -135,6 +139,35 @@ class Bookkeeping(pl.Callback):
         r.best_state, self.bad_epochs = state["best_state"], state["bad_epochs"]
 
 
+def on_terminal(stream=None):
+    """Whether ``stream`` (default: standard output, where Lightning's progress bar writes) is an interactive
+    terminal; a file, a pipe or a closed stream is not."""
+    stream = sys.stdout if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def format_epoch_line(row, epochs):
+    """One epoch's line of :class:`EpochLines`, from a row of :attr:`FitResult.history`."""
+    def num(value):
+        return f"{value:.6g}" if value is not None and math.isfinite(value) else "n/a"
+
+    return (f"epoch {row['epoch']}/{epochs}: train_loss {num(row.get('train_loss'))}, "
+            f"val_loss {num(row.get('val_loss'))}, {row.get('seconds', math.nan):.1f} s")
+
+
+class EpochLines(pl.Callback):
+    """The progress of a run whose output is not a terminal: one plain line per epoch (:func:`format_epoch_line`),
+    printed by rank 0 after :class:`Bookkeeping` has logged the epoch."""
+
+    def on_train_epoch_end(self, trainer, task):
+        book = next((c for c in trainer.callbacks if isinstance(c, Bookkeeping)), None)
+        if trainer.is_global_zero and book is not None and book.result.history:
+            print(format_epoch_line(book.result.history[-1], trainer.max_epochs), flush=True)
+
+
 def fit(task, data, epochs, *, patience, engine=None, out=None, resume_to=None, resume=None, log_json=None,
         log_extra=None, progress=False, callbacks=()):
     """Train ``task`` on ``data``; returns a :class:`FitResult` (in the calling process, also after a
@@ -145,14 +178,17 @@ def fit(task, data, epochs, *, patience, engine=None, out=None, resume_to=None, 
     :param str resume_to: Lightning's checkpoint for resuming, rewritten after every epoch.
     :param str resume: a Lightning checkpoint written by an earlier run to continue from.
     :param callbacks: more Lightning callbacks.
+    :param bool progress: show the progress: Lightning's bar on a terminal, else one plain line per epoch.
     """
     engine = engine or Engine()
     book = Bookkeeping(patience, out, resume_to, log_json, log_extra)
     launched = engine.strategy in ("ddp_spawn", "ddp_fork", "ddp_notebook")
     tmp = tempfile.mkdtemp(prefix="pyro-dvae-fit-") if launched else None
-    callbacks = [book, *callbacks] + ([_ReportBack(os.path.join(tmp, "result.pt"))] if launched else [])
+    bar = bool(progress) and on_terminal()  # a redirected log gets no bar and its escape codes
+    lines = [EpochLines()] if progress and not bar else []
+    callbacks = [book, *lines, *callbacks] + ([_ReportBack(os.path.join(tmp, "result.pt"))] if launched else [])
     try:
-        _run_trainer(task, data, epochs, engine, resume, progress, callbacks)
+        _run_trainer(task, data, epochs, engine, resume, bar, callbacks)
         result = book.result
         if launched:  # the workers trained copies of the task: take their result and best weights back
             result = FitResult(**torch.load(os.path.join(tmp, "result.pt"), weights_only=True))

@@ -29,20 +29,65 @@ from .deep import DeepNoise, LVNoise, NOLVNoise, NONoise
 from .nmf import NMFNoise
 
 _NOISE = {"nmf": NMFNoise, "lv": LVNoise, "no": NONoise, "nolv": NOLVNoise}
+_BUILT_IN = frozenset(_NOISE)
 
 __all__ = ["FORMAT", "DeepNoise", "LVNoise", "NMFNoise", "NOLVNoise", "NONoise", "NoiseModel", "PriorMismatchError",
-           "available", "build", "exponential_quantile", "from_checkpoint", "load_noise_checkpoint", "log_power",
-           "noise_anchor", "prior_fingerprint", "save_noise"]
+           "available", "build", "exponential_quantile", "from_checkpoint", "get", "load_noise_checkpoint",
+           "log_power", "noise_anchor", "prior_fingerprint", "register", "save_noise", "unregister"]
 
 
 def available():
-    """Names accepted by :func:`build`."""
+    """Names accepted by :func:`build` (the built-in models, then those added by :func:`register`)."""
     return list(_NOISE)
+
+
+def register(name, cls):
+    """Add a noise model class under ``name``: :func:`build`, :func:`from_checkpoint`, :func:`available` and the
+    enhancement settings (:class:`~pyro_dvae.models.enhancement.EnhanceConfig` ``noise=name``, hence
+    :func:`~pyro_dvae.models.enhancement.enhance`) then know it.
+
+    Example (``docs/tutorials/writing_a_noise_model.py``)::
+
+        noise.register("stationary", StationaryNoise)
+        out = enhance(noisy, prior, noise="stationary", num_iters=40)
+
+    :param str name: the registry name; give the class the same ``name`` attribute.
+    :param type cls: a :class:`NoiseModel` subclass, built as ``cls(num_bins, **options)``. With ``deep = True``
+        its parameters are fitted by SVI with the speech encoder (:func:`~pyro_dvae.models.enhancement.fit_svi`,
+        ``mode="una"``); the built-in ``nmf`` alone runs by variational EM.
+    :raises TypeError: if ``cls`` is not a :class:`NoiseModel` subclass.
+    :raises ValueError: if the name is taken, or differs from ``cls.name``.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, NoiseModel)):
+        raise TypeError(f"register takes a NoiseModel subclass, got {cls!r}")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a noise model's registry name is a non-empty string, got {name!r}")
+    if name in _NOISE:
+        raise ValueError(f"a noise model is already registered as {name!r} ({_NOISE[name].__name__})")
+    if cls.name != name:
+        raise ValueError(f"{cls.__name__}.name is {cls.name!r}: set it to the registry name {name!r}")
+    _NOISE[name] = cls
+
+
+def unregister(name):
+    """Remove a noise model added with :func:`register` (the built-in ones stay)."""
+    if name in _BUILT_IN:
+        raise ValueError(f"{name!r} is a built-in noise model")
+    if name not in _NOISE:
+        raise ValueError(f"no noise model registered as {name!r}")
+    del _NOISE[name]
+
+
+def get(name):
+    """The noise model class registered as ``name``."""
+    if name not in _NOISE:
+        raise ValueError(f"unknown noise model {name!r}; available: {', '.join(_NOISE)}")
+    return _NOISE[name]
 
 
 def build(name, num_bins, **options):
     """Build a noise model by name (``options``: ``rank``, ``seed`` for ``nmf``; ``z_dim``, ``rnn_dim``,
-    ``dense_dim``, ``quantile`` for the deep models)."""
+    ``dense_dim``, ``quantile`` for the deep models; those of its class for a :func:`register` ed one)."""
     if name not in _NOISE:
         raise ValueError(f"unknown noise model {name!r}; available: {', '.join(_NOISE)}")
     try:

@@ -38,7 +38,7 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
-from pyro_dvae.smoothing import scale_dynamics_var
+from pyro_dvae.smoothing import scale_dynamics_var, warn_uncalibrated
 
 from .distributions import SequentialNormal
 from .nn import shift_right
@@ -450,6 +450,51 @@ class DVAE(PyroModule):
         """
         raise NotImplementedError(f"{type(self).__name__} must implement stepwise_decode")
 
+    def joint_stepwise(self, eps, feed, latents=None):
+        """Draw ``z`` and the sequence ``x`` together, ancestrally, one step at a time: ``z_t`` from
+        ``p(z_t | z_{<t}, x_{<t})`` with the noise ``eps[..., t, :]``, then ``x_t = feed(t, mean_t, var_t)`` from
+        the emission moments of ``p(x_t | z_{<=t}, x_{<t})``. The sampler of :meth:`latent_sequence` (and of the
+        separation model) when no guide gives ``z`` and the prior of ``z`` reads the sequence (SRNN, VRNN,
+        LigHT-/HiT-DVAE): ``z`` cannot be drawn before the sequence exists, nor the sequence before ``z``.
+
+        Subclasses MAY override it with an ``O(T)`` recursion (SRNN and VRNN do); the default is exact for any
+        prior obeying the hooks' causal contract, from :meth:`z_prior_params` and :meth:`emission_params`
+        teacher-forced on the growing prefix (``2 T`` parallel passes).
+
+        :param torch.Tensor eps: ``(*batch, T, z_dim)`` standard normal noise of ``z``.
+        :param callable feed: ``feed(t, mean_t, var_t) -> x_t`` (``(*batch, x_dim)`` each), as in
+            :meth:`decode_stepwise`: the drawn (or otherwise chosen) value of step ``t``.
+        :param dict latents: the static latents by site name (``"v"``), for decoders that read one.
+        :returns: ``(z, z_loc, z_scale, means, vars)``: the path ``(*batch, T, z_dim)``, the parameters of
+            ``p(z_t | z_{<t}, x_{<t})`` along it, and the emission moments (:meth:`expected`)
+            ``(*batch, T, x_dim)`` of each step given the past that was fed.
+        """
+        def z_params(z, x):
+            params = self.z_prior_params(z, x)
+            return (torch.zeros_like(z), torch.ones_like(z)) if params is None else params
+
+        return self.joint_teacher_forced(eps, feed, z_params,
+                                          lambda z, x: self.expected(*self.emission_params(z, x, latents)))
+
+    def joint_teacher_forced(self, eps, feed, z_params, moments):
+        """:meth:`joint_stepwise` by teacher forcing on the growing prefix, for given densities: ``z_params(z, x)
+        -> (loc, scale)`` of ``p(z_t | z_{<t}, x_{<t})`` and ``moments(z, x) -> (means, vars)`` of
+        ``p(x_t | z_{<=t}, x_{<t})``, each for every step at once, step ``t`` reading only that past (``2 T``
+        parallel passes). For subclasses, and for a model that wraps this prior in densities of its own (the
+        separation model's sampler). Returns as :meth:`joint_stepwise`."""
+        z = torch.zeros_like(eps)
+        x = eps.new_zeros(*eps.shape[:-1], self.x_dim)
+        for t in range(eps.shape[-2]):
+            loc, scale = z_params(z, x)
+            z = z.clone()
+            z[..., t, :] = loc[..., t, :] + scale[..., t, :] * eps[..., t, :]
+            mean, var = moments(z, x)
+            x = x.clone()
+            x[..., t, :] = feed(t, mean[..., t, :], var[..., t, :])
+        loc, scale = z_params(z, x)
+        mean, var = moments(z, x)
+        return z, loc, scale, mean, var
+
     def _out(self, h, x=None, step=False):
         """Emission ``(loc, logvar)`` from decoder features ``h``, undoing the output standardisation.
 
@@ -521,41 +566,53 @@ class DVAE(PyroModule):
         are the prior's latent sites (``z``, plus ``v`` for DSAE) and ``name`` (event ``(T, x_dim)``),
         jointly distributed as ``p(z) p(name | z)`` of the prior. Densities that read the other
         sequence (``p(z_t | s_{<t})`` in SRNN/VRNN, ``p(s_t | z, s_{<t})``) are evaluated lazily, once
-        every value is known, so the sites work under any guide (``poutine.replay``); drawing them
-        without a guide is supported for priors whose ``z`` prior does not read the sequence.
+        every value is known, so the sites work under any guide (``poutine.replay``). Without a guide
+        (prior predictive draws, an autoguide's initialisation) ``z`` and the sequence are drawn together,
+        ancestrally, by :meth:`joint_stepwise` when the prior of ``z`` reads the sequence; a value given to
+        one site only (``poutine.condition``, an init strategy) leaves the other drawn given it where the
+        factorisation allows, and every density is that of the values the sites end up with.
 
         :param str name: site name of the sequence (e.g. ``"s"``).
         :param torch.Tensor like: ``(*batch, T, x_dim)`` tensor giving shape, dtype and device.
         :param torch.Tensor var_scale: optional ``(x_dim,)`` factor on the variance of
             ``p(name_t | z, name_{<t})`` (autoregressive priors: from ``t = 1`` on, the first step being
-            the start position), e.g. a tracker's calibration of a prior trained on slower motion.
+            the start position), e.g. a tracker's calibration of a prior trained on slower motion:
+            :func:`pyro_dvae.smoothing.calibrate_var_scale` ``(prior, tracks)`` fits it to rough tracks of the data
+            (e.g. detections interpolated over their gaps). A Gaussian autoregressive prior used without it warns
+            once (:class:`~pyro_dvae.smoothing.UncalibratedPriorWarning`): its variance is then that of its training
+            motion, typically 20-70x too small for faster motion. ``1.0`` keeps the prior's, without the warning.
         :returns: dict of sampled values by site name.
         """
         if self.emission != "gaussian":
             raise ValueError("latent_sequence needs a gaussian-emission prior")
         if like.shape[-1] != self.x_dim:
             raise ValueError(f"{self.name} prior has x_dim={self.x_dim}, the sequence has {like.shape[-1]}")
+        warn_uncalibrated(self, var_scale)
         cell, out = {}, {}
         if "v" in self.latent_sites:
             zeros = like.new_zeros(*like.shape[:-2], self.v_dim)
             out["v"] = pyro.sample("v", dist.Normal(zeros, torch.ones_like(zeros)).to_event(1))
         z_like = like.new_zeros(*like.shape[:-1], self.z_dim)
+        if var_scale is not None:
+            var_scale = torch.as_tensor(var_scale, dtype=like.dtype, device=like.device)
+        sd_scale = None if var_scale is None else var_scale.sqrt()
+        ar = self.autoregressive
 
         def z_params(z):
             if name not in cell and self.autoregressive:
                 raise ValueError(f"the {self.name} prior of z reads {name!r}: provide both through a guide")
             return self.z_prior_params(z, cell.get(name))
 
+        pending = {}
         if self.z_prior_params(z_like, like) is None:
             z_dist = standard_normal_steps(z_like)
         else:
-            z_dist = SequentialNormal(z_params, z_like)
+            joint = None
+            if ar:  # z reads the sequence: without a guide both are drawn together
+                joint = self._joint_sampler(like, sd_scale, lambda eps, feed: self.joint_stepwise(eps, feed, out),
+                                            pending)
+            z_dist = SequentialNormal(z_params, z_like, joint)
         out["z"] = pyro.sample("z", z_dist.to_event(1))
-
-        if var_scale is not None:
-            var_scale = torch.as_tensor(var_scale, dtype=like.dtype, device=like.device)
-        sd_scale = None if var_scale is None else var_scale.sqrt()
-        ar = self.autoregressive
 
         def x_params(x):
             loc, logvar = self.emission_params(out["z"], x, out)
@@ -563,6 +620,8 @@ class DVAE(PyroModule):
 
         def x_sample(eps):
             z = out["z"]
+            if pending.get("z") is z:  # drawn with z by joint_stepwise
+                return pending["x"]
             if ar:
                 step_sd = lambda t, v: v.sqrt() if sd_scale is None or t == 0 else v.sqrt() * sd_scale  # noqa: E731
                 mean, var = self.stepwise_decode(z, lambda t, m, v: m + step_sd(t, v) * eps[..., t, :])
@@ -573,9 +632,39 @@ class DVAE(PyroModule):
             return x, mean, var.sqrt()
 
         out[name] = cell[name] = pyro.sample(name, SequentialNormal(x_params, like, x_sample).to_event(1))
+        self._settle_joint(pending, z_dist, out["z"], out[name])
         return out
 
     # ---------------------------------------------------------------- helpers for subclasses
+    @staticmethod
+    def _joint_sampler(like, sd_scale, joint, pending):
+        """The ``sample_fn`` of the ``z`` site of :meth:`latent_sequence` for a prior whose ``z`` prior reads the
+        sequence: ``joint(eps, feed)`` (:meth:`joint_stepwise`) draws ``z`` and the sequence (noise
+        ``sd_scale``-scaled from ``t = 1`` on, as ``var_scale`` scales the variance); the sequence's draw, with its
+        ``(x, loc, scale)``, waits in ``pending`` for the sequence site."""
+        def step_sd(t, v):
+            return v.sqrt() if sd_scale is None or t == 0 else v.sqrt() * sd_scale
+
+        def sample(eps):
+            noise, xs = torch.randn_like(like), []
+
+            def feed(t, mean_t, var_t):
+                xs.append(mean_t + step_sd(t, var_t) * noise[..., t, :])
+                return xs[-1]
+
+            z, loc, scale, mean, var = joint(eps, feed)
+            sd = torch.stack([step_sd(t, var[..., t, :]) for t in range(var.shape[-2])], -2)
+            pending.update(z=z, x=(torch.stack(xs, -2), mean, sd))
+            return z, loc, scale
+
+        return sample
+
+    @staticmethod
+    def _settle_joint(pending, z_dist, z, x):
+        """After the sequence site: when ``z`` is the joint draw but the sequence is not (a value given to that
+        site only), the parameters cached at the draw are not those at ``x``: have the density recomputed."""
+        if pending.get("z") is z and pending["x"][0] is not x:
+            z_dist.unbind()
     def _scheduled_inputs(self, x, predict, ss_prob):
         """Parallel scheduled sampling: replace each past input by the model's own teacher-forced
         prediction (no gradient) with probability ``ss_prob`` [Duckworth et al. 2019]."""

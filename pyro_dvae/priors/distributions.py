@@ -60,6 +60,12 @@ class SequentialNormal(TorchDistribution):
             self._value = value
         return self._loc, self._scale
 
+    def unbind(self):
+        """Forget the bound (or drawn) sequence and its cached parameters, so that the next :meth:`log_prob`
+        evaluates ``params_fn`` again: for a ``params_fn`` whose closure reads something that changed after the
+        draw (e.g. a sequence that a guide gave after ``sample_fn`` drew one with this sequence)."""
+        self._value = self._loc = self._scale = None
+
     def rsample(self, sample_shape=torch.Size()):
         if len(sample_shape):
             raise NotImplementedError("SequentialNormal draws one sequence per call (sample_shape=())")

@@ -38,7 +38,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from pyro_dvae.smoothing import scale_dynamics_var
+from pyro_dvae.smoothing import scale_dynamics_var, warn_uncalibrated
 
 from .base import DVAE, Emission
 from .distributions import SequentialNormal
@@ -225,6 +225,15 @@ class TransformerDVAE(DVAE):
     def stepwise_decode(self, z, feed):
         return self._stepwise(z, feed, z.new_zeros(*z.shape[:-2], self.v_dim))
 
+    def joint_stepwise(self, eps, feed, latents=None):
+        """:meth:`DVAE.joint_stepwise` with ``w`` (``latents["v"]``; its prior mean 0 if not given) conditioning
+        the z prior and the emission."""
+        v = (latents or {}).get("v")
+        if v is None:
+            v = eps.new_zeros(*eps.shape[:-2], self.v_dim)
+        return self.joint_teacher_forced(eps, feed, lambda z, x: self.z_prior(z, x, v),
+                                          lambda z, x: self.expected(*self._emit(z, x, v)))
+
     def _stepwise(self, z, feed, v):
         """Step-by-step decoding with a key / value cache (:meth:`CausalDecoder.step`)."""
         batch, T = z.shape[:-2], z.shape[-2]
@@ -248,32 +257,39 @@ class TransformerDVAE(DVAE):
             raise ValueError("latent_sequence needs a gaussian-emission prior")
         if like.shape[-1] != self.x_dim:
             raise ValueError(f"{self.name} prior has x_dim={self.x_dim}, the sequence has {like.shape[-1]}")
+        warn_uncalibrated(self, var_scale)
         cell, out = {}, {}
         zeros = like.new_zeros(*like.shape[:-2], self.v_dim)
         out["v"] = v = pyro.sample("v", dist.Normal(zeros, torch.ones_like(zeros)).to_event(1))
+
+        if var_scale is not None:
+            var_scale = torch.as_tensor(var_scale, dtype=like.dtype, device=like.device)
+        sd_scale = None if var_scale is None else var_scale.sqrt()
 
         def z_params(z):
             if name not in cell:
                 raise ValueError(f"the {self.name} prior of z reads {name!r}: provide both through a guide")
             return self.z_prior(z, cell[name], v)
 
-        out["z"] = pyro.sample("z", SequentialNormal(z_params, like.new_zeros(*like.shape[:-1], self.z_dim))
-                               .to_event(1))
-        if var_scale is not None:
-            var_scale = torch.as_tensor(var_scale, dtype=like.dtype, device=like.device)
-        sd_scale = None if var_scale is None else var_scale.sqrt()
+        pending = {}  # without a guide, z and the sequence are drawn together (joint_stepwise)
+        joint = self._joint_sampler(like, sd_scale, lambda eps, feed: self.joint_stepwise(eps, feed, out), pending)
+        z_dist = SequentialNormal(z_params, like.new_zeros(*like.shape[:-1], self.z_dim), joint)
+        out["z"] = pyro.sample("z", z_dist.to_event(1))
 
         def x_params(x):
             loc, logvar = self._emit(out["z"], x, v)
             return loc, scale_dynamics_var(torch.exp(0.5 * logvar), sd_scale, True)
 
         def x_sample(eps):
+            if pending.get("z") is out["z"]:  # drawn with z by joint_stepwise
+                return pending["x"]
             step_sd = lambda t, s: s.sqrt() if sd_scale is None or t == 0 else s.sqrt() * sd_scale  # noqa: E731
             mean, var = self._stepwise(out["z"], lambda t, m, s: m + step_sd(t, s) * eps[..., t, :], v)
             var = scale_dynamics_var(var, var_scale, True)
             return mean + var.sqrt() * eps, mean, var.sqrt()
 
         out[name] = cell[name] = pyro.sample(name, SequentialNormal(x_params, like, x_sample).to_event(1))
+        self._settle_joint(pending, z_dist, out["z"], out[name])
         return out
 
 

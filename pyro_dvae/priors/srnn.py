@@ -96,3 +96,20 @@ class SRNN(DVAE):
 
     def stepwise_decode(self, z, feed):
         return self._input_recurrent_stepwise(z, feed, lambda h, t: self.dec(torch.cat([h, z[..., t, :]], -1)))
+
+    def joint_stepwise(self, eps, feed, latents=None):
+        """:meth:`DVAE.joint_stepwise` in one pass: ``h_t`` from ``x_{t-1}``, then ``z_t | h_t, z_{t-1}``, then
+        ``x_t | h_t, z_t``."""
+        batch = eps.shape[:-2]
+        state = self.rnn_h.init_state(batch, eps)
+        fx_prev = eps.new_zeros(*batch, self.dense_dim)
+        z, x_prev, steps = torch.zeros_like(eps[..., 0, :]), None, []
+        for t in range(eps.shape[-2]):
+            h, state = self.rnn_h.step(fx_prev, state)
+            loc, scale = self.p_head(self.prior(torch.cat([h, z], -1)))
+            z = loc + scale * eps[..., t, :]
+            mean, var = self.expected(*self._out(self.dec(torch.cat([h, z], -1)), x_prev, step=True))
+            x_prev = feed(t, mean, var)
+            fx_prev = self.phi_x(self.features(x_prev))
+            steps.append((z, loc, scale, mean, var))
+        return tuple(torch.stack(v, -2) for v in zip(*steps))

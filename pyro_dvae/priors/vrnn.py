@@ -98,3 +98,22 @@ class VRNN(DVAE):
             fx_prev, fz_prev = self.phi_x(self.features(x_prev)), fz[..., t, :]
             means.append(mean), vars_.append(var)
         return torch.stack(means, -2), torch.stack(vars_, -2)
+
+    def joint_stepwise(self, eps, feed, latents=None):
+        """:meth:`DVAE.joint_stepwise` in one pass: ``h_t`` from ``(x_{t-1}, z_{t-1})``, then ``z_t | h_t``,
+        then ``x_t | h_t, z_t``."""
+        batch = eps.shape[:-2]
+        state = self.rnn_h.init_state(batch, eps)
+        fx_prev = eps.new_zeros(*batch, self.dense_dim)
+        fz_prev = torch.zeros_like(self.phi_z(eps[..., 0, :]))
+        x_prev, steps = None, []
+        for t in range(eps.shape[-2]):
+            h, state = self.rnn_h.step(torch.cat([fx_prev, fz_prev], -1), state)
+            loc, scale = self.p_head(self.prior(h))
+            z = loc + scale * eps[..., t, :]
+            fz_prev = self.phi_z(z)
+            mean, var = self.expected(*self._out(self.dec(torch.cat([fz_prev, h], -1)), x_prev, step=True))
+            x_prev = feed(t, mean, var)
+            fx_prev = self.phi_x(self.features(x_prev))
+            steps.append((z, loc, scale, mean, var))
+        return tuple(torch.stack(v, -2) for v in zip(*steps))

@@ -97,6 +97,14 @@ def test_every_detection_filtered_out_warns_and_writes_strict_json(mot_dir, tmp_
     assert res["vkf"]["motp"] is None and res["vkf"]["mota"] <= 0
 
 
+def test_a_binary_detection_file_names_the_file_line_and_option(mot_dir, capsys):
+    det = mot_dir / "TUD" / "det" / "bin.txt"
+    det.write_bytes(b"\xd2\x00\x13binary")
+    assert track(mot_dir, "--det-file", "det/bin.txt") == 2
+    err = one_line_error(capsys, "--det-file det/bin.txt", f"{det}:1", "not a text file")
+    assert "codec" not in err
+
+
 # ---------------------------------------------------------------------------------------------- 2. out paths
 def test_out_json_in_a_missing_folder_is_created(mot_dir, tmp_path):
     out = tmp_path / "new" / "deeper" / "t.json"
@@ -227,3 +235,55 @@ def test_limits_are_consistent(tmp_path, speech_prior, noisy_wav, capsys):
     assert main(["separate", str(noisy_wav), "--priors", str(speech_prior), "--out-dir", str(tmp_path / "s")]) == 2
     one_line_error(capsys, "--priors", "at least two sources")
     assert not (tmp_path / "s").exists()
+
+
+# ---------------------------------------------------------------------------------------------- 7. tracking priors
+def test_track_takes_shipped_prior_names(mot_dir, tmp_path):
+    js = tmp_path / "t.json"
+    assert track(mot_dir, "--method", "mixdvae", "--method", "deepar", "--prior", "srnn_mot", "--deepar-prior",
+                 "deepar_mot", "--out-json", str(js)) == 0
+    res = strict_load(js)
+    assert all(res[m]["num_windows"] == 2 and res[m]["mota"] > 0.9 for m in ("vkf", "mixdvae", "deepar"))
+
+
+@pytest.mark.parametrize("extra, needles", [
+    (["--prior", "speech"], ["--prior", "'spectral'-emission", "gaussian prior with x_dim=4"]),
+    (["--prior", "deepar_mot"], ["--prior", "no latent variables"]),
+    (["--deepar-prior", "srnn_mot"], ["--deepar-prior srnn_mot", "expected 'deepar'"]),
+    (["--prior", "nope"], ["--prior nope", "no shipped prior of that name"]),
+])
+def test_track_refuses_a_wrong_prior_before_any_output(mot_dir, capsys, extra, needles):
+    assert track(mot_dir, *extra) == 2
+    one_line_error(capsys, *needles)
+    assert capsys.readouterr().out == ""  # not even the windows line
+
+
+# ---------------------------------------------------------------------------------------------- 8. audio inputs
+def test_a_missing_or_non_audio_input_is_a_one_line_error(tmp_path, speech_prior, noisy_wav, capsys):
+    missing, text = tmp_path / "missing.wav", tmp_path / "text.wav"
+    text.write_text("not audio\n")
+    for path, needle in ((missing, "no such audio file"), (text, "cannot read audio")):
+        assert main(["enhance", str(path), "--prior", str(speech_prior), "--noise", "nmf", "--out",
+                     str(tmp_path / "o.wav")]) == 2
+        err = one_line_error(capsys, str(path), needle)
+        assert "System error" not in err
+        assert main(["separate", str(path), "--priors", str(speech_prior), str(speech_prior), "--out-dir",
+                     str(tmp_path / "s")]) == 2
+        one_line_error(capsys, str(path), needle)
+        assert main(["enhance", str(noisy_wav), "--prior", str(speech_prior), "--noise", "nmf", "--out",
+                     str(tmp_path / "o.wav"), "--ref", str(path)]) == 2
+        one_line_error(capsys, str(path), needle)
+    assert not (tmp_path / "o.wav").exists() and not (tmp_path / "s").exists()
+
+
+def test_a_non_audio_file_in_a_data_folder_is_named(tmp_path, speech_prior, noisy_wav, capsys):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    shutil.copy(noisy_wav, folder / "a.wav")
+    (folder / "b.wav").write_bytes(b"\x00\x01 not audio")
+    assert main(["eval-prior", "--prior", str(speech_prior), "--data", str(folder)]) == 2
+    one_line_error(capsys, str(folder / "b.wav"), "cannot read audio")
+    assert main(["train-noise", "--noisy-dir", str(folder), "--prior", str(speech_prior), "--noise", "lv", "--out",
+                 str(tmp_path / "n.pt"), "--epochs", "1", "--quiet"]) == 2
+    one_line_error(capsys, str(folder / "b.wav"), "cannot read audio")
+    assert not (tmp_path / "n.pt").exists()

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""``pyro-dvae track-mot``: result files in the MOTChallenge format, TrackEval scores, bad detection files."""
+"""``pyro-dvae track-mot``: result files in the MOTChallenge format, TrackEval scores, bad detection files, shipped
+and wrong priors, options that would be ignored."""
 
 import json
 import os
@@ -94,3 +95,62 @@ def test_eval_without_trackeval_fails_before_tracking(mot_dir, tmp_path, capsys,
     assert main(["track-mot", "--mot-dir", str(mot_dir), "--out-dir", str(tmp_path / "o"), "--eval"]) == 2
     captured = capsys.readouterr()
     assert "--eval needs TrackEval" in captured.err and captured.out == ""
+
+
+def _one_line_error(capsys, *needles):
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("pyro-dvae track-mot: error: "), err
+    for needle in needles:
+        assert needle in err, err
+    return captured
+
+
+def test_shipped_prior_names_work(mot_dir, tmp_path, capsys):
+    """``--prior srnn_mot`` is the shipped prior (as ``separate`` / ``enhance`` take shipped names): the same
+    results as the default."""
+    base = ["track-mot", "--mot-dir", str(mot_dir), "--iters", "1", "--window", "30", "--seqs", "TUD"]
+    assert main([*base, "--out-dir", str(tmp_path / "named"), "--prior", "srnn_mot"]) == 0
+    assert main([*base, "--out-dir", str(tmp_path / "default")]) == 0
+    assert (tmp_path / "named" / "TUD.txt").read_text() == (tmp_path / "default" / "TUD.txt").read_text()
+    capsys.readouterr()
+    assert main([*base, "--out-dir", str(tmp_path / "o"), "--prior", "no_such_prior"]) == 2
+    captured = _one_line_error(capsys, "--prior no_such_prior", "no shipped prior of that name", "srnn_mot")
+    assert captured.out == "" and not (tmp_path / "o").exists()
+
+
+def test_an_audio_prior_is_refused_before_any_output(mot_dir, tmp_path, capsys):
+    assert main(["track-mot", "--mot-dir", str(mot_dir), "--out-dir", str(tmp_path / "o"), "--prior", "speech"]) == 2
+    captured = _one_line_error(capsys, "--prior", "'spectral'-emission", "gaussian prior with x_dim=4")
+    assert captured.out == "" and not (tmp_path / "o").exists()  # no table header, no result file
+
+
+@pytest.mark.parametrize("extra, needles", [
+    (["--latency", "10"], ["--latency 10 needs --online"]),
+    (["--no-refine", "--dynamics", "cv", "--iters", "50"], ["--dynamics, --iters set the refinement", "--no-refine"]),
+    (["--no-refine", "--prior", "srnn_mot"], ["--prior sets the refinement", "--no-refine"]),
+    (["--no-refine", "--window", "20"], ["--window sets the refinement"]),
+    (["--dynamics", "cv", "--prior", "srnn_mot"], ["--prior with --dynamics cv"]),
+])
+def test_ignored_options_are_errors(mot_dir, tmp_path, capsys, extra, needles):
+    assert main(["track-mot", "--mot-dir", str(mot_dir), "--out-dir", str(tmp_path / "o"), *extra]) == 2
+    captured = _one_line_error(capsys, *needles)
+    assert captured.out == "" and not (tmp_path / "o").exists()
+
+
+def test_online_alone_has_the_default_latency_and_no_refine_records_no_dynamics(mot_dir, tmp_path):
+    """``--online`` alone runs with a latency of 30 frames; ``--no-refine`` records no dynamics."""
+    js = tmp_path / "s.json"
+    assert main(["track-mot", "--mot-dir", str(mot_dir), "--out-dir", str(tmp_path / "o"), "--online", "--no-refine",
+                 "--out-json", str(js)]) == 0
+    res = json.loads(js.read_text())
+    assert (res["mode"], res["latency"], res["refine"], res["dynamics"]) == ("online", 30, False, None)
+
+
+def test_a_binary_detection_file_names_the_file_line_and_option(mot_dir, tmp_path, capsys):
+    det = mot_dir / "TUD" / "det" / "bin.txt"
+    det.write_bytes(b"1,-1,10,10,20,40,0.9,-1,-1,-1\n\xd2\x04\x00\xff binary\n")
+    assert main(["track-mot", "--mot-dir", str(mot_dir), "--out-dir", str(tmp_path / "o"), "--det-file",
+                 "det/bin.txt"]) == 2
+    captured = _one_line_error(capsys, "--det-file det/bin.txt", f"{det}:2", "not a text file", "0xd2")
+    assert "codec" not in captured.err and captured.out == ""

@@ -58,6 +58,27 @@ def test_bad_audio(tmp_path):
         audio.power_sequences(str(empty))
 
 
+def test_missing_or_non_audio_file_names_it(tmp_path):
+    """A missing file is a FileNotFoundError naming it (not soundfile's \"System error\"), a file that is not audio or
+    a folder a one-line ValueError naming it; read_noisy (enhance) says the same."""
+    from pyro_dvae.data.noisy import read_noisy
+
+    missing = tmp_path / "missing.wav"
+    for read in (audio.load_audio, read_noisy):
+        with pytest.raises(FileNotFoundError, match="no such audio file") as e:
+            read(str(missing))
+        assert str(missing) in str(e.value) and "System error" not in str(e.value)
+    (tmp_path / "text.wav").write_text("hello\nworld\n")
+    for read in (audio.load_audio, read_noisy):
+        with pytest.raises(ValueError, match="cannot read audio") as e:
+            read(str(tmp_path / "text.wav"))
+        assert str(tmp_path / "text.wav") in str(e.value) and len(str(e.value).splitlines()) == 1
+        assert str(e.value).count(str(tmp_path)) == 1  # soundfile's own copy of the path is dropped
+    (tmp_path / "folder.wav").mkdir()
+    with pytest.raises(ValueError, match="folder.wav: is a folder"):
+        audio.load_audio(str(tmp_path / "folder.wav"))
+
+
 def test_empty_file_and_nan_signal(tmp_path):
     sf.write(tmp_path / "empty.wav", np.zeros(0), 16000)
     with pytest.raises(ValueError, match="no samples"):

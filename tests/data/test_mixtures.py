@@ -1,14 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from common import REALDATA, requires_realdata
 
 from pyro_dvae.data import audio
 from pyro_dvae.data import mixtures as mx
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
 SR = 16000
 
 
@@ -142,12 +140,10 @@ def test_speaker_and_note_ids_and_disjoint_splits():
         mx.note_id("Flute.vib.ff.wav")
 
 
-@pytest.mark.realdata
+@requires_realdata("speech", "music/iowa_flute")
 def test_real_speech_and_flute():
     pytest.importorskip("soundfile")
-    speech_dir, flute_dir = REAL / "speech", REAL / "music" / "iowa_flute"
-    if not (speech_dir.is_dir() and flute_dir.is_dir()):
-        pytest.skip("../shared/realdata speech / iowa_flute absent")
+    speech_dir, flute_dir = REALDATA / "speech", REALDATA / "music" / "iowa_flute"
     speech = sorted(p for p in speech_dir.rglob("*") if p.suffix in (".flac", ".wav") and "pesq_pair" not in p.parts)
     flute = sorted(flute_dir.glob("*.wav"))
     sp_train, sp_test = mx.speaker_split(speech, test_fraction=0.2, seed=0)

@@ -2,11 +2,11 @@
 """MOTChallenge IO and MOT-3T windows: real sequences, the motmetrics gt files, bad input, IoU."""
 
 import os
-from pathlib import Path
 
 import motmetrics
 import numpy as np
 import pytest
+from common import REALDATA, REALDATA_ENV, requires_realdata
 
 from pyro_dvae.data.mot import (
     MOTTable,
@@ -22,7 +22,7 @@ from pyro_dvae.data.mot import (
     xywh_to_xyxy,
 )
 
-MOT_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "realdata" / "mot"
+MOT_ROOT = REALDATA / "mot"
 SEQS = ["PETS09-S2L1", "Venice-2", "TUD-Stadtmitte", "TUD-Campus", "KITTI-17", "ETH-Sunnyday"]
 WINDOW_SEQS = ["PETS09-S2L1", "Venice-2", "TUD-Stadtmitte"]
 MM_DATA = os.path.join(os.path.dirname(motmetrics.__file__), "data")
@@ -30,7 +30,7 @@ MM_DATA = os.path.join(os.path.dirname(motmetrics.__file__), "data")
 
 def _seq_dir(name):
     if not (MOT_ROOT / name).is_dir():
-        pytest.skip(f"{MOT_ROOT / name} not present")
+        pytest.skip(f"real data absent: {MOT_ROOT / name} (set {REALDATA_ENV} to the shared realdata folder)")
     return MOT_ROOT / name
 
 
@@ -60,7 +60,7 @@ def _write(path, text):
 # Real data
 
 
-@pytest.mark.realdata
+@requires_realdata("mot")
 def test_read_seqinfo_pets():
     info = read_seqinfo(str(_seq_dir("PETS09-S2L1")))
     assert info.name == "PETS09-S2L1"
@@ -68,7 +68,7 @@ def test_read_seqinfo_pets():
     assert info.frame_rate == 7.0
 
 
-@pytest.mark.realdata
+@requires_realdata("mot")
 @pytest.mark.parametrize("name", SEQS)
 def test_real_gt_and_det(name):
     info, gt, det = _load(name)
@@ -94,14 +94,14 @@ def test_real_gt_and_det(name):
     assert np.all(np.diff(det.frame) >= 0)
 
 
-@pytest.mark.realdata
+@requires_realdata("mot")
 def test_real_acf_scores_not_probabilities():
     _, _, det = _load("PETS09-S2L1", "det/det.txt")
     assert det.score.max() > 1  # ACF scores are not in [0, 1]
     assert np.all(np.isfinite(det.score))
 
 
-@pytest.mark.realdata
+@requires_realdata("mot")
 @pytest.mark.parametrize("name", WINDOW_SEQS)
 def test_real_windows(name):
     info, gt, det = _load(name)
@@ -147,7 +147,7 @@ def test_real_windows(name):
     assert any(np.array_equal(s[:3], np.arange(3)) for s in full) or len(full) < 30
 
 
-@pytest.mark.realdata
+@requires_realdata("mot")
 def test_real_windows_seed():
     a = _windows("PETS09-S2L1", seed=3, combos_per_window=2)
     b = _windows("PETS09-S2L1", seed=3, combos_per_window=2)
@@ -164,7 +164,7 @@ def test_real_windows_seed():
     assert len(keys) == len(set(keys))
 
 
-@pytest.mark.realdata
+@requires_realdata("mot")
 def test_real_windows_second_half():
     info, _, _ = _load("PETS09-S2L1")
     full = _windows("PETS09-S2L1")
@@ -175,7 +175,7 @@ def test_real_windows_second_half():
     assert min(w.start for w in full) == 1
 
 
-@pytest.mark.realdata
+@requires_realdata("mot")
 def test_real_windows_clutter():
     plain = _windows("Venice-2", combos_per_window=3)
     clut = _windows("Venice-2", combos_per_window=3, clutter=True)
@@ -191,7 +191,7 @@ def test_real_windows_clutter():
         assert wc.obs_mask.sum() >= wp.obs_mask.sum()
 
 
-@pytest.mark.realdata
+@requires_realdata("mot")
 def test_real_windows_skipped():
     stats = WindowStats()
     ws = _windows("ETH-Sunnyday", stats=stats)
@@ -251,6 +251,25 @@ def test_malformed_line_names_file_and_line(tmp_path):
     path = _write(tmp_path / "det.txt", "1,-1,10,20,30,40,0.9\n1,-1,10,20,30,40\n")
     with pytest.raises(ValueError, match=r"det\.txt:2:"):
         read_det(path)
+
+
+def test_a_binary_file_names_the_file_and_line(tmp_path):
+    """Not UTF-8 (the issue's byte 0xd2) or with NUL bytes: a ValueError naming the file and the line, not the
+    codec's message; a byte-order mark and CR LF or CR line ends are still read as text."""
+    path = tmp_path / "det.txt"
+    path.write_bytes(b"1,-1,10,20,30,40,0.9\n\n\xd2\x04binary\n")
+    with pytest.raises(ValueError, match=r"det\.txt:3: not a text file \(byte 0xd2 at column 1") as e:
+        read_det(str(path))
+    assert str(path) in str(e.value) and "codec" not in str(e.value)
+    path.write_bytes(b"1,-1,10,20,30,40,0.9\n1,-1,1\x0020,30,40,0.9\n")
+    with pytest.raises(ValueError, match=r"det\.txt:2: not a text file \(NUL byte at column 7\)"):
+        read_det(str(path))
+    path.write_bytes(b"\xef\xbb\xbf1,-1,10,20,30,40,0.9\r\n2,-1,10,20,30,40,0.8\r3,-1,10,20,30,40,0.7")
+    np.testing.assert_array_equal(read_det(str(path)).frame, [1, 2, 3])
+    (tmp_path / "S").mkdir()
+    (tmp_path / "S" / "seqinfo.ini").write_bytes(b"[Sequence]\nname=\xd2\n")
+    with pytest.raises(ValueError, match=r"seqinfo\.ini: not a text file"):
+        read_seqinfo(str(tmp_path / "S"))
 
 
 def test_non_numeric_value(tmp_path):

@@ -94,6 +94,14 @@ def test_read_bad_rows(tmp_path, line, match):
     assert f"{path}:4:" in str(e.value)  # the file and the line (blank lines count)
 
 
+def test_read_a_binary_file_names_the_file_and_line(tmp_path):
+    path = tmp_path / "bin.txt"
+    path.write_bytes(b"1,1,10,10,5,5,1,-1,-1,-1\n\xd2\x04\xff\n")
+    with pytest.raises(ValueError, match=r"not a text file \(byte 0xd2") as e:
+        read_results(path)
+    assert f"{path}:2:" in str(e.value) and "codec" not in str(e.value)
+
+
 def test_read_accepts_short_and_spaced_rows(tmp_path):
     path = tmp_path / "ok.txt"
     path.write_text("\ufeff2, 7, 1.5, 2.5, 3, 4, 0.5\n1,3,0,0,1,1,0.25,1,-1,-1\n")

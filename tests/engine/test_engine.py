@@ -126,6 +126,30 @@ def test_resume_continues_from_the_saved_epoch(tmp_path):
     assert torch.load(tmp_path / "p.pt", weights_only=True)["training"]["epoch"] == 3
 
 
+def test_progress_is_plain_lines_when_the_output_is_not_a_terminal(capsys, monkeypatch):
+    """A redirected log (train-prior / train-noise > log) gets one plain line per epoch, no progress bar and no
+    escape codes; on a terminal Lightning's bar is shown instead."""
+    import io
+
+    from pyro_dvae.engine import run as engine_run
+
+    assert not engine_run.on_terminal(io.StringIO()) and not engine_run.on_terminal(object())
+    train, val = tracks(64, 0), tracks(16, 1)
+    cfg = training.TrainConfig(epochs=2, batch_size=32, warmup_epochs=1, patience=50)
+    torch.manual_seed(0)
+    training.train_prior(priors.build("vae", x_dim=4, **SIZES), train, val, cfg, progress=True)
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"], out
+    assert "val_loss" in lines[0] and "\r" not in out and "\x1b" not in out
+    monkeypatch.setattr(engine_run, "on_terminal", lambda stream=None: True)
+    training.train_prior(priors.build("vae", x_dim=4, **SIZES), train, val, cfg, progress=True)
+    out = capsys.readouterr().out
+    assert "epoch 1/2:" not in out and "\r" in out  # tqdm's bar
+    training.train_prior(priors.build("vae", x_dim=4, **SIZES), train, val, cfg, progress=False)
+    assert capsys.readouterr().out == ""
+
+
 # ------------------------------------------------------------------------------------------------ DDP
 class _RankState(pl.Callback):
     """Saves each rank's final weights."""

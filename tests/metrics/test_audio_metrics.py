@@ -1,14 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from common import REALDATA, requires_realdata
 
 from pyro_dvae.metrics import audio as M
 
-PESQ_PAIR = Path(__file__).resolve().parents[2].parent / "shared" / "realdata" / "speech" / "pesq_pair"
+PESQ_PAIR = REALDATA / "speech" / "pesq_pair"
 
 
 def test_si_sdr_hand_case_and_invariances():
@@ -78,15 +78,13 @@ def test_estoi_identity_and_degradation():
 def _pesq_pair():
     pytest.importorskip("pesq")
     sf = pytest.importorskip("soundfile")
-    if not PESQ_PAIR.is_dir():
-        pytest.skip("../shared/realdata/speech/pesq_pair is absent")
     ref, sr = sf.read(PESQ_PAIR / "speech.wav")
     deg, sr_deg = sf.read(PESQ_PAIR / "speech_bab_0dB.wav")
     assert sr == sr_deg == 16000
     return ref, deg
 
 
-@pytest.mark.realdata
+@requires_realdata("speech/pesq_pair")
 def test_pesq_matches_published_scores():
     ref, deg = _pesq_pair()
     assert M.pesq_score(deg, ref, 16000, "wb") == pytest.approx(1.0832337, abs=1e-4)

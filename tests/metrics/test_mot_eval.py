@@ -5,11 +5,11 @@ agreement with motmetrics, bad input."""
 import json
 import os
 import sys
-from pathlib import Path
 
 import motmetrics as mm
 import numpy as np
 import pytest
+from common import REALDATA, requires_realdata
 
 from pyro_dvae.data.mot import iou_xyxy, read_gt, read_seqinfo, xywh_to_xyxy
 from pyro_dvae.data.mot_results import val_half, write_results
@@ -18,7 +18,6 @@ from pyro_dvae.metrics.mot_eval import TABLE_COLUMNS, evaluate, format_table
 MM_DATA = os.path.join(os.path.dirname(mm.__file__), "data")
 TUD = os.path.join(MM_DATA, "TUD-Stadtmitte", "gt.txt")  # 2DMOT2015 gt: frame,id,x,y,w,h,1,wx,wy,wz
 TUD_N = 179
-REALDATA = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
 
 
 @pytest.fixture
@@ -182,11 +181,9 @@ def test_missing_trackeval_says_how_to_install(monkeypatch, tmp_path):
         evaluate({"TUD": TUD}, {"TUD": str(tmp_path / "r.txt")}, None, {"TUD": TUD_N})
 
 
-@pytest.mark.realdata
+@requires_realdata("mot17/MOT17-09")
 def test_mot17_val_half_gt_as_tracker_with_distractors(te, tmp_path):
     seq_dir = REALDATA / "mot17" / "MOT17-09"
-    if not seq_dir.is_dir():
-        pytest.skip(f"{seq_dir} not present")
     gt_file = str(seq_dir / "gt" / "gt.txt")
     arr = np.loadtxt(gt_file, delimiter=",")
     n = read_seqinfo(str(seq_dir)).length

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from common import REALDATA, requires_realdata
 
 from pyro_dvae.models.mot_tracker import Associator, TrackerConfig, track_sequence
 
-REALDATA = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
 W, H = 1000, 600
 
 
@@ -88,8 +88,7 @@ def test_a_track_dies_after_max_age_frames_without_detections():
     assert [t.id for t in assoc.finish()] == [1, 2]  # a new identity: the first track had ended
 
 
-@pytest.mark.realdata
-@pytest.mark.skipif(not (REALDATA / "mot17").is_dir(), reason="../shared/realdata/mot17 absent")
+@requires_realdata("mot17/MOT17-09")
 def test_refinement_beats_the_constant_velocity_tracker_on_mot17():
     pytest.importorskip("trackeval")
     from pyro_dvae.data.mot import read_det, read_seqinfo

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from common import REALDATA, requires_realdata
 from pyro import poutine
 from pyro.infer import TraceEnum_ELBO
 
@@ -29,7 +30,7 @@ from pyro_dvae.models.separation import (
 from pyro_dvae.nmf import NMFSeparator
 from pyro_dvae.training import TrainConfig, train_prior
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
+REAL = REALDATA
 SR = 16000
 DT = torch.float64
 
@@ -230,8 +231,31 @@ def test_model_draws_sources_from_the_priors():
     trace.compute_log_prob()
     assert trace.nodes["s"]["value"].shape == (2, 2, 5, 9, 2)
     assert all(torch.isfinite(site["log_prob_sum"]) for site in trace.nodes.values() if site["type"] == "sample")
-    with pytest.raises(ValueError, match="through a guide"):  # SRNN's p(z_t | s_<t) needs s first
-        poutine.trace(SeparationModel([tiny_prior("srnn"), tiny_prior("vae")]).model).get_trace(mix, False)
+
+
+
+@pytest.mark.parametrize("names", [("srnn", "vae"), ("vrnn", "srnn"), ("light-dvae", "hit-dvae")])
+def test_model_draws_z_with_the_source_when_the_z_prior_reads_it(names):
+    # SRNN's p(z_t | z_<t, s_<t) needs s_<t: without a guide, z and the source are drawn together, step by step;
+    # the densities of the draw are those of a re-run conditioned on the drawn values, and a source given alone
+    # leaves z drawn, with its density at the given source
+    mix = tiny_mixture(B=2, T=5)
+    model = SeparationModel([tiny_prior(n, seed=i) for i, n in enumerate(names)])
+
+    def traced(data):
+        trace = poutine.trace(poutine.condition(model.model, data=data)).get_trace(mix, False)
+        trace.compute_log_prob()
+        return trace
+
+    drawn = traced({})
+    latent = [k for k, v in drawn.nodes.items() if v["type"] == "sample" and not v["is_observed"]
+              and k not in ("batch", "sources", "batch_tf", "time", "freq")]
+    assert {"s", "z_source0", "z_source1"} <= set(latent)
+    again = traced({k: drawn.nodes[k]["value"] for k in latent})
+    assert all(torch.allclose(drawn.nodes[k]["log_prob"], again.nodes[k]["log_prob"]) for k in latent)
+    one = traced({"s": 1.5 * drawn.nodes["s"]["value"]})
+    both = traced({k: one.nodes[k]["value"] for k in latent})
+    assert all(torch.allclose(one.nodes[k]["log_prob"], both.nodes[k]["log_prob"]) for k in latent)
 
 
 # --------------------------------------------------------------------------------------------- end to end
@@ -326,6 +350,35 @@ def test_svi_model_with_autoregressive_and_static_latents():
           for n in ("srnn", "dsae")]
     out = run_separation(mix, ps, algo="enum-svi", num_iters=3)
     assert np.isfinite(out.result.losses).all() and out.stft.shape == (1, 2, 4, 9) and out.waveforms is None
+
+
+#: SI-SDR (dB, mean over the two sources) of a swapped svi guide is at least the default svi guide's minus this
+SI_SDR_MARGIN = 1.0
+
+
+def test_svi_swaps_guides_within_the_margin_of_the_default(band_priors, band_mixtures):
+    # 10 frames of the first band mixture, svi, 40 steps: the default (AutoNormal) 27.2 dB, auto-delta -0.3 dB,
+    # auto-diagonal-normal -0.1 dB (docs/guides/guides.md)
+    ps = [band_priors["low"], band_priors["high"]]
+    m = band_mixtures[0]
+    mix = m.mix[: 9 * 256]
+    refs = [m.sources["speech"][: len(mix)], m.sources["music"][: len(mix)]]
+
+    def score(guide):
+        out = run_separation(mix, ps, names=["low", "high"], algo="svi", guide=guide, num_iters=40, lr=0.05)
+        assert np.isfinite(out.result.losses).all() and out.waveforms.shape == (2, len(mix))
+        return float(np.mean([si_sdr(w, r) for w, r in zip(out.waveforms, refs)])), out
+
+    default, _ = score(None)
+    named, out = score("auto-normal")
+    assert named == default and type(out.result.guide).__name__ == "AutoNormal"  # the default is AutoNormal
+    delta, out = score("auto-delta")
+    assert default > 20.0 and delta >= default - SI_SDR_MARGIN, (default, delta)
+    assert out.result.info["enumerated_sites"] == ["w"]
+    # a dense guide over 2 x 10 x 513 x 2 source values and the latents cannot fit: one line with the sizes
+    with pytest.raises(ValueError, match=r"20,600 latent dimensions.*scale_tril") as info:
+        run_separation(mix, ps, names=["low", "high"], algo="svi", guide="auto-multivariate-normal", num_iters=1)
+    assert "\n" not in str(info.value)
 
 
 # --------------------------------------------------------------------------------------------- bad inputs
@@ -468,7 +521,7 @@ def test_example_runs_on_synthetic_signals(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- real data
-@pytest.mark.realdata
+@requires_realdata("speech/librispeech", "music/iowa_flute")
 def test_example_default_uses_shipped_priors_on_heldout_audio(tmp_path):
     """With the shared folder present, the no-argument example separates unseen speakers and notes with the
     shipped priors, and MixDVAE beats IS-NMF on both sources on average over its 6 mixtures (2 of them, on
@@ -478,11 +531,9 @@ def test_example_default_uses_shipped_priors_on_heldout_audio(tmp_path):
     import sys
 
     pytest.importorskip("soundfile")
-    if not ((REAL / "speech" / "librispeech").is_dir() and (REAL / "music" / "iowa_flute").is_dir()):
-        pytest.skip("../shared/realdata librispeech / iowa_flute absent")
     script = Path(__file__).resolve().parents[2] / "examples" / "scass_mixdvae.py"
     js = tmp_path / "table.json"
-    proc = subprocess.run([sys.executable, str(script), "--no-pesq", "--out-json", str(js)],
+    proc = subprocess.run([sys.executable, str(script), "--no-pesq", "--realdata", str(REAL), "--out-json", str(js)],
                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "shipped priors" in proc.stdout and "SYNTHETIC" not in proc.stdout
@@ -493,14 +544,12 @@ def test_example_default_uses_shipped_priors_on_heldout_audio(tmp_path):
         assert mean["mixdvae"][src]["si_sdr"] > mean["is_nmf"][src]["si_sdr"] + 1.0, mean
 
 
-@pytest.mark.realdata
+@requires_realdata("speech/librispeech", "music/iowa_flute")
 def test_real_speech_flute_mixture_improves_speech():
     pytest.importorskip("soundfile")
     from pyro_dvae.data import audio
     from pyro_dvae.data import mixtures as mx
 
-    if not ((REAL / "speech" / "librispeech").is_dir() and (REAL / "music" / "iowa_flute").is_dir()):
-        pytest.skip("../shared/realdata librispeech / iowa_flute absent")
     speech = sorted(str(p) for p in (REAL / "speech" / "librispeech").rglob("*.flac"))
     flute = sorted(str(p) for p in (REAL / "music" / "iowa_flute").glob("*.wav"))
     sp_train, sp_test = mx.speaker_split(speech, test_fraction=0.2, seed=0)

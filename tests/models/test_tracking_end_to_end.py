@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from common import REALDATA, requires_realdata
 
 from pyro_dvae import inference, pretrained
 from pyro_dvae.data.synthetic import crossing_scene, simulate_detections
@@ -15,7 +16,7 @@ from pyro_dvae.metrics import tracking_metrics
 from pyro_dvae.models.tracking import TrackingGuide, TrackingModel, greedy_tracks, run_tracking
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-MOT = ROOT.parent / "shared" / "realdata" / "mot"
+MOT = REALDATA / "mot"
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +160,7 @@ def test_example_whole_sequence_motmetrics_fallback():
     assert 0.7 * len(gt.frame) < (~fp).sum() < 0.9 * len(gt.frame)  # 10 % dropped plus the occlusion gaps
 
 
-@pytest.mark.realdata
-@pytest.mark.skipif(not MOT.is_dir(), reason="../shared/realdata/mot absent")
+@requires_realdata("mot/TUD-Stadtmitte")
 def test_track_cli_on_real_mot15(tmp_path):
     from pyro_dvae.cli import main
 
@@ -181,7 +181,8 @@ def test_tracking_config_checks_its_fields_and_overrides_replace_them(crossing):
 
     for kw, match in [(dict(method="kalman"), "method must be one of"), (dict(algo="mcmc"), "algo must be"),
                       (dict(method="vkf", algo="svi"), "VKF baseline runs with algo='vem'"),
-                      (dict(num_iters=0), "num_iters must be an integer >= 1"), (dict(lr=0.0), "lr must be a finite number > 0"),
+                      (dict(num_iters=0), "num_iters must be an integer >= 1"),
+                      (dict(lr=0.0), "lr must be a finite number > 0"),
                       (dict(clutter_prob=1.0), r"clutter_prob must be in \[0, 1\)"),
                       (dict(ratio=-1.0), "ratio must be a finite number > 0"), (dict(mode="both"), "mode must be")]:
         with pytest.raises(ValueError, match=match):

@@ -38,8 +38,8 @@ def loss_at(prior, x, mask=None, seed=0, elbo=TraceMeanField_ELBO, ss_prob=0.0):
 
 
 def test_available_names():
-    assert NAMES == ["vae", "dkf", "storn", "vrnn", "srnn", "rvae", "rvae-noncausal", "dsae", "deepar", "light-dvae",
-                     "hit-dvae"]
+    assert NAMES == ["vae", "dkf", "storn", "vrnn", "srnn", "srnn-velocity", "rvae", "rvae-noncausal", "dsae", "deepar",
+                     "light-dvae", "hit-dvae"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -355,7 +355,7 @@ def test_latent_sequence_var_scale_draws_match_the_density(name):
     assert torch.allclose(d._loc, loc, atol=1e-5) and torch.allclose(d._scale, sd, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["vae", "dkf", "rvae", "dsae", "storn"])
+@pytest.mark.parametrize("name", NAMES)
 def test_latent_sequence_prior_predictive(name):
     prior = make(name)
 
@@ -367,11 +367,52 @@ def test_latent_sequence_prior_predictive(name):
     assert out["s"].shape == (3, 6, 5) and torch.isfinite(out["s"]).all()
 
 
-def test_latent_sequence_needs_guide_for_autoregressive_z_prior():
-    prior = make("srnn")
-    with pytest.raises(ValueError, match="through a guide"):
+@pytest.mark.parametrize("name", ["srnn", "vrnn", "light-dvae", "hit-dvae"])
+def test_latent_sequence_draws_z_and_the_sequence_jointly_without_a_guide(name):
+    # p(z_t | z_{<t}, s_{<t}) reads s: without a guide, z and s are drawn together, ancestrally; the densities
+    # cached at the draw are the teacher-forced ones, and those of a re-run conditioned on the drawn values
+    prior = make(name)
+    factor = torch.tensor([1.0, 4.0, 0.25, 9.0, 2.0])
+
+    def outer():
         with pyro.plate("batch", 3, dim=-1):
-            prior.latent_sequence("s", torch.zeros(3, 6, 5))
+            return prior.latent_sequence("s", torch.zeros(3, 6, 5), var_scale=factor)
+
+    tr = poutine.trace(outer).get_trace()
+    tr.compute_log_prob()
+    for site in ("z", "s"):
+        d = tr.nodes[site]["fn"].base_dist
+        loc, scale = d.params_fn(tr.nodes[site]["value"])
+        assert torch.allclose(d._loc, loc, atol=1e-5) and torch.allclose(d._scale, scale, atol=1e-5)
+    values = {k: tr.nodes[k]["value"] for k in (*prior.latent_sites, "s")}
+    again = poutine.trace(poutine.condition(outer, data=values)).get_trace()
+    again.compute_log_prob()
+    for k in values:
+        assert torch.allclose(tr.nodes[k]["log_prob"], again.nodes[k]["log_prob"], atol=1e-4)
+    # a sequence given alone: z is still drawn, and its density is that at the given sequence
+    s = values["s"] + 0.5
+    one = poutine.trace(poutine.condition(outer, data={"s": s})).get_trace()
+    one.compute_log_prob()
+    both = poutine.trace(poutine.condition(outer, data={**{k: one.nodes[k]["value"] for k in prior.latent_sites},
+                                                        "s": s})).get_trace()
+    both.compute_log_prob()
+    for k in values:
+        assert torch.allclose(one.nodes[k]["log_prob"], both.nodes[k]["log_prob"], atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["srnn", "vrnn"])
+def test_joint_stepwise_recursion_equals_the_teacher_forced_default(name):
+    from pyro_dvae.priors.base import DVAE
+
+    prior = priors.build(name, x_dim=5, z_dim=3, residual=True, **SIZES)
+    torch.manual_seed(2)
+    eps, noise = torch.randn(2, 6, 3), torch.randn(2, 6, 5)
+
+    def feed(t, mean, var):
+        return mean + var.sqrt() * noise[..., t, :]
+
+    fast, generic = prior.joint_stepwise(eps, feed), DVAE.joint_stepwise(prior, eps, feed)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(fast, generic))
 
 
 @pytest.mark.parametrize("name", ["storn", "vrnn", "srnn"])
