@@ -24,8 +24,12 @@ TRAJ_TRAINING = {"epochs": 100, "batch_size": 256, "lr": 1e-3, "seq_len": 60}
 AUDIO_TRAINING = {"epochs": 50, "batch_size": 64, "lr": 1e-3, "seq_len": 50}
 #: frames per sequence of MDVAE (the reference's sequences)
 MDVAE_SEQ_LEN = 30
-#: the ``data`` name of the synthetic trajectories (anything else is an audio folder)
+#: the ``data`` name of the synthetic trajectories (anything else but :data:`MOT_TRACKS` is an audio folder)
 SYNTHETIC_TRAJECTORIES = "synthetic-trajectories"
+#: the ``data`` name of the real pedestrian tracks of the MOTChallenge ground truth (:mod:`pyro_dvae.data.tracks`)
+MOT_TRACKS = "mot-tracks"
+#: the ``data`` names of box trajectories
+TRAJECTORY_DATA = (SYNTHETIC_TRAJECTORIES, MOT_TRACKS)
 #: the seed offset of the synthetic validation tracks
 VAL_SEED_OFFSET = 10_000
 

@@ -3,8 +3,9 @@
 
 :class:`PriorTrainSpec` holds the settings of one run (the prior family, its data, sizes and options, the training
 schedules and files); :func:`train_prior_from_spec` fills in the per-data defaults (:mod:`pyro_dvae.presets`),
-checks the settings against each other, assembles the data (synthetic trajectories, new every epoch, or the
-memory-mapped chunk store of an audio folder, :class:`~pyro_dvae.engine.ChunkStore`), builds the prior, fits its
+checks the settings against each other, assembles the data (synthetic trajectories, new every epoch, real pedestrian
+tracks of the MOTChallenge ground truth augmented every epoch, :func:`pyro_dvae.data.tracks.track_training_data`, or
+the memory-mapped chunk store of an audio folder, :class:`~pyro_dvae.engine.ChunkStore`), builds the prior, fits its
 normalisation, evaluates it untrained, trains it (:func:`pyro_dvae.training.train_prior`) and returns the summary
 dict.
 
@@ -25,9 +26,10 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from . import presets
+from .data.tracks import RealTracks, track_training_data
 from .training import NORMALISATION_CHUNKS, TrainConfig, TrainFiles, evaluate, train_prior
 
-__all__ = ["AudioChunks", "PriorTrainSpec", "SyntheticTracks", "build_prior", "train_prior_from_spec"]
+__all__ = ["AudioChunks", "PriorTrainSpec", "RealTracks", "SyntheticTracks", "build_prior", "train_prior_from_spec"]
 
 
 @dataclass
@@ -68,7 +70,8 @@ class PriorTrainSpec:
     """The settings of one prior pre-training run (:func:`train_prior_from_spec`).
 
     :ivar model: the prior family (:func:`pyro_dvae.priors.available`).
-    :ivar data: :data:`~pyro_dvae.presets.SYNTHETIC_TRAJECTORIES` or a folder of audio files (wav / flac / ogg:
+    :ivar data: :data:`~pyro_dvae.presets.SYNTHETIC_TRAJECTORIES`, :data:`~pyro_dvae.presets.MOT_TRACKS` or a folder
+        of audio files (wav / flac / ogg:
         a power-spectrum prior; ``model="mdvae"``: audio-visual, the faces rendered from the speech).
     :ivar seq_len: frames per sequence (``None``: the per-data default, :func:`~pyro_dvae.presets.training_defaults`).
     :ivar sizes: layer sizes ``z_dim``, ``dense_dim``, ``rnn_dim``, ``z_dense`` (missing or ``None``: the
@@ -81,6 +84,8 @@ class PriorTrainSpec:
     :ivar files: the checkpoint, log and resume files (:class:`~pyro_dvae.training.TrainFiles`); its
         ``checkpoint_extra`` defaults to :func:`~pyro_dvae.presets.checkpoint_extra`.
     :ivar synthetic: the synthetic trajectories (with ``data=SYNTHETIC_TRAJECTORIES``).
+    :ivar tracks: the real tracks (with ``data=MOT_TRACKS``; :class:`~pyro_dvae.data.tracks.RealTracks`, ``None``:
+        its defaults).
     :ivar audio: the audio chunks (with an audio folder).
     """
 
@@ -95,11 +100,12 @@ class PriorTrainSpec:
     files: TrainFiles = field(default_factory=TrainFiles)
     synthetic: SyntheticTracks = field(default_factory=SyntheticTracks)
     audio: AudioChunks = field(default_factory=AudioChunks)
+    tracks: RealTracks = None
 
     @property
     def audio_data(self):
         """Whether :attr:`data` is an audio folder."""
-        return self.data != presets.SYNTHETIC_TRAJECTORIES
+        return self.data not in presets.TRAJECTORY_DATA
 
 
 def build_prior(name, kwargs, options=None):
@@ -128,6 +134,8 @@ def _check(spec, gain_db):
     if not spec.audio_data and (tuple(gain_db) != (0.0, 0.0) or tuple(audio.pitch_shift) != (0.0,)
                                 or audio.chunk_hop):
         raise ValueError("--gain-db, --pitch-shift and --chunk-hop are for audio folders (--data DIR)")
+    if spec.tracks is not None and spec.data != presets.MOT_TRACKS:
+        raise ValueError(f"--realdata, --holdout and --synthetic-fraction are for --data {presets.MOT_TRACKS}")
     if gain_db[0] > gain_db[1]:
         raise ValueError(f"--gain-db LOW HIGH: LOW must not exceed HIGH, got {gain_db[0]:g} {gain_db[1]:g}")
 
@@ -137,6 +145,9 @@ def _data(spec, seq_len):
     synthetic trajectories)."""
     from .engine import ChunkStore
 
+    if spec.data == presets.MOT_TRACKS:  # real tracks, augmented anew every epoch
+        train, val, _ = track_training_data(seq_len, spec.tracks or RealTracks(), seed=spec.seed)
+        return train, val, None
     if not spec.audio_data:  # new tracks every epoch
         s = spec.synthetic
         train, val = presets.synthetic_trajectory_data(s.num_train, s.num_val, seq_len, seed=spec.seed,

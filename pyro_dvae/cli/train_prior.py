@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""``pyro-dvae train-prior``: pre-train a DVAE prior by SVI on synthetic trajectories or an audio folder.
+"""``pyro-dvae train-prior``: pre-train a DVAE prior by SVI on synthetic trajectories, real pedestrian tracks or an
+audio folder.
 
 The options make a :class:`~pyro_dvae.training_run.PriorTrainSpec`; the run is
 :func:`~pyro_dvae.training_run.train_prior_from_spec` (per-data defaults, the checks of the options against each
@@ -26,7 +27,9 @@ def add_parser(sub, parents):
     at1 = int_at_least(1)
     p.add_argument("--model", required=True, choices=priors.available(), help="the prior family")
     p.add_argument("--data", required=True,
-                   help="'synthetic-trajectories' or a folder of wav/flac/ogg files (power-spectrum prior)")
+                   help="'synthetic-trajectories', 'mot-tracks' (the pedestrian tracks of the MOTChallenge ground "
+                        "truth in --realdata: pyro_dvae.data.tracks) or a folder of wav/flac/ogg files (power-spectrum "
+                        "prior)")
     p.add_argument("--out", required=True, help="checkpoint path (.pt), rewritten after every epoch")
     p.add_argument("--epochs", type=at1, help=f"training epochs (default {TRAJ_TRAINING['epochs']} trajectories, "
                                              f"{AUDIO_TRAINING['epochs']} audio)")
@@ -42,6 +45,7 @@ def add_parser(sub, parents):
                    help="synthetic tracks: range of frame width/height (default: MixDVAE's 16:9 statistics)")
     p.add_argument("--speed-range", type=POSITIVE, nargs=2, default=[1.0, 1.0], metavar=("LOW", "HIGH"),
                    help="synthetic tracks: per-track speed factor range (log-uniform)")
+    add_track_options(p)
     p.add_argument("--val-fraction", type=FRACTION, default=0.1, help="audio chunks held out for validation")
     p.add_argument("--batch-size", type=at1, help=f"sequences per step (default {TRAJ_TRAINING['batch_size']} "
                                                  f"trajectories, {AUDIO_TRAINING['batch_size']} audio)")
@@ -81,6 +85,17 @@ def add_parser(sub, parents):
     return p
 
 
+def add_track_options(p):
+    from ..data.tracks import MOT15_SEQUENCES
+
+    p.add_argument("--realdata", metavar="DIR",
+                   help="mot-tracks: the shared real-data folder (mot17/, mot/; default ../shared/realdata)")
+    p.add_argument("--holdout", choices=MOT15_SEQUENCES,
+                   help="mot-tracks: leave this MOT15 sequence out of training (MOT17 trains on its first halves)")
+    p.add_argument("--synthetic-fraction", type=float_in(0.0, 0.99), metavar="F",
+                   help="mot-tracks: expected fraction of each batch drawn from synthetic trajectories (default 0)")
+
+
 def model_option(text):
     """``KEY=VALUE`` of ``--model-option`` as ``(key, value)``."""
     key, sep, raw = text.partition("=")
@@ -96,8 +111,10 @@ def model_option(text):
 def run(args):
     from ..presets import SIZE_KEYS
     from ..training import TrainFiles
-    from ..training_run import AudioChunks, PriorTrainSpec, SyntheticTracks, train_prior_from_spec
+    from ..training_run import AudioChunks, PriorTrainSpec, RealTracks, SyntheticTracks, train_prior_from_spec
 
+    tracks = {key: value for key, value in (("realdata", args.realdata), ("holdout", args.holdout),
+                                            ("synthetic_fraction", args.synthetic_fraction)) if value is not None}
     spec = PriorTrainSpec(
         model=args.model, data=args.data, seq_len=args.seq_len, sizes={key: getattr(args, key) for key in SIZE_KEYS},
         residual=not args.no_residual, model_options=dict(args.model_option), seed=args.seed,
@@ -106,5 +123,6 @@ def run(args):
         synthetic=SyntheticTracks(num_train=args.num_train, num_val=args.num_val, frame_aspect=args.frame_aspect,
                                   speed_range=tuple(args.speed_range)),
         audio=AudioChunks(pitch_shift=tuple(args.pitch_shift), chunk_hop=args.chunk_hop,
-                          val_fraction=args.val_fraction, cache=args.chunk_cache))
+                          val_fraction=args.val_fraction, cache=args.chunk_cache),
+        tracks=RealTracks(**tracks) if tracks else None)
     return train_prior_from_spec(spec, engine=engine_from_args(args), progress=not args.quiet, log=print)

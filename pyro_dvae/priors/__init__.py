@@ -20,6 +20,7 @@ from .light import HiTDVAE, LigHTDVAE
 from .mdvae import MDVAE, MDVAESizes
 from .rvae import RVAE
 from .srnn import SRNN
+from .srnn_velocity import VelocitySRNN
 from .storn import STORN
 from .vae import VAE
 from .vrnn import VRNN
@@ -30,6 +31,7 @@ _PRIORS = {
     "storn": (STORN, {}),
     "vrnn": (VRNN, {}),
     "srnn": (SRNN, {}),
+    "srnn-velocity": (VelocitySRNN, {}),
     "rvae": (RVAE, {"causal": True}),
     "rvae-noncausal": (RVAE, {"causal": False}),
     "dsae": (DSAE, {}),
@@ -42,7 +44,7 @@ _BUILT_IN = frozenset(_PRIORS)
 
 __all__ = ["DVAE", "SequentialNormal", "available", "build", "prior_class", "load", "load_checkpoint", "load_spectral",
            "register", "same_prior", "unregister",
-           "VAE", "DKF", "STORN", "VRNN", "SRNN", "RVAE", "DSAE", "DeepAR",
+           "VAE", "DKF", "STORN", "VRNN", "SRNN", "VelocitySRNN", "RVAE", "DSAE", "DeepAR",
            "LigHTDVAE", "HiTDVAE", "MDVAE", "MDVAESizes"]
 
 
