@@ -7,7 +7,7 @@ field, the accepted range and the value it got, e.g. ``num_iters must be an inte
 
 import math
 
-__all__ = ["choice", "fraction", "group", "integer", "number", "positive", "unit"]
+__all__ = ["choice", "fraction", "group", "integer", "new_entry", "number", "positive", "remove_entry", "unit"]
 
 
 def integer(name, value, low, none=False):
@@ -68,3 +68,29 @@ def group(cls, value):
     if isinstance(value, dict):
         return cls(**value)
     raise TypeError(f"expected a {cls.__name__} or a dict of its fields, got {type(value).__name__}")
+
+
+def new_entry(kind, registry, name, cls, base):
+    """Check that the class ``cls`` may be added to ``registry`` (a dict: name -> class, or -> ``(class, ...)``) as
+    ``name``: a ``base`` subclass under a new, non-empty name. ``kind`` names the entries in the messages
+    (``"prior"``, ``"noise model"``).
+
+    :raises TypeError: if ``cls`` is not a ``base`` subclass.
+    :raises ValueError: if the name is empty or taken.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise TypeError(f"register takes a {base.__name__} subclass, got {cls!r}")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a {kind}'s registry name is a non-empty string, got {name!r}")
+    if name in registry:
+        held = registry[name][0] if isinstance(registry[name], tuple) else registry[name]
+        raise ValueError(f"a {kind} is already registered as {name!r} ({held.__name__})")
+
+
+def remove_entry(kind, registry, name, built_in):
+    """Remove ``name`` from ``registry``, refusing the ``built_in`` names and names it does not hold."""
+    if name in built_in:
+        raise ValueError(f"{name!r} is a built-in {kind}")
+    if name not in registry:
+        raise ValueError(f"no {kind} registered as {name!r}")
+    del registry[name]

@@ -23,6 +23,7 @@ Example::
     Dynamical Generative Speech and Noise Models", Interspeech.
 """
 
+from .. import checks
 from .base import NoiseModel, exponential_quantile, log_power, noise_anchor
 from .checkpoint import FORMAT, PriorMismatchError, load_noise_checkpoint, prior_fingerprint, save_noise
 from .deep import DeepNoise, LVNoise, NOLVNoise, NONoise
@@ -58,12 +59,7 @@ def register(name, cls):
     :raises TypeError: if ``cls`` is not a :class:`NoiseModel` subclass.
     :raises ValueError: if the name is taken, or differs from ``cls.name``.
     """
-    if not (isinstance(cls, type) and issubclass(cls, NoiseModel)):
-        raise TypeError(f"register takes a NoiseModel subclass, got {cls!r}")
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"a noise model's registry name is a non-empty string, got {name!r}")
-    if name in _NOISE:
-        raise ValueError(f"a noise model is already registered as {name!r} ({_NOISE[name].__name__})")
+    checks.new_entry("noise model", _NOISE, name, cls, NoiseModel)
     if cls.name != name:
         raise ValueError(f"{cls.__name__}.name is {cls.name!r}: set it to the registry name {name!r}")
     _NOISE[name] = cls
@@ -71,11 +67,7 @@ def register(name, cls):
 
 def unregister(name):
     """Remove a noise model added with :func:`register` (the built-in ones stay)."""
-    if name in _BUILT_IN:
-        raise ValueError(f"{name!r} is a built-in noise model")
-    if name not in _NOISE:
-        raise ValueError(f"no noise model registered as {name!r}")
-    del _NOISE[name]
+    checks.remove_entry("noise model", _NOISE, name, _BUILT_IN)
 
 
 def get(name):
@@ -88,10 +80,9 @@ def get(name):
 def build(name, num_bins, **options):
     """Build a noise model by name (``options``: ``rank``, ``seed`` for ``nmf``; ``z_dim``, ``rnn_dim``,
     ``dense_dim``, ``quantile`` for the deep models; those of its class for a :func:`register` ed one)."""
-    if name not in _NOISE:
-        raise ValueError(f"unknown noise model {name!r}; available: {', '.join(_NOISE)}")
+    cls = get(name)
     try:
-        return _NOISE[name](num_bins, **options)
+        return cls(num_bins, **options)
     except TypeError as e:
         raise ValueError(f"bad options for noise model {name!r}: {e}") from None
 

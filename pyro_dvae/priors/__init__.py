@@ -11,6 +11,7 @@ Example::
 
 import os
 
+from .. import checks
 from .base import DVAE, FORMAT, NORM_BUFFERS
 from .deepar import DeepAR
 from .distributions import SequentialNormal
@@ -76,22 +77,13 @@ def register(name, cls, **fixed):
     :raises TypeError: if ``cls`` is not a :class:`DVAE` subclass.
     :raises ValueError: if the name is taken.
     """
-    if not (isinstance(cls, type) and issubclass(cls, DVAE)):
-        raise TypeError(f"register takes a DVAE subclass, got {cls!r}")
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"a prior's registry name is a non-empty string, got {name!r}")
-    if name in _PRIORS:
-        raise ValueError(f"a prior is already registered as {name!r} ({_PRIORS[name][0].__name__})")
+    checks.new_entry("prior", _PRIORS, name, cls, DVAE)
     _PRIORS[name] = (cls, dict(fixed))
 
 
 def unregister(name):
     """Remove a prior added with :func:`register` (the built-in ones stay)."""
-    if name in _BUILT_IN:
-        raise ValueError(f"{name!r} is a built-in prior")
-    if name not in _PRIORS:
-        raise ValueError(f"no prior registered as {name!r}")
-    del _PRIORS[name]
+    checks.remove_entry("prior", _PRIORS, name, _BUILT_IN)
 
 
 def build(name, x_dim=None, z_dim=None, **sizes):
@@ -105,9 +97,7 @@ def build(name, x_dim=None, z_dim=None, **sizes):
         (``v_dim`` for DSAE; ``v_dim``, ``n_heads``, ``n_layers``, ``ff_dim`` for
         LigHT-/HiT-DVAE).
     """
-    if name not in _PRIORS:
-        raise ValueError(f"unknown prior {name!r}; available: {', '.join(_PRIORS)}")
-    cls, fixed = _PRIORS[name]
+    cls, fixed = prior_class(name), _PRIORS[name][1]
     if cls is not MDVAE:
         if x_dim is None:
             raise ValueError(f"prior {name!r} needs x_dim (the observation size)")
