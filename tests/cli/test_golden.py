@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from common import jittered_detections, tud_gt, write_tud
 
 from pyro_dvae import priors
 from pyro_dvae.cli import main
@@ -27,7 +28,6 @@ from pyro_dvae.cli import main
 GOLDEN = Path(__file__).with_name("golden")
 RECORD = os.environ.get("PYRO_DVAE_RECORD_GOLDEN") == "1"
 VOLATILE = re.compile(r"seconds|rtf|fps|threads|time", re.I)
-MOTMETRICS_TUD = os.path.join(os.path.dirname(__import__("motmetrics").__file__), "data", "TUD-Stadtmitte", "gt.txt")
 SR = 16000
 
 
@@ -135,20 +135,9 @@ def noisy(tmp_path):
 @pytest.fixture
 def mot_dir(tmp_path):
     """TUD-Stadtmitte's first 70 frames (gt shipped in motmetrics) with seeded noisy detections."""
-    rng = np.random.default_rng(0)
-    seq = tmp_path / "mot" / "TUD"
-    (seq / "gt").mkdir(parents=True)
-    (seq / "det").mkdir()
-    gt = np.loadtxt(MOTMETRICS_TUD, delimiter=",")
-    gt = gt[gt[:, 0] <= 70]
-    np.savetxt(seq / "gt" / "gt.txt", gt[:, :6], fmt="%g", delimiter=",")
-    keep = rng.random(len(gt)) > 0.1
-    boxes = gt[keep, 2:6] + 0.03 * gt[keep][:, [4, 5, 4, 5]] * rng.normal(size=(keep.sum(), 4))
-    det = np.column_stack([gt[keep, 0], -np.ones(keep.sum()), boxes, rng.uniform(0.5, 0.95, keep.sum())])
-    np.savetxt(seq / "det" / "det.txt", det, fmt="%.3f", delimiter=",")
-    (seq / "seqinfo.ini").write_text("[Sequence]\nname=TUD\nimDir=img1\nframeRate=25\nseqLength=70\n"
-                                     "imWidth=640\nimHeight=480\nimExt=.jpg\n")
-    return tmp_path / "mot"
+    gt = tud_gt(70)
+    det = jittered_detections(gt, np.random.default_rng(0), scores=(0.5, 0.95))
+    return write_tud(tmp_path / "mot", gt, det, 70, det_fmt="%.3f")
 
 
 # ------------------------------------------------------------------------------------------------ commands

@@ -10,12 +10,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from common import tud_gt, write_tud
 
 from pyro_dvae import priors
 from pyro_dvae.cli import main
 
 SR = 16000
-MOTMETRICS_TUD = os.path.join(os.path.dirname(__import__("motmetrics").__file__), "data", "TUD-Stadtmitte", "gt.txt")
 
 
 def strict_load(path):
@@ -31,17 +31,9 @@ def strict_load(path):
 def mot_dir(tmp_path):
     """One short MOTChallenge sequence (the TUD-Stadtmitte gt shipped in motmetrics, 70 frames) with
     detections made from the gt (score 0.9)."""
-    seq = tmp_path / "mot" / "TUD"
-    (seq / "gt").mkdir(parents=True)
-    (seq / "det").mkdir()
-    gt = np.loadtxt(MOTMETRICS_TUD, delimiter=",")
-    gt = gt[gt[:, 0] <= 70]
-    np.savetxt(seq / "gt" / "gt.txt", gt[:, :6], fmt="%g", delimiter=",")
+    gt = tud_gt(70)
     det = np.column_stack([gt[:, 0], -np.ones(len(gt)), gt[:, 2:6], np.full(len(gt), 0.9)])
-    np.savetxt(seq / "det" / "det.txt", det, fmt="%g", delimiter=",")
-    (seq / "seqinfo.ini").write_text("[Sequence]\nname=TUD\nimDir=img1\nframeRate=25\nseqLength=70\n"
-                                     "imWidth=640\nimHeight=480\nimExt=.jpg\n")
-    return tmp_path / "mot"
+    return write_tud(tmp_path / "mot", gt, det, 70)
 
 
 def track(mot_dir, *extra):

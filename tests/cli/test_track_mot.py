@@ -3,14 +3,12 @@
 and wrong priors, options that would be ignored."""
 
 import json
-import os
 
 import numpy as np
 import pytest
+from common import jittered_detections, tud_gt, write_tud
 
 from pyro_dvae.cli import main
-
-MOTMETRICS_TUD = os.path.join(os.path.dirname(__import__("motmetrics").__file__), "data", "TUD-Stadtmitte", "gt.txt")
 
 
 @pytest.fixture
@@ -18,21 +16,12 @@ def mot_dir(tmp_path):
     """TUD-Stadtmitte (the gt shipped in motmetrics, 179 frames) with detections simulated from the gt: box
     noise, 10 % misses, one low-score false positive per frame."""
     rng = np.random.default_rng(0)
-    seq = tmp_path / "mot" / "TUD"
-    (seq / "gt").mkdir(parents=True)
-    (seq / "det").mkdir()
-    gt = np.loadtxt(MOTMETRICS_TUD, delimiter=",")
-    np.savetxt(seq / "gt" / "gt.txt", gt[:, :6], fmt="%g", delimiter=",")
-    keep = rng.random(len(gt)) > 0.1
-    boxes = gt[keep, 2:6] + 0.03 * gt[keep][:, [4, 5, 4, 5]] * rng.normal(size=(keep.sum(), 4))
-    det = np.column_stack([gt[keep, 0], -np.ones(keep.sum()), boxes, rng.uniform(0.7, 0.95, keep.sum())])
+    gt = tud_gt()
+    det = jittered_detections(gt, rng, scores=(0.7, 0.95))
     n = int(gt[:, 0].max())
     fp = np.column_stack([np.arange(1, n + 1), -np.ones(n), rng.uniform(0, 500, (n, 2)), np.full((n, 2), 50),
                           rng.uniform(0.1, 0.3, n)])
-    np.savetxt(seq / "det" / "det.txt", np.vstack([det, fp]), fmt="%g", delimiter=",")
-    (seq / "seqinfo.ini").write_text(f"[Sequence]\nname=TUD\nimDir=img1\nframeRate=25\nseqLength={n}\n"
-                                     "imWidth=640\nimHeight=480\nimExt=.jpg\n")
-    return tmp_path / "mot"
+    return write_tud(tmp_path / "mot", gt, np.vstack([det, fp]), n)
 
 
 def test_track_mot_writes_motchallenge_results_and_scores_them(mot_dir, tmp_path, capsys):
