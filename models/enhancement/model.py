@@ -110,7 +110,7 @@ def encoder_parameter_names(prior):
         zz = z.detach().requires_grad_(True)
         latents = {"z": zz, **{k: v.detach() for k, v in statics.items()}}
         out = prior.expected(*prior.emission_params(zz, x, latents))[1].sum()
-        z_prior = prior.z_prior_params(zz, x)
+        z_prior = prior.z_prior_params(zz, x, latents)
         if z_prior is not None:
             out = out + z_prior[0].sum() + z_prior[1].sum()
         gen = reached(out)

@@ -73,7 +73,8 @@ def _encoder_draw(prior, power, sample, previous=None):
             q_loc, q_scale = d.bind(value) if isinstance(d, SequentialNormal) else (d.base_dist.loc,
                                                                                    d.base_dist.scale)
         latents[name] = value
-        p = prior.z_prior_params(value, x if prior.autoregressive else None) if name == "z" else None
+        statics = {k: v for k, v in latents.items() if k != "z"}  # the encoder's w (site v), drawn before z
+        p = prior.z_prior_params(value, x if prior.autoregressive else None, statics) if name == "z" else None
         p_loc, p_scale = p if p is not None else (torch.zeros_like(value), torch.ones_like(value))
         step_kl = kl_divergence(dist.Normal(q_loc, q_scale), dist.Normal(p_loc, p_scale))
         kl = kl + step_kl.reshape(*x.shape[:2], -1).sum(-1)

@@ -132,13 +132,15 @@ class SeparationModel(PyroModule):
         if type(prior).z_prior_params is DVAE.z_prior_params:
             z_dist = standard_normal_steps(z_like)
         else:
+            statics = {k: v for k, v in out.items() if k != "z"}  # this source's w (site v), if any
+
             def params(z, prior=prior, n=n):
                 if not prior.autoregressive:
-                    return prior.z_prior_params(z, None)
+                    return prior.z_prior_params(z, None, statics)
                 if "power" not in cell:
                     raise ValueError(f"the {prior.name} prior of z reads the source spectra: draw z and s through "
                                      "a guide")
-                return prior.z_prior_params(z, cell["power"][:, n:n + 1])
+                return prior.z_prior_params(z, cell["power"][:, n:n + 1], statics)
 
             # p(z_t | z_<t, s_<t): without a guide, z and the source are drawn together
             draw = self._joint_draw(n, prior, power_like, out, joint) if prior.autoregressive else None
@@ -163,7 +165,8 @@ class SeparationModel(PyroModule):
 
             if "v" in prior.latent_sites:  # this model's z prior is z_prior_params, its emission reads the statics
                 moments = lambda z, x: prior.expected(*prior.emission_params(z, x, statics))  # noqa: E731
-                z, loc, scale, _, _ = prior.joint_teacher_forced(eps, feed, prior.z_prior_params, moments)
+                z, loc, scale, _, _ = prior.joint_teacher_forced(
+                    eps, feed, lambda z, x: prior.z_prior_params(z, x, statics), moments)
             else:
                 z, loc, scale, _, _ = prior.joint_stepwise(eps, feed, statics)
             joint[n] = (z, torch.stack(draws, -3))

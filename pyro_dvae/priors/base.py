@@ -27,6 +27,7 @@ is the complex Gaussian ``X_ft ~ CN(0, v_ft)`` up to a constant, i.e. an Itakura
 """
 
 import functools
+import inspect
 import os
 import tempfile
 import warnings
@@ -130,6 +131,9 @@ class DVAE(PyroModule):
                 setattr(cls, new, own[old])
             elif new in own and old not in own:
                 setattr(cls, old, _deprecated_alias(own[new], old, new))
+        hook = cls.__dict__.get("z_prior_params")
+        if hook is not None and "latents" not in inspect.signature(hook).parameters:
+            cls.z_prior_params = _with_latents(hook)
 
     def __init__(self, x_dim, z_dim=16, emission="gaussian", dense_dim=256, rnn_dim=128, z_dense=(64, 32),
                  residual=False):
@@ -532,15 +536,19 @@ class DVAE(PyroModule):
             means.append(mean), vars_.append(var)
         return torch.stack(means, -2), torch.stack(vars_, -2)
 
-    def z_prior_params(self, z, x):
-        """Parameters of the prior of ``z``, ``p(z_t | z_{<t}, x_{<t})``, teacher-forced on ``z`` (and ``x``) for
-        every step at once; ``None`` (the default) means ``N(0, I)`` per step. Subclasses MAY override it and
+    def z_prior_params(self, z, x, latents=None):
+        """Parameters of the prior of ``z``, ``p(z_t | z_{<t}, x_{<t}, w)``, teacher-forced on ``z`` (and ``x``)
+        for every step at once; ``None`` (the default) means ``N(0, I)`` per step. Subclasses MAY override it and
         MUST when :meth:`model_sites` draws ``z`` from anything but ``N(0, I)``: :meth:`latent_sequence`, the
-        separation model's ``z`` sites and KLs and the enhancement model read it.
+        separation model's ``z`` sites and KLs and the enhancement model read it. An override written without the
+        ``latents`` parameter still works (the base class adds it and ignores it).
 
         :param torch.Tensor z: ``(*batch, T, z_dim)`` latents.
         :param torch.Tensor x: ``(*batch, T, x_dim)`` sequence the prior of ``z`` conditions on (autoregressive
             priors such as SRNN / VRNN; it may be ``None`` for the others, which ignore it).
+        :param dict latents: the static latents by site name (``"v"`` ``(*batch, dim)``: LigHT / HiT-DVAE's
+            ``w``), for priors whose prior of ``z`` reads them; the task models pass the values of their own
+            ``v`` sites or E-Z steps (the encoder's ``w``). ``None``: the prior's own fallback.
         :returns: ``(loc, scale)``, each ``(*batch, T, z_dim)``, or ``None``.
         """
         return None
@@ -696,6 +704,15 @@ def _deprecated_alias(impl, old, new):
 for _old, _new in DEPRECATED_HOOKS.items():
     setattr(DVAE, _old, _deprecated_alias(DVAE.__dict__[_new], _old, _new))
 del _old, _new
+
+
+def _with_latents(hook):
+    """``z_prior_params`` written as ``(self, z, x)``: accept and ignore ``latents``."""
+    @functools.wraps(hook)
+    def z_prior_params(self, z, x, latents=None):
+        return hook(self, z, x)
+
+    return z_prior_params
 
 
 def standard_normal_steps(like):

@@ -78,7 +78,7 @@ class DKF(DVAE):
         z = yield "z", SequentialNormal(lambda z: self.trans(shift_right(z)), like)
         return self.decode_params(z, x, lengths)
 
-    def z_prior_params(self, z, x):
+    def z_prior_params(self, z, x, latents=None):
         return self.trans(shift_right(z))
 
     def decode_params(self, z, x, lengths):

@@ -64,7 +64,7 @@ class DSAE(DVAE):
     def _emit(self, z, v):
         return self._out(self.dec(torch.cat([z, v.unsqueeze(-2).expand(*z.shape[:-1], self.v_dim)], -1)))
 
-    def z_prior_params(self, z, x):
+    def z_prior_params(self, z, x, latents=None):
         return self.p_head(self.rnn_p(shift_right(z)))
 
     def emission_params(self, z, x, latents):

@@ -205,22 +205,28 @@ class TransformerDVAE(DVAE):
         """Teacher-forced ``(loc, scale)`` of ``p(z_t | z_{<t}, s_{<t}, w)`` for every step."""
         return self._zprior_from(z, v, self._mem(x))
 
-    def z_prior_params(self, z, x):  # the base-class hook has no w: not used (latent_sequence is overridden)
-        return self.z_prior(z, x, z.new_zeros(*z.shape[:-2], self.v_dim))
+    def z_prior_params(self, z, x, latents=None):
+        """:meth:`z_prior` with ``w = latents["v"]`` if given, else the posterior mean ``q(w | x)`` (the encoder's
+        ``w``, as in :meth:`decode_stepwise`)."""
+        return self.z_prior(z, x, self._static(z, x, latents))
+
+    def _static(self, z, x, latents):
+        """``w``: ``latents["v"]`` if given, else the posterior mean ``q(w | x)`` when ``x`` is given, else the
+        prior mean 0."""
+        v = (latents or {}).get("v")
+        if v is not None:
+            return v
+        if x is None:
+            return z.new_zeros(*z.shape[:-2], self.v_dim)
+        x, _, _ = self.prepare_input(x, None)
+        return self._q_v(self.phi_x(self.features(x)), None).mean
 
     # ------------------------------------------------------------ step by step
     def decode_stepwise(self, z, feed, x=None, latents=None):
         """As :meth:`DVAE.decode_stepwise`; ``w`` is ``latents["v"]`` if given, else the posterior mean
         ``q(w | x)`` when ``x`` is given, else its prior mean 0. Recomputes the causal decoder on the prefix at
         every step."""
-        v = (latents or {}).get("v")
-        if v is None:
-            if x is not None:
-                x, _, _ = self.prepare_input(x, None)
-                v = self._q_v(self.phi_x(self.features(x)), None).mean
-            else:
-                v = z.new_zeros(*z.shape[:-2], self.v_dim)
-        return self._stepwise(z, feed, v)
+        return self._stepwise(z, feed, self._static(z, x, latents))
 
     def stepwise_decode(self, z, feed):
         return self._stepwise(z, feed, z.new_zeros(*z.shape[:-2], self.v_dim))

@@ -88,7 +88,7 @@ class SRNN(DVAE):
         z = yield "z", SequentialNormal(params_fn, like)
         return self._out(self.dec(torch.cat([cache["h"], z], -1)), cache["x_in"])
 
-    def z_prior_params(self, z, x):
+    def z_prior_params(self, z, x, latents=None):
         return self.p_head(self.prior(torch.cat([self._h(x), shift_right(z)], -1)))
 
     def decode_params(self, z, x, lengths):

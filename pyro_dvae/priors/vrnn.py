@@ -76,7 +76,7 @@ class VRNN(DVAE):
         z = yield "z", SequentialNormal(params_fn, like)
         return self._out(self.dec(torch.cat([self.phi_z(z), cache["h"]], -1)), cache["x_in"])
 
-    def z_prior_params(self, z, x):
+    def z_prior_params(self, z, x, latents=None):
         return self.p_head(self.prior(self._h(self.phi_x(self.features(x)), z)))
 
     def decode_params(self, z, x, lengths):

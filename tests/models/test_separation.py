@@ -224,6 +224,49 @@ def test_sequential_es_decodes_with_the_encoders_static_latents(monkeypatch):
     assert seen and all(torch.equal(s["v"], encoded) for s in seen) and encoded.abs().sum() > 0
 
 
+def test_es_kl_and_z_prior_use_the_encoders_static_latent():
+    """The E-Z step's KL of LigHT-DVAE is KL(q(w | x) || N(0, I)) + KL(q(z | x, w) || p(z | z_<t, s_<t, w)) at the
+    encoder's draw of w (not at w = 0, nor at another w), and z_prior_params reads the w it is given."""
+    from torch.distributions import Normal, kl_divergence
+
+    from pyro_dvae.models.separation.guide import LatentBlock
+
+    mix = tiny_mixture(B=1, T=5)
+    light = tiny_prior("light-dvae")
+    model = SeparationModel([light, tiny_prior("vae", seed=1)], ["a", "b"])
+    power = (mix.abs() ** 2).unsqueeze(1)
+    torch.manual_seed(3)
+    block = LatentBlock(sample=True)
+    block.encode(model, [power, power])
+    w, z = block.latents[0]["v"], block.latents[0]["z"]
+    w_mean = light.encode(power, with_statics=True)[1]["v"]
+    assert not torch.allclose(w, w_mean)  # a draw, so the fallback (the posterior mean) would not do
+    p_loc, p_scale = light.z_prior(z, power, w)
+    assert not torch.allclose(p_loc, light.z_prior(z, power, torch.zeros_like(w))[0])  # w matters to p(z)
+    assert torch.allclose(torch.stack(light.z_prior_params(z, power, {"v": w})), torch.stack((p_loc, p_scale)))
+    assert torch.allclose(torch.stack(light.z_prior_params(z, power)), torch.stack(light.z_prior(z, power, w_mean)))
+    # the KL the block holds, recomputed by hand from the encoder's distributions at the drawn w
+    gen = light.guide_sites(power, None)
+    _, q_v = next(gen)
+    _, q_z = gen.send(w)
+    by_hand = (kl_divergence(q_v.base_dist, Normal(0.0, 1.0)).sum(-1)
+               + kl_divergence(q_z.base_dist, Normal(p_loc, p_scale)).sum((-2, -1)))
+    assert torch.allclose(block.kl[:, 0], by_hand.reshape(-1))
+
+
+def test_an_old_style_z_prior_override_still_works():
+    class Old(priors.DKF):
+        name = "old-dkf"
+
+        def z_prior_params(self, z, x):
+            return super().z_prior_params(z, x)
+
+    torch.manual_seed(0)
+    p = Old(4, 2, dense_dim=8, rnn_dim=8, z_dense=(8,))
+    z = torch.randn(2, 3, 2)
+    assert all(torch.equal(a, b) for a, b in zip(p.z_prior_params(z, None, {"v": z[:, 0]}), p.z_prior_params(z, None)))
+
+
 def test_model_draws_sources_from_the_priors():
     mix = tiny_mixture(B=2, T=5)
     model = SeparationModel([tiny_prior("vae"), tiny_prior("storn", seed=1)])  # storn: autoregressive decoder
