@@ -5,7 +5,7 @@ is left unset), and the synthetic-trajectory data it trains motion priors on.
 - :data:`TRAJ_SIZES` / :data:`SPEC_SIZES`: the layer sizes of a trajectory (box) prior and of a spectral (audio)
   prior; :func:`prior_kwargs` turns a family name, the kind of data and any explicit sizes into the keyword
   arguments of :func:`pyro_dvae.priors.build`;
-- :data:`TRAJ_TRAINING` / :data:`AUDIO_TRAINING`: epochs, batch size, learning rate and sequence length per kind
+- :data:`TRAJ_TRAINING` / :data:`AUDIO_TRAINING`: epochs, batch size, learning rate, KL weight and sequence length per kind
   of data (:func:`training_defaults`; MDVAE trains on 30-frame sequences);
 - :func:`synthetic_trajectory_data`: the training stream and the validation set of synthetic box trajectories;
 - :func:`checkpoint_extra`: the front-end entries a spectral (or audio-visual) prior's checkpoint carries.
@@ -20,10 +20,14 @@ SPEC_SIZES = {"z_dim": 16, "dense_dim": 256, "rnn_dim": 128, "z_dense": [64, 32]
 #: the size keys of :func:`prior_kwargs`
 SIZE_KEYS = ("z_dim", "dense_dim", "rnn_dim", "z_dense")
 #: training defaults per kind of data (an option left unset takes these)
-TRAJ_TRAINING = {"epochs": 100, "batch_size": 256, "lr": 1e-3, "seq_len": 60}
-AUDIO_TRAINING = {"epochs": 50, "batch_size": 64, "lr": 1e-3, "seq_len": 50}
+TRAJ_TRAINING = {"epochs": 100, "batch_size": 256, "lr": 1e-3, "beta": 1.0, "seq_len": 60}
+#: audio: the DVAE speech-enhancement reference's KL weight (0.01) and more, smaller steps than its batch of 128:
+#: 36 minutes of speech are 70 steps of 32 chunks an epoch
+AUDIO_TRAINING = {"epochs": 100, "batch_size": 32, "lr": 1e-3, "beta": 0.01, "seq_len": 50}
 #: frames per sequence of MDVAE (the reference's sequences)
 MDVAE_SEQ_LEN = 30
+#: MDVAE's training defaults (the audio-visual benchmark's recipe)
+MDVAE_TRAINING = {"epochs": 50, "batch_size": 64, "lr": 1e-3, "beta": 1.0, "seq_len": MDVAE_SEQ_LEN}
 #: the ``data`` name of the synthetic trajectories (anything else but :data:`MOT_TRACKS` is an audio folder)
 SYNTHETIC_TRAJECTORIES = "synthetic-trajectories"
 #: the ``data`` name of the real pedestrian tracks of the MOTChallenge ground truth (:mod:`pyro_dvae.data.tracks`)
@@ -35,11 +39,11 @@ VAL_SEED_OFFSET = 10_000
 
 
 def training_defaults(audio, model=None):
-    """``{"epochs", "batch_size", "lr", "seq_len"}`` for audio folders (``audio=True``) or synthetic trajectories;
-    ``model="mdvae"`` trains on :data:`MDVAE_SEQ_LEN`-frame sequences."""
+    """``{"epochs", "batch_size", "lr", "beta", "seq_len"}`` for audio folders (``audio=True``) or trajectories;
+    ``model="mdvae"`` keeps :data:`MDVAE_TRAINING` (its own KL weights, 30-frame sequences)."""
     defaults = dict(AUDIO_TRAINING if audio else TRAJ_TRAINING)
     if model == "mdvae":
-        defaults["seq_len"] = MDVAE_SEQ_LEN
+        defaults.update(MDVAE_TRAINING)
     return defaults
 
 

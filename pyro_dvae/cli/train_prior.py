@@ -50,7 +50,8 @@ def add_parser(sub, parents):
     p.add_argument("--batch-size", type=at1, help=f"sequences per step (default {TRAJ_TRAINING['batch_size']} "
                                                  f"trajectories, {AUDIO_TRAINING['batch_size']} audio)")
     p.add_argument("--lr", type=POSITIVE, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--beta", type=POSITIVE, default=1.0, help="final KL weight")
+    p.add_argument("--beta", type=POSITIVE, help=f"final KL weight (default {TRAJ_TRAINING['beta']:g} trajectories, "
+                                                 f"{AUDIO_TRAINING['beta']:g} audio)")
     p.add_argument("--warmup-epochs", type=int_at_least(0),
                    help="epochs of linear KL warm-up (default: the first 20 %% of --epochs)")
     p.add_argument("--ss-start", type=int_at_least(0),

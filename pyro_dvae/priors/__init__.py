@@ -155,6 +155,8 @@ def load(path, map_location="cpu", expect=None):
     if expect is not None and name != expect:
         raise ValueError(f"{path} holds a {name!r} prior, expected {expect!r}")
     config = dict(ckpt["config"])
+    if config.get("emission") == "spectral":  # spectral checkpoints written before the option: raw output
+        config.setdefault("spectral_output", "raw")
     prior = build(name, config.pop("x_dim"), config.pop("z_dim"), **config)
     state = dict(ckpt["state_dict"])
     for key in NORM_BUFFERS:  # checkpoints written before the normalisation buffers: identity

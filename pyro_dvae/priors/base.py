@@ -48,6 +48,13 @@ EMISSIONS = ("gaussian", "spectral")
 FORMAT = "pyro_dvae.prior"
 FORMAT_VERSION = 1
 SPECTRAL_FLOOR = 1e-8
+#: How a spectral decoder's output layer maps to the log-variance: ``"standardised"`` (``log v = x_loc + gamma +
+#: x_scale * a``, in the units of the standardised log-power input) or ``"raw"`` (``log v = a``: checkpoints written
+#: before the option; the output bias then needs ~10^4 Adam steps to reach the level of quiet bins).
+SPECTRAL_OUTPUTS = ("standardised", "raw")
+#: Range of a standardised spectral decoder's log-variance (float32-safe).
+SPECTRAL_LOGVAR_RANGE = (-40.0, 30.0)
+EULER_GAMMA = 0.5772156649015329
 NORM_BUFFERS = ("x_loc", "x_scale", "out_scale")
 #: The hooks' underscore names before they became public -> their public names. A subclass that still defines
 #: an old name (and not the new one) has it aliased to the new name with a :class:`DeprecationWarning`; calling
@@ -101,6 +108,7 @@ class DVAE(PyroModule):
     :param tuple z_dense: hidden sizes of the latent-side MLPs.
     :param bool residual: autoregressive Gaussian priors only: the decoder predicts the change from
         ``x_{t-1}`` (``loc_t = x_{t-1} + f(...)``), which lets small networks model slow motion precisely.
+    :param str spectral_output: spectral emissions only: ``"standardised"`` or ``"raw"`` output units (below).
 
     Data normalisation (buffers saved with the weights, identity until :meth:`fit_normalisation`):
     the networks read standardised features ``(f(x) - x_loc) / x_scale`` (``f`` is the identity for
@@ -108,7 +116,10 @@ class DVAE(PyroModule):
     units, ``loc = base + out_scale * a``, ``logvar = b + 2 log out_scale``, with ``base = x_{t-1}`` for
     residual decoders (``out_scale`` = std of the per-step change) and ``x_loc`` otherwise. Box
     trajectories move by ~1e-3 per frame: without this, the output log-variance alone needs thousands
-    of optimiser steps to reach its scale.
+    of optimiser steps to reach its scale. A spectral emission likewise (``spectral_output="standardised"``, the
+    default) gives ``log v = x_loc + gamma + x_scale * a`` (``gamma`` Euler's constant, the gap between
+    ``E[log |X|^2]`` and ``log v``), starting every bin at its mean level; ``"raw"`` (``log v = a``) is what
+    spectral checkpoints written before the option hold (:func:`~pyro_dvae.priors.load` rebuilds them so).
     """
 
     name = None  # registry name, set by subclasses
@@ -136,8 +147,11 @@ class DVAE(PyroModule):
             cls.z_prior_params = _with_latents(hook)
 
     def __init__(self, x_dim, z_dim=16, emission="gaussian", dense_dim=256, rnn_dim=128, z_dense=(64, 32),
-                 residual=False):
+                 residual=False, spectral_output="standardised"):
         super().__init__()
+        if spectral_output not in SPECTRAL_OUTPUTS:
+            raise ValueError(f"spectral_output must be one of {SPECTRAL_OUTPUTS}, got {spectral_output!r}")
+        self.spectral_output = spectral_output
         if residual and (emission != "gaussian" or not self.autoregressive):
             raise ValueError("residual=True needs an autoregressive prior with a gaussian emission")
         self.residual = bool(residual)
@@ -193,6 +207,7 @@ class DVAE(PyroModule):
             "rnn_dim": self.rnn_dim,
             "z_dense": list(self.z_dense),
             **({"residual": True} if self.residual else {}),
+            **({"spectral_output": self.spectral_output} if self.emission == "spectral" else {}),
             **self.extra_config(),
         }
 
@@ -510,7 +525,11 @@ class DVAE(PyroModule):
         """
         loc, logvar = self.emit(h)
         if self.emission != "gaussian":
-            return loc, logvar
+            if self.spectral_output == "raw":
+                return loc, logvar
+            # standardised: a = 0 is each bin's mean log-power (+ Euler's gamma, the offset of E[log |X|^2] below
+            # log v for a complex Gaussian); a = 1 one standard deviation above it
+            return loc, (self.x_loc + EULER_GAMMA + self.x_scale * logvar).clamp(*SPECTRAL_LOGVAR_RANGE)
         if not self.residual:
             base = self.x_loc
         elif step:

@@ -9,22 +9,25 @@
 import pyro.distributions as dist
 
 from .base import DVAE, Emission, standard_normal_steps
-from .nn import GaussianHead, mlp, mlp_out_dim
+from .nn import GaussianHead, mlp
 
 
 class VAE(DVAE):
-    """``p(z_t) = N(0, I)``, ``p(x_t | z_t)``, ``q(z_t | x_t)``, independently per frame."""
+    """``p(z_t) = N(0, I)``, ``p(x_t | z_t)``, ``q(z_t | x_t)``, independently per frame.
+
+    Encoder ``x -> dense_dim -> z`` and decoder ``z -> dense_dim -> x``, one tanh layer each (the frame VAE of the
+    DVAE speech-enhancement reference, 513-128-16 there); ``z_dense`` is not used: a decoder through narrow
+    latent-side layers learns the spectral envelope of speech but not its harmonics.
+    """
 
     name = "vae"
 
     def __init__(self, x_dim, z_dim=16, **kw):
         super().__init__(x_dim, z_dim, **kw)
-        enc_h = [self.dense_dim, *self.z_dense]
-        self.enc = mlp(x_dim, enc_h)
-        self.enc_head = GaussianHead(mlp_out_dim(x_dim, enc_h), z_dim)
-        dec_h = [*reversed(self.z_dense), self.dense_dim]
-        self.dec = mlp(z_dim, dec_h)
-        self.emit = Emission(mlp_out_dim(z_dim, dec_h), x_dim, self.emission)
+        self.enc = mlp(x_dim, [self.dense_dim])
+        self.enc_head = GaussianHead(self.dense_dim, z_dim)
+        self.dec = mlp(z_dim, [self.dense_dim])
+        self.emit = Emission(self.dense_dim, x_dim, self.emission)
 
     def _q(self, x):
         loc, scale = self.enc_head(self.enc(self.features(x)))

@@ -489,3 +489,30 @@ def test_srnn_h_reuse_never_serves_stale_values():
         fx = prior.phi_x(prior.features(x))
         assert torch.equal(h3, prior.rnn_h(torch.cat([torch.zeros_like(fx[:, :1]), fx[:, :-1]], 1)))
     assert prior._h(x).requires_grad  # never reused with autograd on
+
+
+@pytest.mark.parametrize("name", ["vae", "srnn", "rvae", "light-dvae"])
+def test_standardised_spectral_output_starts_at_each_bins_level(name, tmp_path):
+    """A spectral decoder's zero output is each bin's mean log-power plus Euler's gamma (so an untrained prior
+    already predicts E[log |X|^2] of the training data); a checkpoint written before the option (no
+    ``spectral_output`` in its config) rebuilds with the raw output it was trained with."""
+    p = make(name, "spectral", x_dim=6)
+    x = torch.rand(4, 7, 6) * torch.logspace(-6, 2, 6)
+    p.fit_normalisation(x)
+    with torch.no_grad():
+        p.emit.logvar.weight.zero_(), p.emit.logvar.bias.zero_()
+        z = torch.randn(4, 7, p.z_dim)
+        logvar = p.emission_params(z, x, {"z": z, "v": torch.zeros(4, getattr(p, "v_dim", 1))})[1]
+    want = torch.log(x + 1e-8).mean((0, 1)) + 0.5772156649015329
+    assert torch.allclose(logvar, want.expand_as(logvar), atol=1e-5)
+    assert p.config["spectral_output"] == "standardised"
+    ckpt = p.checkpoint()
+    del ckpt["config"]["spectral_output"]
+    torch.save(ckpt, tmp_path / "old.pt")
+    old = priors.load(tmp_path / "old.pt")
+    assert old.spectral_output == "raw"
+    with torch.no_grad():
+        assert torch.equal(old.emission_params(z, x, {"z": z, "v": torch.zeros(4, getattr(p, "v_dim", 1))})[1],
+                           torch.zeros_like(logvar))
+    with pytest.raises(ValueError, match="spectral_output"):
+        priors.build(name, x_dim=6, z_dim=3, emission="spectral", spectral_output="log", **SIZES)
