@@ -20,6 +20,11 @@ class TrackerConfig:
     :ivar refine: run the MixDVAE refinement (stage 2).
     :ivar dynamics: the refinement's dynamics: ``"dvae"`` (the DVAE prior, MixDVAE) or ``"cv"`` (constant
         velocity, the VKF baseline of the same model).
+    :ivar relink: join a track that ended to one born later (:mod:`.relink`), forecasting with ``"dvae"`` (the
+        refinement's trajectory prior) or ``"cv"`` (constant velocity); ``"off"``: no re-linking.
+    :ivar relink_gap: the longest gap (seconds) a re-link bridges; ``relink_cost``: the largest cost of a joined
+        pair (forecast centre error in heights + absolute log height ratio); ``relink_context``: subsampled
+        boxes the forecast starts from.
     :ivar window: frames per refinement window; ``iters``: VEM iterations; ``clutter_prob``: prior weight of
         the clutter class in E-W.
     """
@@ -36,6 +41,10 @@ class TrackerConfig:
     window: int = 60
     iters: int = 10
     clutter_prob: float = 0.0
+    relink: str = "off"
+    relink_gap: float = 2.0
+    relink_cost: float = 1.0
+    relink_context: int = 8
 
     def __post_init__(self):
         for name in ("high_score", "low_score", "birth_score", "match_iou", "low_match_iou", "confirm_iou",
@@ -45,5 +54,9 @@ class TrackerConfig:
             raise ValueError(f"low_score ({self.low_score}) must not exceed high_score ({self.high_score})")
         self.max_age = checks.integer("max_age", self.max_age, 1)
         checks.choice("dynamics", self.dynamics, ("dvae", "cv"))
+        checks.choice("relink", self.relink, ("dvae", "cv", "off"))
+        checks.positive("relink_gap", self.relink_gap)
+        checks.positive("relink_cost", self.relink_cost)
+        self.relink_context = checks.integer("relink_context", self.relink_context, 2)
         self.window = checks.integer("window", self.window, 2)
         self.iters = checks.integer("iters", self.iters, 1)

@@ -46,12 +46,13 @@ class SequenceInput:
 
 
 def tracker_settings(*, no_refine=False, online=False, latency=None, prior=None, dynamics=None, window=None,
-                     iters=None):
+                     iters=None, relink=None):
     """``(config, latency)`` from the options of ``pyro-dvae track-mot`` (``None``: the option was not given).
 
     Options that would be ignored are one-line :class:`ValueError` s naming them: ``--latency`` without
     ``--online``, a refinement option (``--prior``, ``--dynamics``, ``--window``, ``--iters``) with
-    ``--no-refine``, ``--prior`` with ``--dynamics cv`` (constant velocity uses no prior).
+    ``--no-refine``, ``--prior`` with ``--dynamics cv`` and no ``--relink dvae`` (then nothing uses a prior),
+    ``--relink`` with ``--online`` (re-linking is offline).
 
     :returns: the :class:`TrackerConfig` (the options given over its defaults) and the latency in frames
         (:data:`DEFAULT_LATENCY` with ``online`` and no ``latency``; ``None``: offline).
@@ -65,11 +66,15 @@ def tracker_settings(*, no_refine=False, online=False, latency=None, prior=None,
     if latency is not None and not online:
         raise ValueError(f"--latency {latency} needs --online (offline tracking refines each track once its "
                          "sequence is over): add --online or drop --latency")
-    if prior is not None and dynamics == "cv":
+    fields = {k: v for k, v in (("dynamics", dynamics), ("window", window), ("iters", iters), ("relink", relink))
+              if v is not None}
+    config = TrackerConfig(refine=not no_refine, **fields)
+    if online and relink not in (None, "off"):
+        raise ValueError(f"--relink {relink} with --online: re-linking reads tracks born later (offline only); "
+                         "drop --relink or --online")
+    if prior is not None and dynamics == "cv" and config.relink != "dvae":
         raise ValueError("--prior with --dynamics cv: constant-velocity refinement uses no prior; drop --prior or "
                          "use --dynamics dvae")
-    fields = {k: v for k, v in (("dynamics", dynamics), ("window", window), ("iters", iters)) if v is not None}
-    config = TrackerConfig(refine=not no_refine, **fields)
     return config, ((DEFAULT_LATENCY if latency is None else latency) if online else None)
 
 
@@ -162,7 +167,8 @@ def track_sequences(inputs, out_dir, *, prior=None, latency=None, seed=0, config
     cfg = replace(config, **overrides) if config is not None else TrackerConfig(**overrides)
     online = latency is not None
     summary = {"mode": "online" if online else "offline", "latency": latency, "refine": cfg.refine,
-               "dynamics": cfg.dynamics if cfg.refine else None, "sequences": {}}
+               "dynamics": cfg.dynamics if cfg.refine else None,
+               "relink": cfg.relink if latency is None else "off", "sequences": {}}
     for seq, x in inputs.items():
         t0 = time.perf_counter()
         f, i, b, s = track_sequence(x.frames, x.boxes, x.scores, x.info.width, x.info.height,
@@ -225,7 +231,7 @@ def track_mot_folder(mot_dir, out_dir, seqs=None, *, det_file="det/det.txt", val
 
     say = log if log is not None else (lambda *a, **k: None)
     cfg = config or TrackerConfig()
-    if prior is not None and cfg.refine and cfg.dynamics == "dvae":
+    if prior is not None and ((cfg.refine and cfg.dynamics == "dvae") or cfg.relink == "dvae"):
         prior = load_tracking_prior(prior, "--prior")
     folders = sequence_folders(mot_dir, seqs)
     if evaluate:

@@ -7,6 +7,7 @@ import torch
 
 from .association import Associator
 from .config import TrackerConfig
+from .relink import relink_tracks
 
 
 # ------------------------------------------------------------------------------------------------ stage 2
@@ -79,7 +80,7 @@ def track_sequence(frames, boxes, scores, width, height, *, frame_rate=30.0, pri
     :param prior: the DVAE trajectory prior for the refinement (default: the shipped SRNN); unused with
         ``config.refine = False``.
     :param int latency: online mode with this latency in frames (:func:`refine_tracks`); ``None``: offline.
-        Stage 1 is causal either way.
+        Stage 1 is causal either way; re-linking (``config.relink``) runs offline only.
     :returns: ``(frames, ids, boxes x y w h, scores)`` arrays in the MOTChallenge result layout.
     """
     cfg = config or TrackerConfig()
@@ -93,12 +94,14 @@ def track_sequence(frames, boxes, scores, width, height, *, frame_rate=30.0, pri
         for idx in np.split(np.arange(len(frames)), cuts):
             assoc.step(int(frames[idx[0]]), xyxy[idx], scores[idx])
     tracks = assoc.finish()
+    if prior is None and ((cfg.refine and cfg.dynamics == "dvae") or cfg.relink == "dvae"):
+        from pyro_dvae import pretrained
+
+        prior = pretrained.load()
+    if latency is None:  # re-linking reads tracks born up to relink_gap later: offline only
+        tracks, _ = relink_tracks(tracks, frame_rate, width, height, config=cfg, prior=prior)
     rows = []
     if cfg.refine and tracks:
-        if prior is None and cfg.dynamics == "dvae":
-            from pyro_dvae import pretrained
-
-            prior = pretrained.load()
         refined = refine_tracks(tracks, prior, width, height, config=cfg, seed=seed, latency=latency)
         for t in tracks:
             score = float(np.mean(t.scores))

@@ -88,6 +88,55 @@ def test_a_track_dies_after_max_age_frames_without_detections():
     assert [t.id for t in assoc.finish()] == [1, 2]  # a new identity: the first track had ended
 
 
+def _occluded_walker(gap, jump=0.0, last=100):
+    """One pedestrian walking right at 4 px per frame over frames 1-``last``, undetected for ``gap`` frames from 41
+    (and ``jump`` px off its path when it comes back); returns ``(frames, boxes xywh, scores)``."""
+    rows = [(t, 100 + 4 * t + (jump if t > 40 + gap else 0.0), 300, 40, 100, 0.9)
+            for t in range(1, last + 1) if not 41 <= t <= 40 + gap]
+    rows = np.array(rows)
+    return rows[:, 0].astype(int), rows[:, 1:5], rows[:, 5]
+
+
+@pytest.mark.parametrize("relink", ["cv", "dvae"])
+def test_relinking_joins_a_track_across_a_long_occlusion(relink):
+    """max_age 10 ends the track during a 30-frame occlusion; re-linking forecasts it across the gap and gives
+    the reappearing walker the same identity (and the refinement fills the gap); a reappearance far off the
+    forecast path stays a new identity; 'off' is stage 1 alone."""
+    from pyro_dvae import pretrained
+
+    prior = pretrained.load("srnn_mot_real")  # trained at every rate down to 7 fps, as re-linking forecasts
+    f, b, s = _occluded_walker(30)
+    base = dict(max_age=10, refine=False)
+    _, ids, _, _ = track_sequence(f, b, s, W, H, config=TrackerConfig(**base, relink="off"))
+    assert len(set(ids)) == 2
+    frames, ids, _, _ = track_sequence(f, b, s, W, H, config=TrackerConfig(**base, relink=relink), prior=prior)
+    assert len(set(ids)) == 1 and len(frames) == len(f)
+    frames, ids, _, _ = track_sequence(f, b, s, W, H, config=TrackerConfig(max_age=10, relink=relink),
+                                     prior=prior)
+    assert len(set(ids)) == 1 and set(range(41, 71)) <= set(frames)  # refined: the gap filled
+    f, b, s = _occluded_walker(30, jump=300.0)
+    _, ids, _, _ = track_sequence(f, b, s, W, H, config=TrackerConfig(**base, relink=relink), prior=prior)
+    assert len(set(ids)) == 2
+    f, b, s = _occluded_walker(90, last=160)  # beyond relink_gap (2 s at 30 fps = 60 frames): never joined
+    _, ids, _, _ = track_sequence(f, b, s, W, H, config=TrackerConfig(**base, relink=relink), prior=prior)
+    assert len(set(ids)) == 2
+
+
+def test_relinking_options_are_checked():
+    from pyro_dvae.models.mot_tracker.files import tracker_settings
+
+    with pytest.raises(ValueError, match="relink"):
+        TrackerConfig(relink="kalman")
+    with pytest.raises(ValueError, match="relink_cost"):
+        TrackerConfig(relink_cost=0)
+    with pytest.raises(ValueError, match="--relink cv with --online"):
+        tracker_settings(online=True, relink="cv")
+    cfg, _ = tracker_settings(dynamics="cv", relink="dvae", prior="srnn_mot_real")  # the prior forecasts
+    assert cfg.relink == "dvae" and cfg.dynamics == "cv"
+    with pytest.raises(ValueError, match="--prior with --dynamics cv"):
+        tracker_settings(dynamics="cv", prior="srnn_mot_real")
+
+
 @requires_realdata("mot17/MOT17-09")
 def test_refinement_beats_the_constant_velocity_tracker_on_mot17():
     pytest.importorskip("trackeval")
