@@ -42,8 +42,8 @@ class TrackerConfig:
     iters: int = 10
     clutter_prob: float = 0.0
     relink: str = "off"
-    relink_gap: float = 2.0
-    relink_cost: float = 1.0
+    relink_gap: float = 1.0
+    relink_cost: float = 0.5
     relink_context: int = 8
 
     def __post_init__(self):

@@ -99,13 +99,13 @@ def _occluded_walker(gap, jump=0.0, last=100):
 
 @pytest.mark.parametrize("relink", ["cv", "dvae"])
 def test_relinking_joins_a_track_across_a_long_occlusion(relink):
-    """max_age 10 ends the track during a 30-frame occlusion; re-linking forecasts it across the gap and gives
+    """max_age 10 ends the track during a 20-frame occlusion; re-linking forecasts it across the gap and gives
     the reappearing walker the same identity (and the refinement fills the gap); a reappearance far off the
     forecast path stays a new identity; 'off' is stage 1 alone."""
     from pyro_dvae import pretrained
 
     prior = pretrained.load("srnn_mot_real")  # trained at every rate down to 7 fps, as re-linking forecasts
-    f, b, s = _occluded_walker(30)
+    f, b, s = _occluded_walker(20)
     base = dict(max_age=10, refine=False)
     _, ids, _, _ = track_sequence(f, b, s, W, H, config=TrackerConfig(**base, relink="off"))
     assert len(set(ids)) == 2
@@ -113,11 +113,11 @@ def test_relinking_joins_a_track_across_a_long_occlusion(relink):
     assert len(set(ids)) == 1 and len(frames) == len(f)
     frames, ids, _, _ = track_sequence(f, b, s, W, H, config=TrackerConfig(max_age=10, relink=relink),
                                      prior=prior)
-    assert len(set(ids)) == 1 and set(range(41, 71)) <= set(frames)  # refined: the gap filled
-    f, b, s = _occluded_walker(30, jump=300.0)
+    assert len(set(ids)) == 1 and set(range(41, 61)) <= set(frames)  # refined: the gap filled
+    f, b, s = _occluded_walker(20, jump=300.0)
     _, ids, _, _ = track_sequence(f, b, s, W, H, config=TrackerConfig(**base, relink=relink), prior=prior)
     assert len(set(ids)) == 2
-    f, b, s = _occluded_walker(90, last=160)  # beyond relink_gap (2 s at 30 fps = 60 frames): never joined
+    f, b, s = _occluded_walker(60, last=160)  # beyond relink_gap (1 s at 30 fps = 30 frames): never joined
     _, ids, _, _ = track_sequence(f, b, s, W, H, config=TrackerConfig(**base, relink=relink), prior=prior)
     assert len(set(ids)) == 2
 
