@@ -104,13 +104,19 @@ class JointAdam(pyro.optim.PyroOptim):
 def _guide_for(model, power, guide):
     """``guide`` (a name of :data:`~pyro_dvae.inference.svi.AUTOGUIDES`, a factory or a callable) built on
     ``model.model``, a named or factory-made one started at the encoder's posterior mean (its noiseless path) and
-    static latents on ``power``, where the default guide (the encoder) starts."""
+    static latents on ``power``, with the encoder's median posterior scale as its initial scale: where the default
+    guide (the encoder) starts."""
     from pyro_dvae import inference
 
     with torch.no_grad():
         q, statics = model.prior.encode(power, with_statics=True)
-        z0 = q.noiseless() if isinstance(q, SequentialNormal) else q.mean
-    return inference.svi.build_guide(guide, model.model, init_values={"z": z0, **statics}, model_args=(power,))
+        if isinstance(q, SequentialNormal):
+            z0 = q.noiseless()
+            scale = q.params_fn(z0)[1]
+        else:
+            z0, scale = q.mean, q.stddev
+    return inference.svi.build_guide(guide, model.model, init_values={"z": z0, **statics},
+                                     init_scale=float(scale.median()), model_args=(power,))
 
 
 def fit_svi(model, power, num_steps=100, lr=5e-4, hint_every=20, progress=False, fit_gain=False, select="max-kept",
