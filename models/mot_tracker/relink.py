@@ -47,12 +47,12 @@ def forecast_boxes(pasts, horizon, method, prior=None, scale=None):
     """Forecasts ``(N, horizon, 4)`` (pixels) of ``pasts``, a list of ``(C_i, 4)`` pixel histories (left-padded by
     repeating their first box to a common length), by ``"dvae"`` (``prior``; boxes divided by ``scale = (W, H,
     W, H)``) or ``"cv"``."""
-    C = max(len(p) for p in pasts)
-    past = np.stack([np.concatenate([np.repeat(p[:1], C - len(p), 0), p]) for p in pasts])
-    if method == "cv":
-        # velocity from each track's own boxes only (the padding repeats its first box)
+    if method == "cv":  # velocity from each track's own boxes
         return np.concatenate([_cv(p[None], horizon) for p in pasts])
     from pyro_dvae.forecast import dvae_forecast
+
+    C = max(len(p) for p in pasts)
+    past = np.stack([np.concatenate([np.repeat(p[:1], C - len(p), 0), p]) for p in pasts])
 
     x = torch.as_tensor(past / scale, dtype=prior.x_loc.dtype)
     return dvae_forecast(prior, x, horizon).double().numpy() * scale

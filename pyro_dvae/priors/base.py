@@ -277,6 +277,16 @@ class DVAE(PyroModule):
         """Network input: identity (Gaussian data) or log-power (spectra), then standardised."""
         return (self._raw_features(x) - self.x_loc) / self.x_scale
 
+    def _sequence_features(self, x):
+        """What an input-recurrent decoder's ``phi_x`` reads at every step of ``x (*batch, T, x_dim)``:
+        :meth:`features`; a subclass may add inputs (e.g. the last change), matching :meth:`_step_features`."""
+        return self.features(x)
+
+    def _step_features(self, x, x_prev):
+        """:meth:`_sequence_features` of one step ``x (*batch, x_dim)`` given the step before it (``None`` at the
+        first step), for step-by-step decoding."""
+        return self.features(x)
+
     def _plates(self, batch_shape, names):
         return batch_plates(batch_shape, names)
 
@@ -545,13 +555,13 @@ class DVAE(PyroModule):
         batch = z.shape[:-2]
         state = self.rnn_h.init_state(batch, z)
         fx_prev = z.new_zeros(*batch, self.dense_dim)
-        x_prev = None  # no past at t = 0
+        x_prev = x_prev2 = None  # no past at t = 0
         means, vars_ = [], []
         for t in range(z.shape[-2]):
             h, state = self.rnn_h.step(fx_prev, state)
             mean, var = self.expected(*self._out(features_at(h, t), x_prev, step=True))
-            x_prev = feed(t, mean, var)
-            fx_prev = self.phi_x(self.features(x_prev))
+            x_prev2, x_prev = x_prev, feed(t, mean, var)
+            fx_prev = self.phi_x(self._step_features(x_prev, x_prev2))
             means.append(mean), vars_.append(var)
         return torch.stack(means, -2), torch.stack(vars_, -2)
 

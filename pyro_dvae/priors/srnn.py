@@ -45,11 +45,11 @@ class SRNN(DVAE):
         buffers used)."""
         memo = self.__dict__.get("_h_memo")
         state = tuple((id(t), t._version) for m in (self.phi_x, self.rnn_h) for t in m.parameters())
-        state += tuple((id(t), t._version) for t in (self.x_loc, self.x_scale))
+        state += tuple((id(t), t._version) for t in (self.x_loc, self.x_scale, self.out_scale))
         if (memo is not None and not torch.is_grad_enabled() and memo[0] is x and memo[1] == x._version
                 and memo[2] == state):
             return memo[3], memo[4]
-        fx = self.phi_x(self.features(x))
+        fx = self.phi_x(self._sequence_features(x))
         h = self.rnn_h(shift_right(fx))
         self.__dict__["_h_memo"] = None if torch.is_grad_enabled() else (x, x._version, state, fx, h)
         return fx, h
@@ -103,13 +103,13 @@ class SRNN(DVAE):
         batch = eps.shape[:-2]
         state = self.rnn_h.init_state(batch, eps)
         fx_prev = eps.new_zeros(*batch, self.dense_dim)
-        z, x_prev, steps = torch.zeros_like(eps[..., 0, :]), None, []
+        z, x_prev, x_prev2, steps = torch.zeros_like(eps[..., 0, :]), None, None, []
         for t in range(eps.shape[-2]):
             h, state = self.rnn_h.step(fx_prev, state)
             loc, scale = self.p_head(self.prior(torch.cat([h, z], -1)))
             z = loc + scale * eps[..., t, :]
             mean, var = self.expected(*self._out(self.dec(torch.cat([h, z], -1)), x_prev, step=True))
-            x_prev = feed(t, mean, var)
-            fx_prev = self.phi_x(self.features(x_prev))
+            x_prev2, x_prev = x_prev, feed(t, mean, var)
+            fx_prev = self.phi_x(self._step_features(x_prev, x_prev2))
             steps.append((z, loc, scale, mean, var))
         return tuple(torch.stack(v, -2) for v in zip(*steps))

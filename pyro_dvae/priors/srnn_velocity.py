@@ -35,20 +35,6 @@ class VelocitySRNN(SRNN):
         super().__init__(x_dim, z_dim, **kw)
         self.phi_x = mlp(2 * x_dim, [self.dense_dim])
 
-    def _fx_h(self, x):
-        """``(phi(x_t, x_t - x_{t-1}), h_t)``; without autograd the last result is reused for the same unmodified
-        tensor, as in :meth:`SRNN._fx_h`."""
-        memo = self.__dict__.get("_h_memo")
-        state = tuple((id(t), t._version) for m in (self.phi_x, self.rnn_h) for t in m.parameters())
-        state += tuple((id(t), t._version) for t in (self.x_loc, self.x_scale, self.out_scale))
-        if (memo is not None and not torch.is_grad_enabled() and memo[0] is x and memo[1] == x._version
-                and memo[2] == state):
-            return memo[3], memo[4]
-        fx = self.phi_x(self._sequence_features(x))
-        h = self.rnn_h(shift_right(fx))
-        self.__dict__["_h_memo"] = None if torch.is_grad_enabled() else (x, x._version, state, fx, h)
-        return fx, h
-
     def _sequence_features(self, x):
         f = self._raw_features(x)
         return torch.cat([(f - self.x_loc) / self.x_scale, (f - shift_right(f, f[..., 0, :])) / self.out_scale], -1)
@@ -57,33 +43,3 @@ class VelocitySRNN(SRNN):
         f = self._raw_features(x)
         change = torch.zeros_like(f) if x_prev is None else f - self._raw_features(x_prev)
         return torch.cat([(f - self.x_loc) / self.x_scale, change / self.out_scale], -1)
-
-    def stepwise_decode(self, z, feed):
-        batch = z.shape[:-2]
-        state = self.rnn_h.init_state(batch, z)
-        fx_prev = z.new_zeros(*batch, self.dense_dim)
-        x_prev = x_prev2 = None
-        means, vars_ = [], []
-        for t in range(z.shape[-2]):
-            h, state = self.rnn_h.step(fx_prev, state)
-            mean, var = self.expected(*self._out(self.dec(torch.cat([h, z[..., t, :]], -1)), x_prev, step=True))
-            x_prev2, x_prev = x_prev, feed(t, mean, var)
-            fx_prev = self.phi_x(self._step_features(x_prev, x_prev2))
-            means.append(mean), vars_.append(var)
-        return torch.stack(means, -2), torch.stack(vars_, -2)
-
-    def joint_stepwise(self, eps, feed, latents=None):
-        """``z`` and the sequence drawn together in one pass, as :meth:`SRNN.joint_stepwise`."""
-        batch = eps.shape[:-2]
-        state = self.rnn_h.init_state(batch, eps)
-        fx_prev = eps.new_zeros(*batch, self.dense_dim)
-        z, x_prev, x_prev2, steps = torch.zeros_like(eps[..., 0, :]), None, None, []
-        for t in range(eps.shape[-2]):
-            h, state = self.rnn_h.step(fx_prev, state)
-            loc, scale = self.p_head(self.prior(torch.cat([h, z], -1)))
-            z = loc + scale * eps[..., t, :]
-            mean, var = self.expected(*self._out(self.dec(torch.cat([h, z], -1)), x_prev, step=True))
-            x_prev2, x_prev = x_prev, feed(t, mean, var)
-            fx_prev = self.phi_x(self._step_features(x_prev, x_prev2))
-            steps.append((z, loc, scale, mean, var))
-        return tuple(torch.stack(v, -2) for v in zip(*steps))
