@@ -45,14 +45,17 @@ class PriorTask(SVITask):
             x = x * (10.0 ** (g / 10)).to(device=x.device, dtype=x.dtype)
         s = self.schedules(epoch)
         self.prior.train()
+        self.prior.ss_mode = self.cfg.ss_mode
         return elbo_loss(self.prior, x, mask, kl_scale=s["kl_scale"], ss_prob=s["ss_prob"]), x.shape[0]
 
     def val_loss(self, batch):
         x, mask = batch
         self.prior.eval()
+        self.prior.ss_mode = self.cfg.ss_mode
+        ss = self.cfg.val_ss_prob if self.prior.autoregressive else 0.0
         with torch.no_grad():
             n = float(mask.sum()) if mask is not None else x.shape[:-1].numel()
-            return float(elbo_loss(self.prior, x, mask)) * n, n
+            return float(elbo_loss(self.prior, x, mask, ss_prob=ss)) * n, n
 
     def keep_state(self):
         return {k: v.detach().cpu().clone() for k, v in self.prior.state_dict().items()}

@@ -14,7 +14,11 @@ run writes and resumes from); model sizes and per-data defaults of ``pyro-dvae t
   (:func:`pyro_dvae.handlers.scale_sites`; the observation term keeps weight 1).
 - **Scheduled sampling** (autoregressive priors): the probability of feeding the decoder its own
   prediction instead of the true past rises linearly from 0 at ``ss_start`` to ``ss_max`` at
-  ``ss_end`` (epochs), as in MixDVAE's pre-training.
+  ``ss_end`` (epochs), as in MixDVAE's pre-training. ``ss_mode="parallel"`` feeds teacher-forced one-step
+  predictions [2]; ``"sequential"`` runs the decoder step by step on the inputs it chose [1], so that at
+  ``ss_max = 1`` it trains on its own free-running past, the past it reads in resynthesis and generation
+  (slower: one decoder step per frame). ``val_ss_prob > 0`` scores the validation chunks the same way
+  (fixed noise seed), so that early stopping and the kept weights follow the free-running decoder.
 - **Schedules scale with the run**: left unset, warm-up lasts the first 20 % of ``epochs``, scheduled
   sampling starts when it ends and reaches ``ss_max`` at 80 %, so a short run completes both (100 epochs:
   20 / 20 / 80). Explicit values that cannot complete within ``epochs`` give a warning (a run meant to be
@@ -22,7 +26,7 @@ run writes and resumes from); model sizes and per-data defaults of ``pyro-dvae t
 - **Gain augmentation** (spectral priors): each training sequence's power is multiplied by
   ``10 ** (g / 10)``, ``g ~ U(gain_db)``, drawn anew at every step, so the prior does not tie its latents
   to the level of the training files.
-- **Early stopping** on the validation loss (full ELBO, teacher forcing, fixed noise seed), counted
+- **Early stopping** on the validation loss (full ELBO, teacher forcing unless ``val_ss_prob``, fixed noise seed), counted
   only once both schedules are complete; the best weights are what the checkpoint holds.
 - **Non-finite losses or gradients** skip the step and halve the learning rate; a checkpoint never
   holds a non-finite weight.
@@ -52,7 +56,10 @@ import torch
 
 from .elbo import elbo_loss
 
-__all__ = ["NORMALISATION_CHUNKS", "TrainConfig", "TrainFiles", "TrainResult", "elbo_loss", "evaluate", "train_prior"]
+#: the forms of scheduled sampling (:meth:`pyro_dvae.priors.base.DVAE._scheduled_inputs`)
+SS_MODES = ("parallel", "sequential")
+
+__all__ = ["NORMALISATION_CHUNKS", "SS_MODES", "TrainConfig", "TrainFiles", "TrainResult", "elbo_loss", "evaluate", "train_prior"]
 
 
 @dataclass
@@ -72,8 +79,14 @@ class TrainConfig:
     seed: int = 0
     max_lr_halvings: int = 10
     gain_db: tuple = (0.0, 0.0)
+    ss_mode: str = "parallel"
+    val_ss_prob: float = 0.0
 
     def __post_init__(self):
+        if self.ss_mode not in SS_MODES:
+            raise ValueError(f"ss_mode must be one of {SS_MODES}, got {self.ss_mode!r}")
+        if not 0 <= self.val_ss_prob <= 1:
+            raise ValueError(f"val_ss_prob must lie in [0, 1], got {self.val_ss_prob}")
         for key in ("epochs", "batch_size", "patience"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")

@@ -222,7 +222,8 @@ def train_prior_from_spec(spec, *, engine=None, progress=False, log=None):
     say = log if log is not None and is_rank_zero() else (lambda *a, **k: None)
     feeding = ""
     if prior.autoregressive:
-        feeding = (f", scheduled sampling epochs {cfg.ss_start}-{cfg.ss_end} up to {cfg.ss_max:g}" if cfg.ss_max > 0
+        feeding = (f", {cfg.ss_mode} scheduled sampling epochs {cfg.ss_start}-{cfg.ss_end} up to {cfg.ss_max:g}"
+                   if cfg.ss_max > 0
                    else ", teacher forcing")
     say(f"{spec.model}: {len(train)} train / {len(val)} validation sequences of {train.shape[1]} steps, "
         f"x_dim={train.shape[-1]}, {sum(p.numel() for p in prior.parameters())} parameters; {cfg.epochs} epochs, "

@@ -126,3 +126,60 @@ def test_prior_task_does_not_import_training():
 
     code = "import sys, pyro_dvae.prior_task; assert 'pyro_dvae.training' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.parametrize("name", ["srnn", "storn", "light-dvae"])
+def test_sequential_scheduled_sampling_feeds_the_free_running_past(name):
+    """At ss_prob 1 the sequential form's inputs are exactly the decoder's own free-running output (what
+    resynthesis and generation feed it); at 0 < p < 1 each step holds either the truth or that step's own
+    prediction given the inputs chosen before it."""
+    torch.manual_seed(0)
+    prior = priors.build(name, x_dim=4, z_dim=2, dense_dim=8).eval()
+    x, z = torch.randn(3, 7, 4), torch.randn(3, 7, 2)
+    if name == "light-dvae":
+        v = torch.randn(3, prior.v_dim)
+        stepwise = lambda feed: prior._stepwise(z, feed, v)
+        free = prior.decode_stepwise(z, lambda t, m, s: m, latents={"v": v})[0]
+    else:
+        stepwise = lambda feed: prior.stepwise_decode(z, feed)
+        free = prior.decode_stepwise(z, lambda t, m, s: m)[0]
+    predict = lambda x_: torch.full_like(x_, 99.0)  # the parallel form's predictor: never used by "sequential"
+    prior.ss_mode = "sequential"
+    assert torch.allclose(prior._scheduled_inputs(x, predict, 1.0, stepwise), free, atol=1e-6)
+    torch.manual_seed(1)
+    mixed = prior._scheduled_inputs(x, predict, 0.5, stepwise)
+    torch.manual_seed(1)
+    pick = torch.rand(x.shape[:-1]) < 0.5
+    assert 0 < int(pick.sum()) < pick.numel()
+    assert torch.equal(mixed[~pick], x[~pick])
+    # each picked step is the prediction given the mixed past before it
+    again = prior._scheduled_inputs(mixed, predict, 0.0, stepwise)  # 0: the inputs are returned unchanged
+    assert again is mixed
+    own = []
+    stepwise(lambda t, m, s: (own.append(m), mixed[..., t, :])[1])
+    own = torch.stack(own, -2)
+    assert torch.allclose(mixed[pick], own[pick], atol=1e-6)
+    assert not torch.allclose(mixed[pick], predict(x)[pick])
+    prior.ss_mode = "parallel"
+    torch.manual_seed(1)
+    assert torch.equal(prior._scheduled_inputs(x, predict, 0.5, stepwise)[pick], predict(x)[pick])
+
+
+def test_sequential_scheduled_sampling_trains_and_validates_free_running(tracks):
+    train, val = tracks
+    torch.manual_seed(0)
+    prior = priors.build("srnn", x_dim=4, **SIZES)
+    res = train_prior(prior, train, val, fast_config(ss_mode="sequential", val_ss_prob=1.0, epochs=3, ss_end=3))
+    assert prior.ss_mode == "sequential" and len(res.history) == 3
+    prior.ss_mode = "parallel"  # the validation loss at ss_prob 1 differs between the two forms
+    free = prior_task.PriorTask(prior, TrainConfig(epochs=3, ss_mode="sequential", val_ss_prob=1.0))
+    tf = prior_task.PriorTask(prior, TrainConfig(epochs=3))
+    torch.manual_seed(0)
+    a = free.val_loss((val, None))[0]
+    torch.manual_seed(0)
+    b = tf.val_loss((val, None))[0]
+    assert a != pytest.approx(b)
+    with pytest.raises(ValueError, match="ss_mode"):
+        TrainConfig(ss_mode="free")
+    with pytest.raises(ValueError, match="val_ss_prob"):
+        TrainConfig(val_ss_prob=1.5)

@@ -11,13 +11,14 @@ import argparse
 import json
 
 from ..presets import AUDIO_TRAINING, MDVAE_SEQ_LEN, TRAJ_TRAINING
+from ..training import SS_MODES
 from .common import FRACTION, POSITIVE, add_command, float_in, int_at_least
 from .engine_options import add_engine_options, engine_from_args
 
 EXAMPLE = "pyro-dvae train-prior --model rvae --data ../shared/realdata/speech --out speech.pt --gain-db -6 6"
 #: the options that are fields of :class:`~pyro_dvae.training.TrainConfig` (unset: the per-data default)
 TRAINING_KEYS = ("epochs", "batch_size", "lr", "beta", "warmup_epochs", "ss_start", "ss_end", "ss_max", "patience",
-                 "gain_db")
+                 "gain_db", "ss_mode", "val_ss_prob")
 
 
 def add_parser(sub, parents):
@@ -62,6 +63,12 @@ def add_parser(sub, parents):
                    help="final probability of feeding the model its own prediction (scheduled sampling; 0: teacher "
                         "forcing, as the Transformer DVAEs' paper; the default was chosen on the dev speakers, "
                         "BENCHMARKS.md)")
+    p.add_argument("--ss-mode", choices=SS_MODES, default="parallel",
+                   help="scheduled sampling: teacher-forced one-step predictions (parallel) or the decoder run step "
+                        "by step on the inputs it chose (sequential: its free-running past at --ss-max 1; slower)")
+    p.add_argument("--val-ss-prob", type=float_in(0.0, 1.0), default=0.0,
+                   help="validation loss with this scheduled-sampling probability (--ss-mode), so that early "
+                        "stopping and the kept weights follow the free-running decoder (0: teacher forcing)")
     p.add_argument("--patience", type=at1, default=50, help="stop after this many epochs without a better "
                                                           "validation loss")
     p.add_argument("--z-dim", type=at1, help="latent size (default 4 trajectories, 16 audio)")

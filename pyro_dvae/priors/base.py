@@ -96,9 +96,11 @@ class DVAE(PyroModule):
     latent such as DSAE's ``v``) and :meth:`extra_config` (must, when ``__init__`` takes options beyond this
     class's). Everything else (:meth:`model`, :meth:`guide`, :meth:`encode`, :meth:`decode`,
     :meth:`decode_stepwise`, :meth:`latent_sequence`, checkpoints, normalisation) is built on those hooks.
-    Class attributes: ``name`` (the registry name), ``autoregressive``, ``decoder_reads_x`` and
+    Class attributes: ``name`` (the registry name), ``autoregressive``, ``decoder_reads_x``,
     ``latent_sites`` (site names the guide yields, ``("z",)`` by default, ``("v", "z")`` with a static latent
-    ``v``). See ``docs/priors/writing_a_prior.md``.
+    ``v``) and ``ss_mode`` (the form of scheduled sampling in training, :meth:`_scheduled_inputs`; the training
+    run sets it on the instance from :class:`~pyro_dvae.training.TrainConfig`). See
+    ``docs/priors/writing_a_prior.md``.
 
     :param int x_dim: observation size (4 for boxes, 513 for a 1024-point spectrum).
     :param int z_dim: latent size per time step.
@@ -124,6 +126,7 @@ class DVAE(PyroModule):
 
     name = None  # registry name, set by subclasses
     autoregressive = False  # True when p(x_t | ...) reads x_{<t}
+    ss_mode = "parallel"  # scheduled sampling of training: "parallel" or "sequential" (_scheduled_inputs)
     decoder_reads_x = False  # True when the decoder needs the sequence for another reason (DSAE's v)
     latent_sites = ("z",)
 
@@ -702,14 +705,32 @@ class DVAE(PyroModule):
         site only), the parameters cached at the draw are not those at ``x``: have the density recomputed."""
         if pending.get("z") is z and pending["x"][0] is not x:
             z_dist.unbind()
-    def _scheduled_inputs(self, x, predict, ss_prob):
-        """Parallel scheduled sampling: replace each past input by the model's own teacher-forced
-        prediction (no gradient) with probability ``ss_prob`` [Duckworth et al. 2019]."""
+    def _scheduled_inputs(self, x, predict, ss_prob, stepwise=None):
+        """Scheduled sampling: replace each past input ``x_t`` by the model's own prediction (no gradient) with
+        probability ``ss_prob``, the choice drawn per step.
+
+        :attr:`ss_mode` ``"parallel"`` [Duckworth et al. 2019]: the prediction is teacher-forced, ``predict(x)``
+        (one pass), so the model learns to read one step of its own output. ``"sequential"`` [Bengio et al.
+        2015]: the decoder runs one step at a time, ``stepwise(feed)`` (e.g. ``lambda feed:
+        self.stepwise_decode(z, feed)``), and the prediction of step ``t`` reads the inputs chosen before it, so
+        at ``ss_prob = 1`` the inputs are the decoder's free-running output, the past it reads when it resynthesises
+        or generates. Priors that pass no ``stepwise`` use the parallel form.
+        """
         if ss_prob <= 0.0:
             return x
+        pick = torch.rand(x.shape[:-1], device=x.device) < ss_prob
+        if self.ss_mode == "sequential" and stepwise is not None:
+            fed = []
+
+            def feed(t, mean, var):
+                fed.append(torch.where(pick[..., t, None], mean, x[..., t, :]))
+                return fed[-1]
+
+            with torch.no_grad():
+                stepwise(feed)
+            return torch.stack(fed, -2)
         with torch.no_grad():
             pred = predict(x)
-        pick = torch.rand(x.shape[:-1], device=x.device) < ss_prob
         return torch.where(pick.unsqueeze(-1), pred, x)
 
 

@@ -186,7 +186,8 @@ class TransformerDVAE(DVAE):
         cache = {}
 
         def params_fn(z):
-            x_in = self._scheduled_inputs(x, lambda x_: self.expected(*self._emit(z, x_, v))[0], ss_prob)
+            x_in = self._scheduled_inputs(x, lambda x_: self.expected(*self._emit(z, x_, v))[0], ss_prob,
+                                          lambda feed: self._stepwise(z, feed, v))
             cache["x_in"], cache["mem"] = x_in, self._mem(x_in)
             return self._zprior_from(z, v, cache["mem"])
 

@@ -79,7 +79,8 @@ class SRNN(DVAE):
         cache = {}
 
         def params_fn(z):
-            x_in = self._scheduled_inputs(x, lambda x_: self.expected(*self.decode_params(z, x_, lengths))[0], ss_prob)
+            x_in = self._scheduled_inputs(x, lambda x_: self.expected(*self.decode_params(z, x_, lengths))[0], ss_prob,
+                                          lambda feed: self.stepwise_decode(z, feed))
             cache["h"] = h = self._h(x_in)
             cache["x_in"] = x_in
             return self.p_head(self.prior(torch.cat([h, shift_right(z)], -1)))

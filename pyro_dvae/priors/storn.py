@@ -40,7 +40,8 @@ class STORN(DVAE):
 
     def model_sites(self, x, lengths, ss_prob):
         z = yield "z", standard_normal_steps(x.new_zeros(*x.shape[:-1], self.z_dim))
-        x_in = self._scheduled_inputs(x, lambda x_: self.expected(*self.decode_params(z, x_, lengths))[0], ss_prob)
+        x_in = self._scheduled_inputs(x, lambda x_: self.expected(*self.decode_params(z, x_, lengths))[0], ss_prob,
+                                      lambda feed: self.stepwise_decode(z, feed))
         return self.decode_params(z, x_in, lengths)
 
     def decode_params(self, z, x, lengths):
