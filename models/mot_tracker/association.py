@@ -9,6 +9,7 @@ from scipy.optimize import linear_sum_assignment
 from pyro_dvae.data.mot import iou_xyxy
 
 from .config import TrackerConfig
+from .motion import box_at, history, subsampling_factor
 
 
 # ------------------------------------------------------------------------------------------------ stage 1
@@ -59,6 +60,7 @@ class Track:
     frames: list = field(default_factory=list)
     boxes: list = field(default_factory=list)
     scores: list = field(default_factory=list)
+    forecast: tuple = None  # (last_frame, path (S + 1, 4)) of the current loss event, from Associator.predicted
 
     def add(self, frame, box, score):
         self.kalman.update(box)
@@ -68,12 +70,14 @@ class Track:
         self.last_frame = frame
 
 
-def _match(tracks, boxes, scores, min_sim, fuse_score):
-    """Hungarian matching of ``tracks`` to detections on ``IoU`` (``* score`` with ``fuse_score``); pairs below
+def _match(tracks, boxes, scores, min_sim, fuse_score, predicted=None):
+    """Hungarian matching of ``tracks`` to detections on ``IoU`` (``* score`` with ``fuse_score``) with each
+    track's predicted box (``predicted``: ``{id(track): box}``, else its Kalman filter's); pairs below
     ``min_sim`` are refused. Returns ``(pairs, unmatched track indices, unmatched detection indices)``."""
     if not tracks or not len(boxes):
         return [], list(range(len(tracks))), list(range(len(boxes)))
-    sim = iou_xyxy(np.stack([t.kalman.box for t in tracks]), boxes)
+    predicted = predicted or {}
+    sim = iou_xyxy(np.stack([predicted.get(id(t), t.kalman.box) for t in tracks]), boxes)
     if fuse_score:
         sim = sim * scores[None, :]
     rows, cols = linear_sum_assignment(-sim)
@@ -86,14 +90,42 @@ def _match(tracks, boxes, scores, min_sim, fuse_score):
 class Associator:
     """Stage 1: frame-by-frame association with births and deaths (see the module docstring).
 
+    A confirmed track undetected for more than ``config.predict_after`` frames (at 30 fps) is *lost*; with
+    ``config.predict = "dvae"`` its box in the matching is a motion forecast (:mod:`.motion`) made once per loss
+    event from its detections so far, read at the frame's fractional forecast step, instead of its Kalman filter's
+    constant-velocity prediction (which still tracks every track's state).
+
     :param TrackerConfig config: thresholds.
-    :param float frame_rate: the sequence's frame rate (``max_age`` is given at 30 fps).
+    :param float frame_rate: the sequence's frame rate (``max_age`` and ``predict_after`` are given at 30 fps).
+    :param callable forecaster: ``forecaster(pasts, horizon) -> (N, horizon, 4)`` pixel forecasts of a list of
+        ``(C_i, 4)`` pixel histories (:func:`.motion.forecast_boxes` with the trajectory prior); needed with
+        ``predict = "dvae"``.
     """
 
-    def __init__(self, config=None, frame_rate=30.0):
+    def __init__(self, config=None, frame_rate=30.0, forecaster=None):
         self.config = config or TrackerConfig()
         self.max_age = max(1, int(round(self.config.max_age * frame_rate / 30.0)))
+        self.predict_after = int(round(self.config.predict_after * frame_rate / 30.0))
+        if self.config.predict == "dvae" and forecaster is None:
+            raise ValueError("predict='dvae' needs a forecaster (a trajectory prior)")
+        self.forecaster, self.factor = forecaster, subsampling_factor(frame_rate)
+        self.horizon = int(np.ceil((self.max_age + 1) / self.factor)) + 1
         self.tracks, self.ended, self._next_id, self._first = [], [], 1, True
+
+    def predicted(self, tracks, frame):
+        """``{id(track): box}`` of the lost tracks among ``tracks`` at ``frame`` (class docstring): forecasts made
+        for the new loss events in one batch; tracks not lost keep their Kalman prediction (absent)."""
+        cfg = self.config
+        if cfg.predict != "dvae":
+            return {}
+        lost = [t for t in tracks if frame - t.last_frame > self.predict_after and len(t.frames) >= 2]
+        new = [t for t in lost if t.forecast is None or t.forecast[0] != t.last_frame]
+        if new:
+            pasts = [history(t, self.factor, cfg.relink_context) for t in new]
+            pred = self.forecaster(pasts, self.horizon)
+            for t, past, path in zip(new, pasts, pred):
+                t.forecast = (t.last_frame, np.concatenate([past[-1:], path]))
+        return {id(t): box_at(t.forecast[1], (frame - t.last_frame) / self.factor) for t in lost}
 
     def step(self, frame, boxes, scores):
         """Process one frame's detections ``boxes (n, 4)`` (``x1, y1, x2, y2`` pixels) and ``scores (n,)``."""
@@ -105,7 +137,7 @@ class Associator:
             t.kalman.predict()
         confirmed = [t for t in self.tracks if t.confirmed]
         tentative = [t for t in self.tracks if not t.confirmed]
-        pairs, rest_t, rest_d = _match(confirmed, hb, hs, cfg.match_iou, True)
+        pairs, rest_t, rest_d = _match(confirmed, hb, hs, cfg.match_iou, True, self.predicted(confirmed, frame))
         for i, j in pairs:
             confirmed[i].add(frame, hb[j], hs[j])
         # second tier: low-score detections for the tracks detected in the previous frame and unmatched now

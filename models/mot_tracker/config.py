@@ -17,6 +17,9 @@ class TrackerConfig:
     :ivar low_match_iou: second tier: a pair needs ``IoU >= low_match_iou``.
     :ivar confirm_iou: a tentative track is confirmed by a detection with ``IoU * score >= confirm_iou``.
     :ivar max_age: frames a track survives without a detection (at 30 fps; scaled by the frame rate).
+    :ivar predict: the box a *lost* track (undetected for more than ``predict_after`` frames at 30 fps) is matched
+        with: ``"cv"`` (its constant-velocity Kalman prediction) or ``"dvae"`` (a forecast of the trajectory prior
+        at about 7.5 fps, :mod:`.motion`, from its last ``relink_context`` subsampled boxes).
     :ivar refine: run the MixDVAE refinement (stage 2).
     :ivar dynamics: the refinement's dynamics: ``"dvae"`` (the DVAE prior, MixDVAE) or ``"cv"`` (constant
         velocity, the VKF baseline of the same model).
@@ -24,7 +27,7 @@ class TrackerConfig:
         refinement's trajectory prior) or ``"cv"`` (constant velocity); ``"off"``: no re-linking.
     :ivar relink_gap: the longest gap (seconds) a re-link bridges; ``relink_cost``: the largest cost of a joined
         pair (forecast centre error in heights + absolute log height ratio); ``relink_context``: subsampled
-        boxes the forecast starts from.
+        boxes a forecast (re-linking, ``predict``) starts from.
     :ivar window: frames per refinement window; ``iters``: VEM iterations; ``clutter_prob``: prior weight of
         the clutter class in E-W.
     """
@@ -36,6 +39,8 @@ class TrackerConfig:
     low_match_iou: float = 0.5
     confirm_iou: float = 0.3
     max_age: int = 30
+    predict: str = "cv"
+    predict_after: int = 1
     refine: bool = True
     dynamics: str = "dvae"
     window: int = 60
@@ -54,6 +59,8 @@ class TrackerConfig:
             raise ValueError(f"low_score ({self.low_score}) must not exceed high_score ({self.high_score})")
         self.max_age = checks.integer("max_age", self.max_age, 1)
         checks.choice("dynamics", self.dynamics, ("dvae", "cv"))
+        checks.choice("predict", self.predict, ("dvae", "cv"))
+        self.predict_after = checks.integer("predict_after", self.predict_after, 0)
         checks.choice("relink", self.relink, ("dvae", "cv", "off"))
         checks.positive("relink_gap", self.relink_gap)
         checks.positive("relink_cost", self.relink_cost)

@@ -46,12 +46,13 @@ class SequenceInput:
 
 
 def tracker_settings(*, no_refine=False, online=False, latency=None, prior=None, dynamics=None, window=None,
-                     iters=None, relink=None):
+                     iters=None, relink=None, predict=None):
     """``(config, latency)`` from the options of ``pyro-dvae track-mot`` (``None``: the option was not given).
 
     Options that would be ignored are one-line :class:`ValueError` s naming them: ``--latency`` without
     ``--online``, a refinement option (``--prior``, ``--dynamics``, ``--window``, ``--iters``) with
-    ``--no-refine``, ``--prior`` with ``--dynamics cv`` and no ``--relink dvae`` (then nothing uses a prior),
+    ``--no-refine`` (``--prior`` is allowed there with ``--predict dvae``), ``--prior`` with ``--dynamics cv`` and
+    neither ``--relink dvae`` nor ``--predict dvae`` (then nothing uses a prior),
     ``--relink`` with ``--online`` (re-linking is offline).
 
     :returns: the :class:`TrackerConfig` (the options given over its defaults) and the latency in frames
@@ -59,22 +60,23 @@ def tracker_settings(*, no_refine=False, online=False, latency=None, prior=None,
     """
     refinement = {"--prior": prior, "--dynamics": dynamics, "--window": window, "--iters": iters}
     if no_refine:
-        given = [option for option, value in refinement.items() if value is not None]
+        given = [option for option, value in refinement.items()
+                 if value is not None and not (option == "--prior" and "dvae" in (relink, predict))]
         if given:
             raise ValueError(f"{', '.join(given)} {'sets' if len(given) == 1 else 'set'} the refinement, which "
                              f"--no-refine turns off: drop {' and '.join(given)} or --no-refine")
     if latency is not None and not online:
         raise ValueError(f"--latency {latency} needs --online (offline tracking refines each track once its "
                          "sequence is over): add --online or drop --latency")
-    fields = {k: v for k, v in (("dynamics", dynamics), ("window", window), ("iters", iters), ("relink", relink))
-              if v is not None}
+    fields = {k: v for k, v in (("dynamics", dynamics), ("window", window), ("iters", iters), ("relink", relink),
+                                ("predict", predict)) if v is not None}
     config = TrackerConfig(refine=not no_refine, **fields)
     if online and relink not in (None, "off"):
         raise ValueError(f"--relink {relink} with --online: re-linking reads tracks born later (offline only); "
                          "drop --relink or --online")
-    if prior is not None and dynamics == "cv" and config.relink != "dvae":
-        raise ValueError("--prior with --dynamics cv: constant-velocity refinement uses no prior; drop --prior or "
-                         "use --dynamics dvae")
+    if prior is not None and (dynamics == "cv" or no_refine) and "dvae" not in (config.relink, config.predict):
+        raise ValueError(f"--prior with {'--dynamics cv' if dynamics == 'cv' else '--no-refine'}: nothing uses "
+                         "a prior; drop --prior, or use it with --dynamics dvae, --relink dvae or --predict dvae")
     return config, ((DEFAULT_LATENCY if latency is None else latency) if online else None)
 
 
@@ -216,7 +218,8 @@ def track_mot_folder(mot_dir, out_dir, seqs=None, *, det_file="det/det.txt", val
     :param str det_file: the detection file, relative to each sequence folder.
     :param bool val_half: track and score only frames ``N // 2 + 2 .. N`` (the MOT17 protocol).
     :param prior: the DVAE trajectory prior of the refinement: a checkpoint path, a shipped name (``"srnn_mot"``)
-        or a loaded prior (default: the shipped SRNN); unused without refinement or with ``dynamics="cv"``.
+        or a loaded prior (default: the shipped SRNN); unused without refinement or with ``dynamics="cv"``, unless
+        re-linking or lost tracks' predictions use it (``relink`` / ``predict`` ``"dvae"``).
     :param int latency: online mode with this latency in frames (``None``: offline).
     :param int seed: random seed of the refinement.
     :param TrackerConfig config: the tracker's settings.
@@ -231,7 +234,7 @@ def track_mot_folder(mot_dir, out_dir, seqs=None, *, det_file="det/det.txt", val
 
     say = log if log is not None else (lambda *a, **k: None)
     cfg = config or TrackerConfig()
-    if prior is not None and ((cfg.refine and cfg.dynamics == "dvae") or cfg.relink == "dvae"):
+    if prior is not None and ((cfg.refine and cfg.dynamics == "dvae") or "dvae" in (cfg.relink, cfg.predict)):
         prior = load_tracking_prior(prior, "--prior")
     folders = sequence_folders(mot_dir, seqs)
     if evaluate:

@@ -7,55 +7,17 @@ identity. :func:`relink_tracks` joins such pairs: every track ``A`` that ends be
 near ``B``'s first box are matched one-to-one (Hungarian, on the cost below); a matched ``B`` continues ``A``'s
 identity, and the refinement (stage 2) then fills the frames between them.
 
-Forecast (``relink="dvae"`` or ``"cv"``), at about 7.5 fps whatever the sequence's rate (the track subsampled by the
-largest integer factor keeping it at 7 fps or more, where a real-track DVAE forecasts better than constant velocity
-at every horizon): ``"dvae"`` rolls the trajectory prior forward from the track's last ``relink_context``
-subsampled boxes (:func:`pyro_dvae.forecast.dvae_forecast`); ``"cv"`` extends the mean velocity of those boxes.
+Forecast (``relink="dvae"`` or ``"cv"``): :mod:`.motion`, from the track's last ``relink_context`` subsampled boxes.
 Cost of a pair: the distance between the forecast centre and ``B``'s first centre in units of ``B``'s height, plus
 the absolute log ratio of their heights; pairs above ``relink_cost`` are never joined.
 """
 
 import numpy as np
-import torch
 from scipy.optimize import linear_sum_assignment
 
-from pyro_dvae.data.tracks import rate_factors
+from .motion import box_at, forecast_boxes, history, subsampling_factor
 
 RELINK = ("dvae", "cv", "off")
-
-
-def _history(track, factor, context):
-    """The track's boxes at its last frame and every ``factor`` frames before it (``context`` of them at most,
-    linearly interpolated between its detections), oldest first: ``(C, 4)`` ``x1, y1, x2, y2`` pixels."""
-    frames = np.asarray(track.frames, float)
-    boxes = np.stack(track.boxes)
-    last = frames[-1]
-    steps = [last - factor * k for k in range(context) if last - factor * k >= frames[0]]
-    at = np.array(steps[::-1])
-    return np.stack([np.interp(at, frames, boxes[:, j]) for j in range(4)], 1)
-
-
-def _cv(past, horizon):
-    """Constant velocity: the mean step of ``past (N, C, 4)`` carried ``horizon`` steps: ``(N, horizon, 4)``."""
-    C = past.shape[1]
-    v = (past[:, -1] - past[:, 0]) / max(C - 1, 1)
-    k = np.arange(1, horizon + 1, dtype=float)[None, :, None]
-    return past[:, -1:, :] + k * v[:, None, :]
-
-
-def forecast_boxes(pasts, horizon, method, prior=None, scale=None):
-    """Forecasts ``(N, horizon, 4)`` (pixels) of ``pasts``, a list of ``(C_i, 4)`` pixel histories (left-padded by
-    repeating their first box to a common length), by ``"dvae"`` (``prior``; boxes divided by ``scale = (W, H,
-    W, H)``) or ``"cv"``."""
-    if method == "cv":  # velocity from each track's own boxes
-        return np.concatenate([_cv(p[None], horizon) for p in pasts])
-    from pyro_dvae.forecast import dvae_forecast
-
-    C = max(len(p) for p in pasts)
-    past = np.stack([np.concatenate([np.repeat(p[:1], C - len(p), 0), p]) for p in pasts])
-
-    x = torch.as_tensor(past / scale, dtype=prior.x_loc.dtype)
-    return dvae_forecast(prior, x, horizon).double().numpy() * scale
 
 
 def _cost(pred, box):
@@ -81,7 +43,7 @@ def relink_tracks(tracks, frame_rate, width, height, *, config, prior=None):
         return list(tracks), []
     if method == "dvae" and prior is None:
         raise ValueError("relink='dvae' needs a trajectory prior")
-    factor = rate_factors(frame_rate)[-1]
+    factor = subsampling_factor(frame_rate)
     gap = max(1, int(round(config.relink_gap * frame_rate)))
     ends = sorted(tracks, key=lambda t: t.frames[-1])
     starts = sorted(tracks, key=lambda t: t.frames[0])
@@ -91,7 +53,7 @@ def relink_tracks(tracks, frame_rate, width, height, *, config, prior=None):
         return list(tracks), []
     users = sorted({i for i, _ in cand})
     steps = max(int(np.ceil((starts[j].frames[0] - ends[i].frames[-1]) / factor)) for i, j in cand)
-    pasts = [_history(ends[i], factor, config.relink_context) for i in users]
+    pasts = [history(ends[i], factor, config.relink_context) for i in users]
     scale = np.array([width, height, width, height], float)
     pred = forecast_boxes(pasts, steps, method, prior, scale)
     row = {i: r for r, i in enumerate(users)}
@@ -100,9 +62,7 @@ def relink_tracks(tracks, frame_rate, width, height, *, config, prior=None):
         a, b = ends[i], starts[j]
         d = (b.frames[0] - a.frames[-1]) / factor  # forecast steps to B's first frame (fractional)
         path = np.concatenate([pasts[row[i]][-1:], pred[row[i]]])  # step 0 = A's last box
-        k = min(int(np.floor(d)), steps - 1)
-        box = path[k] + (d - k) * (path[k + 1] - path[k])
-        cost[i, j] = _cost(box, np.asarray(b.boxes[0], float))
+        cost[i, j] = _cost(box_at(path, d), np.asarray(b.boxes[0], float))
     big = 1e6
     r, c = linear_sum_assignment(np.where(np.isfinite(cost), cost, big))
     links = [(i, j) for i, j in zip(r, c) if cost[i, j] <= config.relink_cost]

@@ -7,6 +7,7 @@ import torch
 
 from .association import Associator
 from .config import TrackerConfig
+from .motion import forecast_boxes
 from .relink import relink_tracks
 
 
@@ -86,7 +87,15 @@ def track_sequence(frames, boxes, scores, width, height, *, frame_rate=30.0, pri
     cfg = config or TrackerConfig()
     frames, boxes, scores = np.asarray(frames, int), np.asarray(boxes, float), np.asarray(scores, float)
     xyxy = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], 1) if len(boxes) else boxes.reshape(0, 4)
-    assoc = Associator(cfg, frame_rate)
+    if prior is None and ((cfg.refine and cfg.dynamics == "dvae") or "dvae" in (cfg.relink, cfg.predict)):
+        from pyro_dvae import pretrained
+
+        prior = pretrained.load()
+    forecaster = None
+    if cfg.predict == "dvae":
+        scale = np.array([width, height, width, height], float)
+        forecaster = lambda pasts, horizon: forecast_boxes(pasts, horizon, "dvae", prior, scale)  # noqa: E731
+    assoc = Associator(cfg, frame_rate, forecaster)
     order = np.argsort(frames, kind="stable")
     frames, xyxy, scores = frames[order], xyxy[order], scores[order]
     if len(frames):
@@ -94,10 +103,6 @@ def track_sequence(frames, boxes, scores, width, height, *, frame_rate=30.0, pri
         for idx in np.split(np.arange(len(frames)), cuts):
             assoc.step(int(frames[idx[0]]), xyxy[idx], scores[idx])
     tracks = assoc.finish()
-    if prior is None and ((cfg.refine and cfg.dynamics == "dvae") or cfg.relink == "dvae"):
-        from pyro_dvae import pretrained
-
-        prior = pretrained.load()
     if latency is None:  # re-linking reads tracks born up to relink_gap later: offline only
         tracks, _ = relink_tracks(tracks, frame_rate, width, height, config=cfg, prior=prior)
     rows = []

@@ -244,6 +244,9 @@ def greedy_tracks(obs, obs_mask, num_sources, min_iou=0.1, gate=0.05, velocity_d
     seeds = None if seeds is None else torch.as_tensor(seeds).detach().cpu().numpy().astype(np.float64)
     if seeds is not None and seeds.shape != (B, N, BOX):
         raise ValueError(f"seeds must be shaped {(B, N, BOX)}, got {seeds.shape}")
+    if N == 1 and K == 1:  # one source, at most one detection per frame: the same rule for every window at once
+        out = _greedy_single(o[:, :, 0], m[:, :, 0], min_iou, gate, velocity_decay, seeds, centre)
+        return torch.as_tensor(out, dtype=obs.dtype, device=obs.device)
     for b in range(B):
         pos = np.full((N, BOX), np.nan) if seeds is None else seeds[b].copy()
         vel = np.zeros((N, BOX))
@@ -275,3 +278,34 @@ def greedy_tracks(obs, obs_mask, num_sources, min_iou=0.1, gate=0.05, velocity_d
             elif seeded_at[n] < 0:  # never seen: a default box in the image centre
                 out[b, n] = np.array([0.45, 0.35, 0.5, 0.6])
     return torch.as_tensor(out, dtype=obs.dtype, device=obs.device)
+
+
+def _greedy_single(o, m, min_iou, gate, velocity_decay, seeds, centre):
+    """:func:`greedy_tracks` for one source and at most one detection per frame (``o (B, T, 4)``, ``m (B, T)``),
+    vectorised over the ``B`` windows: the same matches, velocities and boxes as its per-window loop."""
+    B, T, _ = o.shape
+    pos = np.full((B, BOX), np.nan) if seeds is None else seeds[:, 0].copy()
+    vel, last = np.zeros((B, BOX)), np.zeros(B)
+    seeded_at = np.full(B, -1) if seeds is None else np.zeros(B, int)
+    out = np.zeros((B, 1, T, BOX))
+    for t in range(T):
+        det, has = o[:, t], m[:, t]
+        known = ~np.isnan(pos[:, 0])
+        pred = pos + vel * (t - last)[:, None]
+        iou = iou_xyxy(pred[:, None], det[:, None])[:, 0, 0]
+        dist_ = np.linalg.norm(centre(pred) - centre(det), axis=-1)
+        hit = has & known & ((iou >= min_iou) | (dist_ < gate))
+        step = (det - pos) / np.maximum(t - last, 1)[:, None]
+        vel = np.where(hit[:, None], velocity_decay * vel + (1 - velocity_decay) * step, vel)
+        seed = has & ~known
+        take = hit | seed
+        pos = np.where(take[:, None], det, pos)
+        last = np.where(take, t, last)
+        seeded_at = np.where(seed, t, seeded_at)
+        out[:, 0, t] = np.nan_to_num(pos, nan=0.5)
+    for b in range(B):
+        if seeded_at[b] > 0:
+            out[b, 0, : seeded_at[b]] = out[b, 0, seeded_at[b]]
+        elif seeded_at[b] < 0:
+            out[b, 0] = np.array([0.45, 0.35, 0.5, 0.6])
+    return out

@@ -39,6 +39,9 @@ def add_parser(sub, parents):
     p.add_argument("--relink", choices=["dvae", "cv", "off"],
                    help="join a track that ended to one born later, forecasting with the DVAE prior or constant "
                         "velocity; offline only (default: off)")
+    p.add_argument("--predict", choices=["dvae", "cv"],
+                   help="the box a lost track (undetected for more than a frame) is matched with: a forecast of the "
+                        "DVAE prior or its constant-velocity Kalman prediction (default: cv)")
     p.add_argument("--window", type=int_at_least(2), help="frames per refinement window (default: 60)")
     p.add_argument("--iters", type=int_at_least(1), help="VEM iterations per refinement window (default: 10)")
     p.add_argument("--eval", action="store_true",
@@ -52,7 +55,7 @@ def run(args):
 
     config, latency = tracker_settings(no_refine=args.no_refine, online=args.online, latency=args.latency,
                                        prior=args.prior or None, dynamics=args.dynamics, window=args.window,
-                                       iters=args.iters, relink=args.relink)
+                                       iters=args.iters, relink=args.relink, predict=args.predict)
     return track_mot_folder(args.mot_dir, args.out_dir, args.seqs, det_file=args.det_file, val_half=args.val_half,
                             prior=args.prior or None, latency=latency, seed=args.seed, config=config,
                             evaluate=args.eval, log=print)

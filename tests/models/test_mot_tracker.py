@@ -8,6 +8,7 @@ import pytest
 from common import REALDATA, requires_realdata
 
 from pyro_dvae.models.mot_tracker import Associator, TrackerConfig, track_sequence
+from pyro_dvae.models.mot_tracker.motion import box_at
 
 W, H = 1000, 600
 
@@ -135,6 +136,41 @@ def test_relinking_options_are_checked():
     assert cfg.relink == "dvae" and cfg.dynamics == "cv"
     with pytest.raises(ValueError, match="--prior with --dynamics cv"):
         tracker_settings(dynamics="cv", prior="srnn_mot_real")
+
+
+def test_lost_tracks_are_matched_with_the_forecast_made_once_per_loss_event():
+    """A walker at 8 px per frame stops while undetected (frames 31-45) and reappears where it stopped: the
+    Kalman filter's constant velocity carries the predicted box 120 px on and the walker becomes a new identity;
+    with ``predict="dvae"`` the lost track is matched with the forecaster's box (here a forecaster that predicts a
+    stop), made once per loss event and read at the frame's fractional step."""
+    rows = [(t, 100 + 8 * min(t, 30), 300, 40, 100, 0.9) for t in range(1, 71) if not 31 <= t <= 45]
+    rows = np.array(rows, float)
+    xyxy = np.concatenate([rows[:, 1:3], rows[:, 1:3] + rows[:, 3:5]], 1)
+    calls = []
+
+    def stop(pasts, horizon):
+        calls.append((len(pasts), horizon))
+        return np.stack([np.repeat(p[-1:], horizon, 0) for p in pasts])
+
+    def run(cfg, forecaster=None):
+        assoc = Associator(cfg, 30.0, forecaster)
+        for t in range(1, 71):
+            at = rows[:, 0] == t
+            assoc.step(t, xyxy[at], rows[at, 5])
+        return assoc
+
+    assert len(run(TrackerConfig(refine=False, max_age=30)).finish()) == 2
+    assoc = run(TrackerConfig(refine=False, max_age=30, predict="dvae"), stop)
+    (track,) = assoc.finish()
+    assert len(track.frames) == len(rows) and calls == [(1, assoc.horizon)]  # one forecast for the one loss event
+    assert assoc.factor == 4 and assoc.horizon == 9  # 7.5 fps steps covering max_age
+    path = np.array([[0.0, 0, 10, 10], [4.0, 0, 14, 10], [8.0, 0, 18, 10]])
+    np.testing.assert_allclose(box_at(path, 1.5), [6.0, 0, 16, 10])
+    np.testing.assert_allclose(box_at(path, 2.5), [10.0, 0, 20, 10])  # linear beyond the last step
+    with pytest.raises(ValueError, match="forecaster"):
+        Associator(TrackerConfig(predict="dvae"))
+    with pytest.raises(ValueError, match="predict"):
+        TrackerConfig(predict="kalman")
 
 
 @requires_realdata("mot17/MOT17-09")
