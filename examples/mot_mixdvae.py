@@ -45,7 +45,7 @@ import motmetrics
 import numpy as np
 import torch
 
-from pyro_dvae import pretrained, priors
+from pyro_dvae import pretrained
 from pyro_dvae.data.mot import SeqInfo, build_windows, iou_xyxy, read_gt, xywh_to_xyxy
 from pyro_dvae.data.mot_results import write_results
 from pyro_dvae.data.synthetic import crossing_scene, simulate_detections
@@ -53,6 +53,7 @@ from pyro_dvae.engine import threads
 from pyro_dvae.metrics import tracking_metrics
 from pyro_dvae.models.mot_tracker import TrackerConfig, track_sequence
 from pyro_dvae.models.tracking import run_tracking
+from pyro_dvae.models.tracking.run import load_tracking_prior
 
 TUD = {"TUD-Stadtmitte": 179, "TUD-Campus": 71}
 WIDTH, HEIGHT, FPS = 640, 480, 25.0
@@ -264,7 +265,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iters", type=int, default=20, help="VEM iterations")
     parser.add_argument("--seq-len", type=int, default=60)
-    parser.add_argument("--prior", help="prior checkpoint (default: the shipped SRNN trajectory prior)")
+    parser.add_argument("--prior", help="prior checkpoint or shipped name (default: the shipped SRNN trajectory prior)")
     parser.add_argument("--out-dir", default="mot_example", help="where the PNG figures go")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--num-plots", type=int, default=3, help="figures per scene (windows spread over the batch)")
@@ -277,7 +278,7 @@ def main(argv=None):
                         help="draws of the simulated detections for the whole-sequence mean (1: the table only)")
     args = parser.parse_args(argv)
     threads(args.threads)
-    models = {"mixdvae": priors.load(args.prior) if args.prior else pretrained.load(),
+    models = {"mixdvae": load_tracking_prior(args.prior) if args.prior else pretrained.load(),
               "deepar": pretrained.load("deepar_mot")}
     plot_dir = None
     if not args.no_plot:

@@ -5,8 +5,8 @@ is left unset), and the synthetic-trajectory data it trains motion priors on.
 - :data:`TRAJ_SIZES` / :data:`SPEC_SIZES`: the layer sizes of a trajectory (box) prior and of a spectral (audio)
   prior; :func:`prior_kwargs` turns a family name, the kind of data and any explicit sizes into the keyword
   arguments of :func:`pyro_dvae.priors.build`;
-- :data:`TRAJ_TRAINING` / :data:`AUDIO_TRAINING`: epochs, batch size, learning rate, KL weight and sequence length per kind
-  of data (:func:`training_defaults`; MDVAE trains on 30-frame sequences);
+- :data:`TRAJ_TRAINING` / :data:`AUDIO_TRAINING`: epochs, batch size, learning rate, KL weight and sequence length per
+  kind of data (:func:`training_defaults`; MDVAE trains on 30-frame sequences);
 - :func:`synthetic_trajectory_data`: the training stream and the validation set of synthetic box trajectories;
 - :func:`checkpoint_extra`: the front-end entries a spectral (or audio-visual) prior's checkpoint carries.
 """

@@ -26,8 +26,8 @@ run writes and resumes from); model sizes and per-data defaults of ``pyro-dvae t
 - **Gain augmentation** (spectral priors): each training sequence's power is multiplied by
   ``10 ** (g / 10)``, ``g ~ U(gain_db)``, drawn anew at every step, so the prior does not tie its latents
   to the level of the training files.
-- **Early stopping** on the validation loss (full ELBO, teacher forcing unless ``val_ss_prob``, fixed noise seed), counted
-  only once both schedules are complete; the best weights are what the checkpoint holds.
+- **Early stopping** on the validation loss (full ELBO, teacher forcing unless ``val_ss_prob``, fixed noise
+  seed), counted only once both schedules are complete; the best weights are what the checkpoint holds.
 - **Non-finite losses or gradients** skip the step and halve the learning rate; a checkpoint never
   holds a non-finite weight.
 - **Checkpoints**: the prior's own checkpoint (best weights + config + the training log, ``priors.load`` /
@@ -59,7 +59,8 @@ from .elbo import elbo_loss
 #: the forms of scheduled sampling (:meth:`pyro_dvae.priors.base.DVAE._scheduled_inputs`)
 SS_MODES = ("parallel", "sequential")
 
-__all__ = ["NORMALISATION_CHUNKS", "SS_MODES", "TrainConfig", "TrainFiles", "TrainResult", "elbo_loss", "evaluate", "train_prior"]
+__all__ = ["NORMALISATION_CHUNKS", "SS_MODES", "TrainConfig", "TrainFiles", "TrainResult", "elbo_loss", "evaluate",
+           "train_prior"]
 
 
 @dataclass

@@ -136,14 +136,15 @@ def test_sequential_scheduled_sampling_feeds_the_free_running_past(name):
     torch.manual_seed(0)
     prior = priors.build(name, x_dim=4, z_dim=2, dense_dim=8).eval()
     x, z = torch.randn(3, 7, 4), torch.randn(3, 7, 2)
-    if name == "light-dvae":
-        v = torch.randn(3, prior.v_dim)
-        stepwise = lambda feed: prior._stepwise(z, feed, v)
-        free = prior.decode_stepwise(z, lambda t, m, s: m, latents={"v": v})[0]
-    else:
-        stepwise = lambda feed: prior.stepwise_decode(z, feed)
-        free = prior.decode_stepwise(z, lambda t, m, s: m)[0]
-    predict = lambda x_: torch.full_like(x_, 99.0)  # the parallel form's predictor: never used by "sequential"
+    v = torch.randn(3, prior.v_dim) if name == "light-dvae" else None
+
+    def stepwise(feed):
+        return prior._stepwise(z, feed, v) if v is not None else prior.stepwise_decode(z, feed)
+
+    def predict(x_):  # the parallel form's predictor: never used by "sequential"
+        return torch.full_like(x_, 99.0)
+
+    free = prior.decode_stepwise(z, lambda t, m, s: m, latents=None if v is None else {"v": v})[0]
     prior.ss_mode = "sequential"
     assert torch.allclose(prior._scheduled_inputs(x, predict, 1.0, stepwise), free, atol=1e-6)
     torch.manual_seed(1)
