@@ -4,7 +4,8 @@
 Two stages :
 
 1. **Association with births and deaths** (:class:`Associator`), frame by frame: every track's box is predicted
-   by a constant-velocity Kalman filter; detections are matched in two score tiers as in ByteTrack [1] (high-score
+   by a constant-velocity Kalman filter (a lost track's, optionally, by a forecast of the trajectory prior:
+   ``TrackerConfig.predict``); detections are matched in two score tiers as in ByteTrack [1] (high-score
    detections to every track, then the low-score ones to the tracks still unmatched, so that low scores carry
    objects through partial occlusion rather than being thrown away); a high-score detection nobody explains
    starts a tentative track (a *birth*), confirmed by a second match; a track unmatched for ``max_age`` frames
@@ -24,7 +25,8 @@ Two stages :
 [2] X. Lin, L. Girin, X. Alameda-Pineda (2023), "Mixture of Dynamical Variational Autoencoders for Multi-Source
     Trajectory Modeling and Separation", TMLR.
 
-**Layout:** :mod:`.config` (:class:`TrackerConfig`), :mod:`.association` (stage 1), :mod:`.run` (stage 2 and
+**Layout:** :mod:`.config` (:class:`TrackerConfig`), :mod:`.association` (stage 1), :mod:`.motion` (forecasts of a
+track across frames without detections), :mod:`.relink` (re-linking between the stages), :mod:`.run` (stage 2 and
 :func:`track_sequence`), :mod:`.files` (sequences tracked, written in the MOTChallenge result format and scored:
 what ``pyro-dvae track-mot`` runs). The tracking model it refines with is :mod:`pyro_dvae.models.tracking` (the window
 protocol's model).
