@@ -87,6 +87,9 @@ class PriorTrainSpec:
     :ivar tracks: the real tracks (with ``data=MOT_TRACKS``; :class:`~pyro_dvae.data.tracks.RealTracks`, ``None``:
         its defaults).
     :ivar audio: the audio chunks (with an audio folder).
+    :ivar init: a prior checkpoint or shipped name whose weights, sizes and normalisation the run starts from (a
+        fine-tuning: a new run, schedules from epoch 1; ``None``: a new prior). Its family must be ``model``;
+        ``sizes`` and ``model_options`` must then be left unset (they come from the checkpoint).
     """
 
     model: str
@@ -101,6 +104,7 @@ class PriorTrainSpec:
     synthetic: SyntheticTracks = field(default_factory=SyntheticTracks)
     audio: AudioChunks = field(default_factory=AudioChunks)
     tracks: RealTracks = None
+    init: str = None
 
     @property
     def audio_data(self):
@@ -163,6 +167,28 @@ def _data(spec, seq_len):
     return train, val, store
 
 
+def _initial_prior(spec, sizes, x_dim):
+    """The prior of ``spec.init`` (a checkpoint or shipped name), in float32, checked against the run's settings."""
+    from . import pretrained, priors
+
+    given = [f"--{k.replace('_', '-')}" for k, v in sizes.items() if v is not None]
+    given += ["--model-option"] if spec.model_options else []
+    if given:
+        raise ValueError(f"--init {spec.init}: the sizes and options come from its checkpoint; drop "
+                         f"{', '.join(given)}")
+    if spec.files.resume is not None:
+        raise ValueError("--init starts a new run from a checkpoint's weights and --resume continues an earlier "
+                         "run: give one of them")
+    path = pretrained.resolve(spec.init)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--init {spec.init}: no such checkpoint file and no shipped prior of that name")
+    prior = priors.load(path).float()
+    if prior.name != spec.model or prior.x_dim != x_dim:
+        raise ValueError(f"--init {spec.init} holds a {prior.name} prior with x_dim={prior.x_dim}; this run trains "
+                         f"--model {spec.model} on data with x_dim={x_dim}")
+    return prior
+
+
 def _make_parent(path):
     if path is not None:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -174,16 +200,18 @@ def train_prior_from_spec(spec, *, engine=None, progress=False, log=None):
     The steps: the per-data defaults of unset settings (:func:`~pyro_dvae.presets.training_defaults`); the checks
     of the settings against each other (the gain, pitch and hop options are for audio folders; a prior without
     latent variables takes no latent sizes; MDVAE trains on speech); the data (:class:`PriorTrainSpec`); the prior
-    (:func:`build_prior`); its normalisation from the training data and its untrained validation loss (unless
-    resuming); the training (:func:`pyro_dvae.training.train_prior`), which writes ``spec.files``. A chunk store
-    made beside the checkpoint is removed at the end.
+    (:func:`build_prior`, or the checkpoint of ``spec.init``); its normalisation from the training data (unless
+    resuming or starting from ``spec.init``) and its untrained validation loss (unless resuming); the training
+    (:func:`pyro_dvae.training.train_prior`), which writes ``spec.files``. A chunk store made beside the checkpoint
+    is removed at the end.
 
     :param PriorTrainSpec spec: the settings of the run.
     :param engine: :class:`~pyro_dvae.engine.Engine` (default: one CPU process with torch's current threads).
     :param bool progress: show a progress bar.
     :param log: called with one line of text before the training starts and one after it (rank 0 only; ``None``:
         silent).
-    :returns: the summary dict: ``prior``, ``untrained_val_loss`` (``None`` when resuming), ``best_val_loss``,
+    :returns: the summary dict: ``prior``, ``untrained_val_loss`` (``None`` when resuming; with ``spec.init``, the
+        initial prior's), ``best_val_loss``,
         ``best_epoch``, ``epochs_run``, ``stopped_early``, ``skipped_steps``, ``out``, ``train_sequences``,
         ``threads``, ``processes``, ``accelerator``, ``resume_checkpoint``, ``seconds`` and the median
         ``seconds_per_epoch``.
@@ -206,13 +234,16 @@ def train_prior_from_spec(spec, *, engine=None, progress=False, log=None):
     if spec.model == "mdvae" and not audio_data:  # audio + rendered faces (pyro_dvae.data.audiovisual)
         raise ValueError("--model mdvae trains on a speech folder (--data DIR): the visual stream is rendered "
                          "from it (pyro_dvae.data.audiovisual)")
-    prior = build_prior(spec.model, presets.prior_kwargs(spec.model, train.shape[-1], audio_data,
-                                                         residual=spec.residual, **sizes), spec.model_options)
+    if spec.init is not None:
+        prior = _initial_prior(spec, sizes, train.shape[-1])
+    else:
+        prior = build_prior(spec.model, presets.prior_kwargs(spec.model, train.shape[-1], audio_data,
+                                                             residual=spec.residual, **sizes), spec.model_options)
     cfg = TrainConfig(seed=spec.seed, **settings)
     files = spec.files
     if files.checkpoint_extra is None:
         files = replace(files, checkpoint_extra=presets.checkpoint_extra(spec.model, audio_data))
-    if files.resume is None:
+    if files.resume is None and spec.init is None:
         prior.fit_normalisation(train.tensor(NORMALISATION_CHUNKS))
     untrained = None if files.resume else evaluate(prior, val if torch.is_tensor(val) else val.tensor())
     if engine is None:
@@ -246,7 +277,8 @@ def train_prior_from_spec(spec, *, engine=None, progress=False, log=None):
                "threads": engine.threads, "processes": engine.devices * engine.num_nodes,
                "accelerator": engine.accelerator, "resume_checkpoint": files.resume_path(), "seconds": seconds,
                "seconds_per_epoch": sorted(per_epoch)[len(per_epoch) // 2] if per_epoch else None}
-    start = "resumed" if untrained is None else f"untrained {untrained:.4f}"
+    start = ("resumed" if untrained is None else
+             f"{'initial (--init)' if spec.init is not None else 'untrained'} {untrained:.4f}")
     say(f"validation loss (negative ELBO per step): {start} -> best {res.best_val:.4f} "
         f"at epoch {res.best_epoch}; saved {files.out} ({seconds:.0f} s, median "
         f"{summary['seconds_per_epoch'] or 0:.1f} s per epoch)")

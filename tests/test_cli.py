@@ -26,6 +26,25 @@ def test_train_prior_synthetic_beats_untrained(tmp_path):
     assert prior.x_dim == 4 and prior.z_dim == 4
 
 
+def test_train_prior_init_fine_tunes_a_checkpoint(tmp_path, capsys):
+    """--init starts from a checkpoint's weights, sizes and normalisation: its initial validation loss is the
+    trained prior's (far below a new prior's), its sizes are kept, and clashing options are one-line errors."""
+    first, second = tmp_path / "a.pt", tmp_path / "b.pt"
+    args = ["train-prior", "--model", "srnn", "--data", "synthetic-trajectories", "--seed", "1", *TINY]
+    assert main([*args, "--out", str(first), "--out-json", str(tmp_path / "a.json")]) == 0
+    assert main([*args, "--out", str(second), "--out-json", str(tmp_path / "b.json"), "--init", str(first),
+                 "--ss-mode", "sequential"]) == 0
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "ab")
+    assert b["untrained_val_loss"] < a["untrained_val_loss"] - 1.0
+    assert "initial (--init)" in capsys.readouterr().out
+    p, q = priors.load(first), priors.load(second)
+    assert p.config == q.config and torch.equal(p.x_loc, q.x_loc)  # the normalisation was not refitted
+    for extra, message in ((["--dense-dim", "8"], "drop --dense-dim"), (["--model", "vae"], "holds a srnn prior"),
+                           (["--resume", str(first)], "give one of them")):
+        rc = main([*args, "--out", str(tmp_path / "c.pt"), "--init", str(first), *extra])
+        assert rc == 2 and message in capsys.readouterr().err
+
+
 def test_train_prior_audio_folder(tmp_path):
     sf = pytest.importorskip("soundfile")
     rng = np.random.default_rng(0)

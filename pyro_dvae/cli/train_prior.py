@@ -87,6 +87,9 @@ def add_parser(sub, parents):
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE", type=model_option,
                    help="a further option of the prior family (priors.build), repeatable; VALUE read as JSON when "
                         "it parses (1.5, true, \"mean\"), else as text: e.g. --model-option w_pool=mean for mdvae")
+    p.add_argument("--init", metavar="PRIOR",
+                   help="start from this prior checkpoint or shipped name (its weights, sizes and normalisation; a "
+                        "new run: fine-tuning, e.g. with another --ss-mode or data); its family must be --model")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_engine_options(p)
     p.set_defaults(run=run, outputs=[("out", "--out", None), ("log_json", "--log-json", None)])
@@ -132,5 +135,5 @@ def run(args):
                                   speed_range=tuple(args.speed_range)),
         audio=AudioChunks(pitch_shift=tuple(args.pitch_shift), chunk_hop=args.chunk_hop,
                           val_fraction=args.val_fraction, cache=args.chunk_cache),
-        tracks=RealTracks(**tracks) if tracks else None)
+        tracks=RealTracks(**tracks) if tracks else None, init=args.init)
     return train_prior_from_spec(spec, engine=engine_from_args(args), progress=not args.quiet, log=print)
