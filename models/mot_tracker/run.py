@@ -78,8 +78,9 @@ def track_sequence(frames, boxes, scores, width, height, *, frame_rate=30.0, pri
     """Track one sequence.
 
     :param frames: ``(n,)`` frame number of each detection; ``boxes (n, 4)`` ``x, y, w, h`` in pixels; ``scores``.
-    :param prior: the DVAE trajectory prior for the refinement (default: the shipped SRNN); unused with
-        ``config.refine = False``.
+    :param prior: the DVAE trajectory prior for the refinement, re-linking and lost tracks' forecasts (default: the
+        shipped SRNN); unused when none of them uses it (``config.refine = False`` or ``dynamics = "cv"``, with
+        ``relink`` and ``predict`` not ``"dvae"``).
     :param int latency: online mode with this latency in frames (:func:`refine_tracks`); ``None``: offline.
         Stage 1 is causal either way; re-linking (``config.relink``) runs offline only.
     :returns: ``(frames, ids, boxes x y w h, scores)`` arrays in the MOTChallenge result layout.
@@ -91,11 +92,12 @@ def track_sequence(frames, boxes, scores, width, height, *, frame_rate=30.0, pri
         from pyro_dvae import pretrained
 
         prior = pretrained.load()
-    forecaster = None
-    if cfg.predict == "dvae":
-        scale = np.array([width, height, width, height], float)
-        forecaster = lambda pasts, horizon: forecast_boxes(pasts, horizon, "dvae", prior, scale)  # noqa: E731
-    assoc = Associator(cfg, frame_rate, forecaster)
+    scale = np.array([width, height, width, height], float)
+
+    def forecaster(pasts, horizon):  # lost tracks' boxes (config.predict = "dvae")
+        return forecast_boxes(pasts, horizon, "dvae", prior, scale)
+
+    assoc = Associator(cfg, frame_rate, forecaster if cfg.predict == "dvae" else None)
     order = np.argsort(frames, kind="stable")
     frames, xyxy, scores = frames[order], xyxy[order], scores[order]
     if len(frames):

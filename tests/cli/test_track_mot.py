@@ -127,6 +127,15 @@ def test_ignored_options_are_errors(mot_dir, tmp_path, capsys, extra, needles):
     assert captured.out == "" and not (tmp_path / "o").exists()
 
 
+def test_predict_dvae_uses_the_prior_even_without_refinement(mot_dir, tmp_path):
+    """``--predict dvae`` forecasts lost tracks with ``--prior``, so ``--no-refine --prior`` is accepted with it;
+    the run writes its results (the forecasting itself: tests/models/test_mot_tracker.py)."""
+    out = tmp_path / "o"
+    assert main(["track-mot", "--mot-dir", str(mot_dir), "--out-dir", str(out), "--no-refine", "--predict", "dvae",
+                 "--prior", "srnn_mot_real"]) == 0
+    assert (out / "TUD.txt").read_text().strip()
+
+
 def test_online_alone_has_the_default_latency_and_no_refine_records_no_dynamics(mot_dir, tmp_path):
     """``--online`` alone runs with a latency of 30 frames; ``--no-refine`` records no dynamics."""
     js = tmp_path / "s.json"
