@@ -9,7 +9,7 @@ atomically, by the task) and the JSON log, and saves Lightning's checkpoint for 
 part, rank 0 writes). The stop decision is the same on every rank, since the validation loss is summed over
 the ranks before anyone looks at it.
 
-``progress`` shows Lightning's progress bar when standard output is a terminal (:func:`on_terminal`); redirected
+``progress`` shows Lightning's tqdm progress bar when standard output is a terminal (:func:`on_terminal`); redirected
 to a file or a pipe, it prints one plain line per epoch instead (:class:`EpochLines`), with no escape codes.
 """
 
@@ -217,7 +217,7 @@ def _run_trainer(task, data, epochs, engine, resume, progress, callbacks):
                                  max_epochs=int(epochs), logger=False, enable_checkpointing=False,
                                  enable_model_summary=False, enable_progress_bar=bool(progress),
                                  num_sanity_val_steps=0, use_distributed_sampler=False, inference_mode=False,
-                                 callbacks=list(callbacks))
+                                 callbacks=list(callbacks) + ([pl.callbacks.TQDMProgressBar()] if progress else []))
             trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=True)
     finally:
         for q, level in zip(quiet, levels):
