@@ -245,7 +245,8 @@ def train_prior_from_spec(spec, *, engine=None, progress=False, log=None):
         files = replace(files, checkpoint_extra=presets.checkpoint_extra(spec.model, audio_data))
     if files.resume is None and spec.init is None:
         prior.fit_normalisation(train.tensor(NORMALISATION_CHUNKS))
-    untrained = None if files.resume else evaluate(prior, val if torch.is_tensor(val) else val.tensor())
+    untrained = None if files.resume else evaluate(prior, val if torch.is_tensor(val) else val.tensor(),
+                                                   ss_prob=cfg.val_ss_prob, ss_mode=cfg.ss_mode)
     if engine is None:
         from .engine import Engine
 

@@ -180,6 +180,10 @@ def test_sequential_scheduled_sampling_trains_and_validates_free_running(tracks)
     torch.manual_seed(0)
     b = tf.val_loss((val, None))[0]
     assert a != pytest.approx(b)
+    # evaluate() scores the same way when asked (the run's initial validation loss) and restores the prior's mode
+    free_eval = evaluate(prior, val, ss_prob=1.0, ss_mode="sequential")
+    assert prior.ss_mode == "parallel" and free_eval != pytest.approx(evaluate(prior, val))
+    assert free_eval == pytest.approx(evaluate(prior, val, ss_prob=1.0, ss_mode="sequential"))
     with pytest.raises(ValueError, match="ss_mode"):
         TrainConfig(ss_mode="free")
     with pytest.raises(ValueError, match="val_ss_prob"):
