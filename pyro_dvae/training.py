@@ -176,10 +176,11 @@ def evaluate(prior, x, mask=None, batch_size=256, seed=1234, ss_prob=0.0, ss_mod
     training loop's validation; its mode is restored). ``ss_prob``: scheduled sampling of autoregressive priors
     (0: teacher forcing; a :class:`TrainConfig`'s ``val_ss_prob`` to score as its validation does), in the form
     ``ss_mode`` (default: the prior's own ``ss_mode``)."""
-    total, steps, was_training, was_mode = 0.0, 0, prior.training, prior.ss_mode
-    ss_prob = float(ss_prob) if prior.autoregressive else 0.0
+    total, steps, was_training = 0.0, 0, prior.training
+    was_mode = getattr(prior, "ss_mode", None)  # None: a prior without scheduled sampling (MDVAE)
+    ss_prob = float(ss_prob) if was_mode is not None and prior.autoregressive else 0.0
     prior.eval()
-    if ss_mode is not None:
+    if ss_mode is not None and was_mode is not None:
         prior.ss_mode = ss_mode
     try:
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
@@ -188,12 +189,12 @@ def evaluate(prior, x, mask=None, batch_size=256, seed=1234, ss_prob=0.0, ss_mod
                 xb = x[i : i + batch_size]
                 mb = None if mask is None else mask[i : i + batch_size]
                 n = float(mb.sum()) if mb is not None else xb.shape[:-1].numel()
-                with torch.no_grad():
-                    total += float(elbo_loss(prior, xb, mb, ss_prob=ss_prob)) * n
+                total += float(elbo_loss(prior, xb, mb, ss_prob=ss_prob)) * n
                 steps += n
     finally:
         prior.train(was_training)
-        prior.ss_mode = was_mode
+        if was_mode is not None:
+            prior.ss_mode = was_mode
     return total / steps
 
 
