@@ -168,7 +168,7 @@ def _data(spec, seq_len):
 
 
 def _initial_prior(spec, sizes, x_dim):
-    """The prior of ``spec.init`` (a checkpoint or shipped name), in float32, checked against the run's settings."""
+    """The prior of ``spec.init`` (a checkpoint or shipped name), checked against the run's settings."""
     from . import pretrained, priors
 
     given = [f"--{k.replace('_', '-')}" for k, v in sizes.items() if v is not None]
@@ -182,7 +182,7 @@ def _initial_prior(spec, sizes, x_dim):
     path = pretrained.resolve(spec.init)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--init {spec.init}: no such checkpoint file and no shipped prior of that name")
-    prior = priors.load(path).float()
+    prior = priors.load(path)
     if prior.name != spec.model or prior.x_dim != x_dim:
         raise ValueError(f"--init {spec.init} holds a {prior.name} prior with x_dim={prior.x_dim}; this run trains "
                          f"--model {spec.model} on data with x_dim={x_dim}")
@@ -255,8 +255,7 @@ def train_prior_from_spec(spec, *, engine=None, progress=False, log=None):
     feeding = ""
     if prior.autoregressive:
         feeding = (f", {cfg.ss_mode} scheduled sampling epochs {cfg.ss_start}-{cfg.ss_end} up to {cfg.ss_max:g}"
-                   if cfg.ss_max > 0
-                   else ", teacher forcing")
+                   if cfg.ss_max > 0 else ", teacher forcing")
     say(f"{spec.model}: {len(train)} train / {len(val)} validation sequences of {train.shape[1]} steps, "
         f"x_dim={train.shape[-1]}, {sum(p.numel() for p in prior.parameters())} parameters; {cfg.epochs} epochs, "
         f"batch {cfg.batch_size}, lr {cfg.lr:g}, KL warm-up to epoch {cfg.warmup_epochs + 1}{feeding}; "

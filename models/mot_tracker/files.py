@@ -74,9 +74,9 @@ def tracker_settings(*, no_refine=False, online=False, latency=None, prior=None,
     if online and relink not in (None, "off"):
         raise ValueError(f"--relink {relink} with --online: re-linking reads tracks born later (offline only); "
                          "drop --relink or --online")
-    if prior is not None and (dynamics == "cv" or no_refine) and "dvae" not in (config.relink, config.predict):
-        raise ValueError(f"--prior with {'--dynamics cv' if dynamics == 'cv' else '--no-refine'}: nothing uses "
-                         "a prior; drop --prior, or use it with --dynamics dvae, --relink dvae or --predict dvae")
+    if prior is not None and dynamics == "cv" and "dvae" not in (config.relink, config.predict):
+        raise ValueError("--prior with --dynamics cv: nothing uses a prior; drop --prior, or use it with --dynamics "
+                         "dvae, --relink dvae or --predict dvae")
     return config, ((DEFAULT_LATENCY if latency is None else latency) if online else None)
 
 

@@ -33,22 +33,16 @@ def history(track, factor, context):
     return np.stack([np.interp(at, frames, boxes[:, j]) for j in range(4)], 1)
 
 
-def _cv(past, horizon):
-    """Constant velocity: the mean step of ``past (N, C, 4)`` carried ``horizon`` steps: ``(N, horizon, 4)``."""
-    C = past.shape[1]
-    v = (past[:, -1] - past[:, 0]) / max(C - 1, 1)
-    k = np.arange(1, horizon + 1, dtype=float)[None, :, None]
-    return past[:, -1:, :] + k * v[:, None, :]
-
-
 def forecast_boxes(pasts, horizon, method, prior=None, scale=None):
     """Forecasts ``(N, horizon, 4)`` (pixels) of ``pasts``, a list of ``(C_i, 4)`` pixel histories (left-padded by
     repeating their first box to a common length), by ``"dvae"`` (``prior``; boxes divided by ``scale = (W, H,
     W, H)``) or ``"cv"``."""
     if method not in FORECASTS:
         raise ValueError(f"forecast method must be one of {FORECASTS}, got {method!r}")
-    if method == "cv":  # velocity from each track's own boxes
-        return np.concatenate([_cv(p[None], horizon) for p in pasts])
+    if method == "cv":  # each track's mean step over its own boxes, carried on
+        last = np.stack([p[-1] for p in pasts])
+        step = np.stack([(p[-1] - p[0]) / max(len(p) - 1, 1) for p in pasts])
+        return last[:, None] + np.arange(1, horizon + 1, dtype=float)[None, :, None] * step[:, None]
     from pyro_dvae.forecast import dvae_forecast
 
     C = max(len(p) for p in pasts)

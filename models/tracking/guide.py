@@ -222,6 +222,10 @@ class TrackingGuide(StructuredGuide):
         return elbo
 
 
+#: the initial box of a source never seen in its window (normalised ``x1, y1, x2, y2``: the image centre)
+UNSEEN_BOX = np.array([0.45, 0.35, 0.5, 0.6])
+
+
 def greedy_tracks(obs, obs_mask, num_sources, min_iou=0.1, gate=0.05, velocity_decay=0.5, seeds=None):
     """A deterministic tracking-by-detection initialisation, ``(B, N, T, 4)``.
 
@@ -276,7 +280,7 @@ def greedy_tracks(obs, obs_mask, num_sources, min_iou=0.1, gate=0.05, velocity_d
             if seeded_at[n] > 0:
                 out[b, n, : seeded_at[n]] = out[b, n, seeded_at[n]]
             elif seeded_at[n] < 0:  # never seen: a default box in the image centre
-                out[b, n] = np.array([0.45, 0.35, 0.5, 0.6])
+                out[b, n] = UNSEEN_BOX
     return torch.as_tensor(out, dtype=obs.dtype, device=obs.device)
 
 
@@ -303,9 +307,8 @@ def _greedy_single(o, m, min_iou, gate, velocity_decay, seeds, centre):
         last = np.where(take, t, last)
         seeded_at = np.where(seed, t, seeded_at)
         out[:, 0, t] = np.nan_to_num(pos, nan=0.5)
-    for b in range(B):
-        if seeded_at[b] > 0:
-            out[b, 0, : seeded_at[b]] = out[b, 0, seeded_at[b]]
-        elif seeded_at[b] < 0:
-            out[b, 0] = np.array([0.45, 0.35, 0.5, 0.6])
+    first = out[np.arange(B), 0, np.maximum(seeded_at, 0)]  # each window's box at its seed
+    before = np.arange(T)[None, :] < seeded_at[:, None]  # the frames before a late seed take the seed box
+    out[:, 0] = np.where(before[..., None], first[:, None], out[:, 0])
+    out[seeded_at < 0, 0] = UNSEEN_BOX
     return out
