@@ -17,6 +17,9 @@ import torch
 TRAJ_SIZES = {"z_dim": 4, "dense_dim": 32, "rnn_dim": 32, "z_dense": [32]}
 #: sizes of a spectral (power-spectrum) prior
 SPEC_SIZES = {"z_dim": 16, "dense_dim": 256, "rnn_dim": 128, "z_dense": [64, 32]}
+#: a spectral prior's power floor below the mean training power, dB (``level_floor_db`` of
+#: :class:`~pyro_dvae.priors.DVAE`; chosen on the dev speakers, BENCHMARKS.md)
+AUDIO_LEVEL_FLOOR_DB = 15.0
 #: the size keys of :func:`prior_kwargs`
 SIZE_KEYS = ("z_dim", "dense_dim", "rnn_dim", "z_dense")
 #: training defaults per kind of data (an option left unset takes these)
@@ -59,8 +62,10 @@ def prior_kwargs(model, x_dim, audio, *, residual=True, **sizes):
     The size preset of the kind of data (:data:`SPEC_SIZES` or :data:`TRAJ_SIZES`) with the ``sizes`` that are
     not ``None`` on top (``z_dim``, ``dense_dim``, ``rnn_dim``, ``z_dense``); a family without latent variables
     (``deepar``) gets ``z_dim=0`` and no latent MLP; an autoregressive trajectory prior predicts the change from
-    the previous box unless ``residual=False``. MDVAE keeps its own size defaults (only the sizes given are
-    passed; it has no ``x_dim``).
+    the previous box unless ``residual=False``; a spectral prior models the power above a floor
+    :data:`AUDIO_LEVEL_FLOOR_DB` below the mean training power (``level_floor_db``; ``--model-option
+    level_floor_db=null`` turns it off). MDVAE keeps its own size defaults (only the sizes given are passed; it has
+    no ``x_dim``).
 
     :param str model: the prior family (:func:`pyro_dvae.priors.available`).
     :param int x_dim: features per step of the training data.
@@ -82,6 +87,8 @@ def prior_kwargs(model, x_dim, audio, *, residual=True, **sizes):
         kwargs.pop("z_dense")
     if not audio and cls.autoregressive and residual:
         kwargs["residual"] = True  # motion priors predict the change from the previous box
+    if audio:
+        kwargs["level_floor_db"] = AUDIO_LEVEL_FLOOR_DB
     return dict(x_dim=x_dim, z_dim=z_dim, emission=emission(audio), **kwargs)
 
 

@@ -111,6 +111,12 @@ class DVAE(PyroModule):
     :param bool residual: autoregressive Gaussian priors only: the decoder predicts the change from
         ``x_{t-1}`` (``loc_t = x_{t-1} + f(...)``), which lets small networks model slow motion precisely.
     :param str spectral_output: spectral emissions only: ``"standardised"`` or ``"raw"`` output units (below).
+    :param float level_floor_db: spectral emissions only: model the power above a floor this many dB below the
+        mean training power (``None``: no floor). The floor ``f`` (the buffer ``power_floor``, set by
+        :meth:`fit_normalisation`) is added to the observation and to the decoder's variance, ``|X|^2 + f ~
+        Exponential(mean v + f)``, and to the networks' log-power input, ``log(|X|^2 + f)``. Bins far below it
+        (codec holes, room noise between words) then cost nothing, and the networks spend their capacity on the
+        loud bins that carry the signal; :meth:`decode` still returns ``v``, the variance of the power itself.
 
     Data normalisation (buffers saved with the weights, identity until :meth:`fit_normalisation`):
     the networks read standardised features ``(f(x) - x_loc) / x_scale`` (``f`` is the identity for
@@ -150,11 +156,20 @@ class DVAE(PyroModule):
             cls.z_prior_params = _with_latents(hook)
 
     def __init__(self, x_dim, z_dim=16, emission="gaussian", dense_dim=256, rnn_dim=128, z_dense=(64, 32),
-                 residual=False, spectral_output="standardised"):
+                 residual=False, spectral_output="standardised", level_floor_db=None):
         super().__init__()
         if spectral_output not in SPECTRAL_OUTPUTS:
             raise ValueError(f"spectral_output must be one of {SPECTRAL_OUTPUTS}, got {spectral_output!r}")
         self.spectral_output = spectral_output
+        if level_floor_db is not None:
+            if emission != "spectral":
+                raise ValueError("level_floor_db is for spectral priors (emission='spectral')")
+            if isinstance(level_floor_db, bool) or not isinstance(level_floor_db, (int, float)) or not (
+                    0 < level_floor_db < float("inf")):
+                raise ValueError(f"level_floor_db must be a positive number of dB, got {level_floor_db!r}")
+            level_floor_db = float(level_floor_db)
+            self.register_buffer("power_floor", torch.zeros(()))
+        self.level_floor_db = level_floor_db
         if residual and (emission != "gaussian" or not self.autoregressive):
             raise ValueError("residual=True needs an autoregressive prior with a gaussian emission")
         self.residual = bool(residual)
@@ -185,6 +200,8 @@ class DVAE(PyroModule):
         """
         x, mask, _ = self.prepare_input(torch.as_tensor(x, dtype=self.x_loc.dtype, device=self.x_loc.device), mask)
         valid = torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device) if mask is None else mask
+        if self.level_floor_db is not None:
+            self.power_floor.copy_(x[valid].mean() * 10 ** (-self.level_floor_db / 10))
         f = self._raw_features(x)[valid]
         loc, scale = f.mean(0), f.std(0)
         self.x_loc.copy_(loc)
@@ -211,6 +228,7 @@ class DVAE(PyroModule):
             "z_dense": list(self.z_dense),
             **({"residual": True} if self.residual else {}),
             **({"spectral_output": self.spectral_output} if self.emission == "spectral" else {}),
+            **({"level_floor_db": self.level_floor_db} if self.level_floor_db is not None else {}),
             **self.extra_config(),
         }
 
@@ -273,8 +291,13 @@ class DVAE(PyroModule):
             raise ValueError("spectral priors take power spectra: x must be non-negative")
         return x, mask, lengths
 
+    @property
+    def floor(self):
+        """The power floor ``f`` of ``level_floor_db`` (a 0-d tensor), or 0.0 without one."""
+        return self.power_floor if self.level_floor_db is not None else 0.0
+
     def _raw_features(self, x):
-        return torch.log(x + SPECTRAL_FLOOR) if self.emission == "spectral" else x
+        return torch.log(x + self.floor + SPECTRAL_FLOOR) if self.emission == "spectral" else x
 
     def features(self, x):
         """Network input: identity (Gaussian data) or log-power (spectra), then standardised."""
@@ -335,6 +358,8 @@ class DVAE(PyroModule):
         """Per-step observation distribution (batch ``(*batch, T)``, event ``(x_dim,)``)."""
         if self.emission == "gaussian":
             return dist.Normal(loc, torch.exp(0.5 * logvar)).to_event(1)
+        if self.level_floor_db is not None:  # observes the power plus the floor (model)
+            return dist.Exponential(1.0 / (torch.exp(logvar) + self.power_floor)).to_event(1)
         return dist.Exponential(torch.exp(-logvar)).to_event(1)
 
     def expected(self, loc, logvar):
@@ -361,7 +386,7 @@ class DVAE(PyroModule):
             d = self.emission_dist(loc, logvar)
             if mask is not None:
                 d = d.mask(mask)
-            return pyro.sample("x", d.to_event(1), obs=x)
+            return pyro.sample("x", d.to_event(1), obs=x + self.floor if self.emission == "spectral" else x)
 
     def guide(self, x, mask=None, ss_prob=0.0, plates=None):
         """Amortised variational posterior ``q(z | x)`` (``ss_prob`` is accepted and ignored)."""
