@@ -97,7 +97,7 @@ def test_enhance_defaults_to_the_shipped_prior_of_its_noise_model(tmp_path):
 
     x = speech_like(0.5, seed=0) + 0.05 * np.random.default_rng(0).normal(size=8000)
     sf.write(tmp_path / "noisy.wav", 0.5 * x / np.abs(x).max(), 16000)
-    for noise, prior in (("nmf", "speech_light"), ("lv", "speech_light")):
+    for noise, prior in (("nmf", "speech_rvae"), ("lv", "speech_rvae")):
         js = tmp_path / f"{noise}.json"
         assert main(["enhance", str(tmp_path / "noisy.wav"), "--noise", noise, "--iters", "1", "--out",
                      str(tmp_path / f"{noise}.wav"), "--out-json", str(js)]) == 0

@@ -4,7 +4,7 @@
 Model, for ``B`` noisy utterances of ``T`` STFT frames and ``F`` frequency bins, ``x_ft = s_ft + n_ft``:
 
 - ``z ~ p(z)``: the speech prior's latent sequence (site ``z``, plus ``v`` for DSAE), any spectral prior of the
-  zoo (LigHT-DVAE, the shipped ``speech_light``, by default in the tools);
+  zoo (the shipped causal RVAE ``speech_rvae`` by default in the tools);
 - speech ``s_ft | z ~ CN(0, g_t v_s,ft(z))``, ``v_s`` from the prior's decoder (frozen), ``g_t`` a per-frame
   gain fitted by the NMF M-step (the reference's); with the deep noise models ``g = 1`` as in [3] (``gain=True``
   fits one gain per utterance instead: closed form for U-ND, with the other parameters by SVI otherwise);

@@ -28,8 +28,8 @@ def add_parser(sub, parents):
                                 "model", EXAMPLE, parents)
     p.add_argument("noisy", help="the noisy speech (wav / flac / ogg); the output has its sample rate and length")
     p.add_argument("--prior",
-                   help="spectral speech prior checkpoint or shipped name (e.g. speech_rvae); default: the shipped "
-                        "16 kHz LigHT-DVAE (speech_light), what train-noise trains the U-ND noise models for")
+                   help="spectral speech prior checkpoint or shipped name (e.g. speech_light); default: the shipped "
+                        "16 kHz causal RVAE (speech_rvae), what train-noise trains the U-ND noise models for")
     p.add_argument("--noise", required=True, choices=["nmf", "lv", "no", "nolv"], help="noise model")
     p.add_argument("--mode", default="una", choices=["una", "und", "unda"],
                    help="una: fit per utterance; und: trained noise model, one pass; unda: und then una "

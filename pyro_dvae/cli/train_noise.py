@@ -15,8 +15,8 @@ def add_parser(sub, parents):
                     EXAMPLE, parents)
     at1 = int_at_least(1)
     p.add_argument("--noisy-dir", required=True, help="folder of noisy speech (wav / flac / ogg), no clean references")
-    p.add_argument("--prior", default="speech_light",
-                   help="the spectral speech prior the noise model is trained for (default: the shipped LigHT-DVAE, "
+    p.add_argument("--prior", default="speech_rvae",
+                   help="the spectral speech prior the noise model is trained for (default: the shipped causal RVAE, "
                         "enhance's default prior)")
     p.add_argument("--noise", required=True, choices=["lv", "no", "nolv"], help="the deep noise model")
     p.add_argument("--out", required=True, help="noise checkpoint (.pt)")

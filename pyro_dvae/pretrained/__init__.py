@@ -7,8 +7,8 @@ command on synthetic trajectories; ``srnn_mot_real.pt``, a velocity-input SRNN (
 real pedestrian tracks of :mod:`pyro_dvae.data.tracks` (MOT17-02/04/09 first halves, PETS09-S2L1, KITTI-17,
 ETH-Sunnyday, Venice-2, at every frame rate from 7 to 30 fps), e.g. ``pyro-dvae track-mot --prior srnn_mot_real``.
 
-Audio (16 kHz, STFT 1024 / hop 256, 513 power bins): ``speech.pt`` (SRNN), ``speech_rvae.pt`` (causal RVAE)
-and ``speech_light.pt`` (LigHT-DVAE, the default prior of ``pyro-dvae enhance`` and ``train-noise``), trained on the
+Audio (16 kHz, STFT 1024 / hop 256, 513 power bins): ``speech.pt`` (SRNN), ``speech_rvae.pt`` (causal RVAE, the
+default prior of ``pyro-dvae enhance`` and ``train-noise``) and ``speech_light.pt`` (LigHT-DVAE), trained on the
 171 *training* speakers of :func:`pyro_dvae.data.heldout.speech_split` (LibriSpeech train-clean-100, CC BY 4.0),
 ``flute.pt`` (SRNN) on the 18 *training* notes of
 :func:`~pyro_dvae.data.heldout.note_split` (University of Iowa MIS flute, pitch-shifted by -2..2 semitones), by
