@@ -55,7 +55,7 @@ class StationaryNoise(noise.NoiseModel):
 
 
 def main(seconds=3.0, snr_db=5.0):
-    prior = load_speech_prior(pretrained.path("speech_light"))
+    prior = load_speech_prior(pretrained.path("speech_rvae"))
     speech = speech_like(seconds, seed=0)
     noisy, _ = mix_at_snr(speech, synthetic_noise("pink", seconds + 1.0, seed=1), snr_db)
     scores = {"input": si_sdr(noisy, speech)}
