@@ -386,7 +386,7 @@ class DVAE(PyroModule):
             d = self.emission_dist(loc, logvar)
             if mask is not None:
                 d = d.mask(mask)
-            return pyro.sample("x", d.to_event(1), obs=x + self.floor if self.emission == "spectral" else x)
+            return pyro.sample("x", d.to_event(1), obs=x + self.floor)  # floor 0.0 without level_floor_db
 
     def guide(self, x, mask=None, ss_prob=0.0, plates=None):
         """Amortised variational posterior ``q(z | x)`` (``ss_prob`` is accepted and ignored)."""
