@@ -15,7 +15,10 @@ Two stages :
    observations of the MixDVAE tracking model with one source (:class:`~pyro_dvae.models.tracking.TrackingModel`;
    a clutter class is available, off by default), run through the registry's ``vem``: E-W decides which
    detections the track produced, E-S smooths the track with the DVAE prior's dynamics and fills the frames where
-   it was not detected, E-Z and the two M-steps calibrate the prior to the sequence. Frames after a track's last
+   it was not detected, E-Z sets the prior's latent path (by default from the prior's own conditionals along the
+   track, so that its dynamics forecast from the past: ``TrackerConfig.latents``) and the two M-steps calibrate
+   the noise levels to the sequence. The default prior is the SRNN trained on real pedestrian tracks
+   (:data:`DEFAULT_PRIOR`). Frames after a track's last
    detection are not reported (the track had ended).
 
 **References:**
@@ -33,11 +36,12 @@ protocol's model).
 """
 
 from .association import Associator, Track
-from .config import TrackerConfig
+from .config import DEFAULT_PRIOR, TrackerConfig
 from .run import refine_tracks, track_sequence
 
 __all__ = [
     "Associator",
+    "DEFAULT_PRIOR",
     "Track",
     "TrackerConfig",
     "refine_tracks",

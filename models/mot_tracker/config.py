@@ -5,6 +5,10 @@ from dataclasses import dataclass
 
 from pyro_dvae import checks
 
+#: the shipped trajectory prior of the refinement, re-linking and lost tracks' forecasts when none is given: the
+#: velocity-input SRNN trained on real pedestrian tracks (``pyro_dvae/pretrained/TRAINING.md``)
+DEFAULT_PRIOR = "srnn_mot_real"
+
 
 @dataclass
 class TrackerConfig:
@@ -23,6 +27,11 @@ class TrackerConfig:
     :ivar refine: run the MixDVAE refinement (stage 2).
     :ivar dynamics: the refinement's dynamics: ``"dvae"`` (the DVAE prior, MixDVAE) or ``"cv"`` (constant
         velocity, the VKF baseline of the same model).
+    :ivar latents: where the refinement's E-Z step takes the DVAE's ``z`` from: ``"prior"`` (the prior's
+        conditionals along the current track, at their means: the dynamics read only the past, a learned
+        one-step forecast) or ``"posterior"`` (MixDVAE's encoder draw, which reads every step of the track)
+        (:class:`~pyro_dvae.models.tracking.TrackingConfig`). The default was chosen on the MOT17-02/04/09 val-half
+        frames (BENCHMARKS.md).
     :ivar relink: join a track that ended to one born later (:mod:`.relink`), forecasting with ``"dvae"`` (the
         refinement's trajectory prior) or ``"cv"`` (constant velocity); ``"off"``: no re-linking.
     :ivar relink_gap: the longest gap (seconds) a re-link bridges; ``relink_cost``: the largest cost of a joined
@@ -43,6 +52,7 @@ class TrackerConfig:
     predict_after: int = 1
     refine: bool = True
     dynamics: str = "dvae"
+    latents: str = "prior"
     window: int = 60
     iters: int = 10
     clutter_prob: float = 0.0
@@ -60,6 +70,7 @@ class TrackerConfig:
         self.max_age = checks.integer("max_age", self.max_age, 1)
         checks.choice("dynamics", self.dynamics, ("dvae", "cv"))
         checks.choice("predict", self.predict, ("dvae", "cv"))
+        checks.choice("latents", self.latents, ("posterior", "prior"))
         self.predict_after = checks.integer("predict_after", self.predict_after, 0)
         checks.choice("relink", self.relink, ("dvae", "cv", "off"))
         checks.positive("relink_gap", self.relink_gap)

@@ -46,19 +46,21 @@ class SequenceInput:
 
 
 def tracker_settings(*, no_refine=False, online=False, latency=None, prior=None, dynamics=None, window=None,
-                     iters=None, relink=None, predict=None):
+                     iters=None, relink=None, predict=None, latents=None):
     """``(config, latency)`` from the options of ``pyro-dvae track-mot`` (``None``: the option was not given).
 
     Options that would be ignored are one-line :class:`ValueError` s naming them: ``--latency`` without
     ``--online``, a refinement option (``--prior``, ``--dynamics``, ``--window``, ``--iters``) with
-    ``--no-refine`` (``--prior`` is allowed there with ``--predict dvae``), ``--prior`` with ``--dynamics cv`` and
+    ``--no-refine`` (``--prior`` is allowed there with ``--predict dvae``), ``--latents`` with ``--dynamics cv`` or
+    ``--no-refine`` (only the DVAE refinement has latents), ``--prior`` with ``--dynamics cv`` and
     neither ``--relink dvae`` nor ``--predict dvae`` (then nothing uses a prior),
     ``--relink`` with ``--online`` (re-linking is offline).
 
     :returns: the :class:`TrackerConfig` (the options given over its defaults) and the latency in frames
         (:data:`DEFAULT_LATENCY` with ``online`` and no ``latency``; ``None``: offline).
     """
-    refinement = {"--prior": prior, "--dynamics": dynamics, "--window": window, "--iters": iters}
+    refinement = {"--prior": prior, "--dynamics": dynamics, "--window": window, "--iters": iters,
+                  "--latents": latents}
     if no_refine:
         given = [option for option, value in refinement.items()
                  if value is not None and not (option == "--prior" and "dvae" in (relink, predict))]
@@ -69,11 +71,14 @@ def tracker_settings(*, no_refine=False, online=False, latency=None, prior=None,
         raise ValueError(f"--latency {latency} needs --online (offline tracking refines each track once its "
                          "sequence is over): add --online or drop --latency")
     fields = {k: v for k, v in (("dynamics", dynamics), ("window", window), ("iters", iters), ("relink", relink),
-                                ("predict", predict)) if v is not None}
+                                ("predict", predict), ("latents", latents)) if v is not None}
     config = TrackerConfig(refine=not no_refine, **fields)
     if online and relink not in (None, "off"):
         raise ValueError(f"--relink {relink} with --online: re-linking reads tracks born later (offline only); "
                          "drop --relink or --online")
+    if latents is not None and dynamics == "cv":
+        raise ValueError(f"--latents {latents} with --dynamics cv: constant velocity has no latents; drop --latents "
+                         "or --dynamics cv")
     if prior is not None and dynamics == "cv" and "dvae" not in (config.relink, config.predict):
         raise ValueError("--prior with --dynamics cv: nothing uses a prior; drop --prior, or use it with --dynamics "
                          "dvae, --relink dvae or --predict dvae")
@@ -154,7 +159,8 @@ def track_sequences(inputs, out_dir, *, prior=None, latency=None, seed=0, config
 
     :param dict inputs: ``{name: SequenceInput}``.
     :param str out_dir: the results folder (created).
-    :param prior: the DVAE trajectory prior of the refinement (default: the shipped SRNN).
+    :param prior: the DVAE trajectory prior of the refinement (default:
+        :data:`~pyro_dvae.models.mot_tracker.config.DEFAULT_PRIOR`).
     :param int latency: online mode with this latency in frames (``None``: offline).
     :param int seed: random seed of the refinement.
     :param TrackerConfig config: the tracker's settings.
@@ -218,7 +224,8 @@ def track_mot_folder(mot_dir, out_dir, seqs=None, *, det_file="det/det.txt", val
     :param str det_file: the detection file, relative to each sequence folder.
     :param bool val_half: track and score only frames ``N // 2 + 2 .. N`` (the MOT17 protocol).
     :param prior: the DVAE trajectory prior of the refinement: a checkpoint path, a shipped name (``"srnn_mot"``)
-        or a loaded prior (default: the shipped SRNN); unused without refinement or with ``dynamics="cv"``, unless
+        or a loaded prior (default: :data:`~pyro_dvae.models.mot_tracker.config.DEFAULT_PRIOR`, the real-track
+        SRNN); unused without refinement or with ``dynamics="cv"``, unless
         re-linking or lost tracks' predictions use it (``relink`` / ``predict`` ``"dvae"``).
     :param int latency: online mode with this latency in frames (``None``: offline).
     :param int seed: random seed of the refinement.

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from .association import Associator
-from .config import TrackerConfig
+from .config import DEFAULT_PRIOR, TrackerConfig
 from .motion import forecast_boxes
 from .relink import relink_tracks
 
@@ -54,8 +54,8 @@ def refine_tracks(tracks, prior, width, height, *, config=None, seed=0, latency=
         raise ValueError(f"dynamics must be 'dvae' or 'cv', got {cfg.dynamics!r}")
     method = "mixdvae" if cfg.dynamics == "dvae" else "vkf"
     est, _ = run_tracking(obs_t, mask_t, 1, method=method, prior=prior if method == "mixdvae" else None,
-                          num_iters=cfg.iters,
-                          clutter_prob=cfg.clutter_prob, seed=seed)
+                          num_iters=cfg.iters, clutter_prob=cfg.clutter_prob, seed=seed,
+                          latents=cfg.latents, sample_z=cfg.latents == "posterior")
     est = est[:, :, 0].numpy().astype(float) * scale
     # a smoother extrapolating across a long gap can shrink a box through zero size: keep 1 px at least
     est[..., 2:] = np.maximum(est[..., 2:], est[..., :2] + 1.0)
@@ -79,8 +79,9 @@ def track_sequence(frames, boxes, scores, width, height, *, frame_rate=30.0, pri
 
     :param frames: ``(n,)`` frame number of each detection; ``boxes (n, 4)`` ``x, y, w, h`` in pixels; ``scores``.
     :param prior: the DVAE trajectory prior for the refinement, re-linking and lost tracks' forecasts (default: the
-        shipped SRNN); unused when none of them uses it (``config.refine = False`` or ``dynamics = "cv"``, with
-        ``relink`` and ``predict`` not ``"dvae"``).
+        shipped real-track SRNN, :data:`~pyro_dvae.models.mot_tracker.config.DEFAULT_PRIOR`); unused when none of
+        them uses it (``config.refine = False`` or ``dynamics = "cv"``, with ``relink`` and ``predict`` not
+        ``"dvae"``).
     :param int latency: online mode with this latency in frames (:func:`refine_tracks`); ``None``: offline.
         Stage 1 is causal either way; re-linking (``config.relink``) runs offline only.
     :returns: ``(frames, ids, boxes x y w h, scores)`` arrays in the MOTChallenge result layout.
@@ -91,7 +92,7 @@ def track_sequence(frames, boxes, scores, width, height, *, frame_rate=30.0, pri
     if prior is None and ((cfg.refine and cfg.dynamics == "dvae") or "dvae" in (cfg.relink, cfg.predict)):
         from pyro_dvae import pretrained
 
-        prior = pretrained.load()
+        prior = pretrained.load(DEFAULT_PRIOR)
     scale = np.array([width, height, width, height], float)
 
     def forecaster(pasts, horizon):  # lost tracks' boxes (config.predict = "dvae")

@@ -9,6 +9,7 @@ from pyro_dvae.inference.svi import check_task_guide
 METHODS = ("mixdvae", "vkf", "deepar")
 ALGOS = ("vem", "svi", "enum-svi")
 MODES = ("parallel", "sequential")
+LATENTS = ("posterior", "prior")
 
 
 @dataclass
@@ -33,7 +34,10 @@ class TrackingConfig:
         Likelihoods without closed-form Gaussian moments run with ``svi`` / ``enum-svi``.
     :ivar mode: the E-S step of ``vem``: ``"parallel"`` (iterated drift-linearised smoother, one decoder pass) or
         ``"sequential"`` (the MixDVAE forward pass fed with filtered means, then a backward pass).
-    :ivar sample_z: E-Z draws ``z`` from the encoder (``False``: its mean).
+    :ivar sample_z: E-Z draws ``z`` (``False``: the noiseless path, each ``z_t`` at its conditional mean).
+    :ivar latents: where E-Z takes ``z`` from (``vem`` with a DVAE prior): ``"posterior"`` (MixDVAE: the encoder
+        run on the current source means) or ``"prior"`` (the prior's own ``p(z_t | z_{<t}, s_{<t})`` along
+        them, so the dynamics read only the past: :class:`~pyro_dvae.models.tracking.guide.LatentBlock`).
     :ivar seed: random seed (set at the start of the run).
     :ivar guide: the guide of ``svi`` / ``enum-svi``: ``None`` (default: ``AutoNormal`` over ``s`` and ``z``), the
         name of an autoguide (:data:`~pyro_dvae.inference.svi.AUTOGUIDES`: ``"auto-normal"``, ``"auto-delta"``,
@@ -62,6 +66,7 @@ class TrackingConfig:
     likelihood: object = None
     mode: str = "parallel"
     sample_z: bool = True
+    latents: str = "posterior"
     seed: int = 0
     guide: object = None
     fine_tune_prior: bool = False
@@ -73,6 +78,10 @@ class TrackingConfig:
             raise ValueError("the VKF baseline runs with algo='vem' (its dynamics are a closed-form smoother)")
         check_task_guide(self.guide, self.algo, "TrackingGuide")
         checks.choice("mode", self.mode, MODES)
+        checks.choice("latents", self.latents, LATENTS)
+        if self.latents != "posterior" and self.algo != "vem":
+            raise ValueError(f"latents={self.latents!r} is an E-Z step of algo='vem'; {self.algo!r} infers z with "
+                             "its guide")
         self.num_iters = checks.integer("num_iters", self.num_iters, 1)
         self.lr = checks.positive("lr", self.lr)
         checks.number("clutter_prob", self.clutter_prob, "in [0, 1)", lambda v: 0.0 <= v < 1.0)

@@ -66,18 +66,32 @@ class AssignmentBlock(ClosedFormBlock):
 
 
 class LatentBlock(ClosedFormBlock):
-    """E-Z: ``q(z | s)`` is the prior's encoder run on the current source means; its draw (or its
-    noiseless path, ``sample=False``) is what the decoder of the next E-S step reads.
+    """E-Z: the ``z`` path that the decoder of the next E-S step reads, from one of two sources.
 
-    ``parallel=True``: for encoders with a recurrence on ``z`` (``q(z_t | z_{<t}, s)``), the step
+    ``source="posterior"`` (MixDVAE): ``q(z | s)`` is the prior's encoder run on the current source means; its
+    draw (or its noiseless path, ``sample=False``). The encoder reads every step of ``s``, so each ``z_t`` carries
+    what ``s_t`` itself is, and the decoder's mean ``E[s_t | s_{<t}, z_t]`` follows the current estimate, noise
+    included.
+
+    ``source="prior"``: ``z`` follows the prior's own conditionals ``p(z_t | z_{<t}, s_{<t})`` along the current
+    means (:meth:`~pyro_dvae.priors.base.DVAE.joint_stepwise` fed the means): at their means (``sample=False``) or
+    drawn. Each ``z_t`` then reads only the past, so the E-S step's prior mean is the prior's one-step forecast and
+    the smoother weighs a prediction against the detections, as a Kalman smoother does with its motion model.
+
+    ``parallel=True`` (posterior only): for encoders with a recurrence on ``z`` (``q(z_t | z_{<t}, s)``), the step
     conditionals are evaluated in one teacher-forced pass on the previous iteration's path (a Jacobi
     sweep per VEM iteration, converging to the sequential draw as the iterations proceed) instead of a
     loop over time. The first update always draws sequentially.
     """
 
-    def __init__(self, sample=True, parallel=True, prior=None):
+    SOURCES = ("posterior", "prior")
+
+    def __init__(self, sample=True, parallel=True, prior=None, source="posterior"):
         super().__init__("z")
+        if source not in self.SOURCES:
+            raise ValueError(f"latents must be one of {self.SOURCES}, got {source!r}")
         self.sample, self.parallel, self.z, self.latents = sample, parallel, None, {}
+        self.source = source
         self._prior = [prior]  # the model's prior, kept out of the module tree
 
     @property
@@ -88,6 +102,11 @@ class LatentBlock(ClosedFormBlock):
     @torch.no_grad()
     def update(self, model, guide, obs, obs_mask, **kw):
         prior, mean = model.prior, guide["s"].mean
+        if self.source == "prior":
+            shape = (*mean.shape[:-1], prior.z_dim)
+            eps = torch.randn(shape, dtype=mean.dtype, device=mean.device) if self.sample else mean.new_zeros(shape)
+            self.z, self.latents = prior.joint_stepwise(eps, lambda t, m, v: mean[..., t, :])[0], {}
+            return
         q, self.latents = prior.encode(mean, with_statics=True)
         if self.parallel and isinstance(q, SequentialNormal) and self.z is not None and self.z.shape == q.like.shape:
             loc, scale = q.params_fn(self.z)
@@ -174,13 +193,17 @@ class TrackingGuide(StructuredGuide):
     which these closed-form steps do not change).
     """
 
-    def __init__(self, model, dynamics="dvae", mode="parallel", sample_z=True, **dynamics_options):
+    def __init__(self, model, dynamics="dvae", mode="parallel", sample_z=True, latents="posterior",
+                 **dynamics_options):
         self.dynamics = dynamics
         blocks = [AssignmentBlock()]
         if dynamics == "dvae":
             if model.prior is None:
                 raise ValueError("dynamics='dvae' needs a model with a prior")
-            blocks.append(LatentBlock(sample=sample_z, parallel=mode == "parallel", prior=model.prior))
+            if latents == "prior" and set(model.prior.latent_sites) - {"z"}:
+                raise ValueError(f"latents='prior' needs a prior without static latents, got {model.prior.name!r}")
+            blocks.append(LatentBlock(sample=sample_z, parallel=mode == "parallel", prior=model.prior,
+                                      source=latents))
         blocks.append(SourceBlock(dynamics, mode=mode, **dynamics_options))
         super().__init__(blocks)
         self._model = [model]  # not a submodule: model parameters stay out of the guide

@@ -27,7 +27,7 @@ def add_parser(sub, parents):
                         "first half)")
     p.add_argument("--out-dir", required=True, help="folder for one <SEQ>.txt result file per sequence")
     p.add_argument("--prior", help="DVAE trajectory prior for the refinement: checkpoint or shipped name (default: "
-                                   "srnn_mot, the shipped SRNN)")
+                                   "srnn_mot_real, the SRNN trained on real pedestrian tracks)")
     p.add_argument("--online", action="store_true", help="online mode: a box for frame t is final at t + --latency")
     p.add_argument("--latency", type=int_at_least(1), help="frames of latency (needs --online; default: 30)")
     p.add_argument("--no-refine", action="store_true",
@@ -36,6 +36,11 @@ def add_parser(sub, parents):
     p.add_argument("--dynamics", choices=["dvae", "cv"],
                    help="refinement dynamics: the DVAE prior (MixDVAE) or constant velocity (the VKF baseline) "
                         "(default: dvae)")
+    p.add_argument("--latents", choices=["prior", "posterior"],
+                   help="where the DVAE refinement takes its latent path z from: the prior's conditionals along the "
+                        "track (its dynamics read only the past: a learned one-step forecast weighed against the "
+                        "detections) or the encoder's posterior (MixDVAE; it reads every step, noise included) "
+                        "(default: prior)")
     p.add_argument("--relink", choices=["dvae", "cv", "off"],
                    help="join a track that ended to one born later, forecasting with the DVAE prior or constant "
                         "velocity; offline only (default: off)")
@@ -55,7 +60,8 @@ def run(args):
 
     config, latency = tracker_settings(no_refine=args.no_refine, online=args.online, latency=args.latency,
                                        prior=args.prior or None, dynamics=args.dynamics, window=args.window,
-                                       iters=args.iters, relink=args.relink, predict=args.predict)
+                                       iters=args.iters, relink=args.relink, predict=args.predict,
+                                       latents=args.latents)
     return track_mot_folder(args.mot_dir, args.out_dir, args.seqs, det_file=args.det_file, val_half=args.val_half,
                             prior=args.prior or None, latency=latency, seed=args.seed, config=config,
                             evaluate=args.eval, log=print)

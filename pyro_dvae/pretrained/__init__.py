@@ -5,7 +5,7 @@ Trajectories (tracking): ``srnn_mot.pt``, an SRNN box-trajectory prior (x_dim 4,
 ``deepar_mot.pt``, the Deep AR baseline (an LSTM autoregressive model), both trained by this project's own
 command on synthetic trajectories; ``srnn_mot_real.pt``, a velocity-input SRNN (``srnn-velocity``) trained on the
 real pedestrian tracks of :mod:`pyro_dvae.data.tracks` (MOT17-02/04/09 first halves, PETS09-S2L1, KITTI-17,
-ETH-Sunnyday, Venice-2, at every frame rate from 7 to 30 fps), e.g. ``pyro-dvae track-mot --prior srnn_mot_real``.
+ETH-Sunnyday, Venice-2, at every frame rate from 7 to 30 fps), the default prior of ``pyro-dvae track-mot``.
 
 Audio (16 kHz, STFT 1024 / hop 256, 513 power bins): ``speech.pt`` (SRNN), ``speech_rvae.pt`` (causal RVAE, the
 default prior of ``pyro-dvae enhance`` and ``train-noise``) and ``speech_light.pt`` (LigHT-DVAE), trained on the

@@ -96,12 +96,14 @@ def _one_line_error(capsys, *needles):
 
 
 def test_shipped_prior_names_work(mot_dir, tmp_path, capsys):
-    """``--prior srnn_mot`` is the shipped prior (as ``separate`` / ``enhance`` take shipped names): the same
-    results as the default."""
+    """``--prior srnn_mot_real`` is the shipped default prior (as ``separate`` / ``enhance`` take shipped names):
+    the same results as the default; the synthetic ``srnn_mot`` tracks differently."""
     base = ["track-mot", "--mot-dir", str(mot_dir), "--iters", "1", "--window", "30", "--seqs", "TUD"]
-    assert main([*base, "--out-dir", str(tmp_path / "named"), "--prior", "srnn_mot"]) == 0
+    assert main([*base, "--out-dir", str(tmp_path / "named"), "--prior", "srnn_mot_real"]) == 0
     assert main([*base, "--out-dir", str(tmp_path / "default")]) == 0
+    assert main([*base, "--out-dir", str(tmp_path / "synthetic"), "--prior", "srnn_mot"]) == 0
     assert (tmp_path / "named" / "TUD.txt").read_text() == (tmp_path / "default" / "TUD.txt").read_text()
+    assert (tmp_path / "synthetic" / "TUD.txt").read_text() != (tmp_path / "default" / "TUD.txt").read_text()
     capsys.readouterr()
     assert main([*base, "--out-dir", str(tmp_path / "o"), "--prior", "no_such_prior"]) == 2
     captured = _one_line_error(capsys, "--prior no_such_prior", "no shipped prior of that name", "srnn_mot")

@@ -138,6 +138,18 @@ def test_relinking_options_are_checked():
         tracker_settings(dynamics="cv", prior="srnn_mot_real")
 
 
+def test_latents_option_is_checked():
+    from pyro_dvae.models.mot_tracker.files import tracker_settings
+
+    with pytest.raises(ValueError, match="latents"):
+        TrackerConfig(latents="encoder")
+    with pytest.raises(ValueError, match="--latents prior with --dynamics cv"):
+        tracker_settings(dynamics="cv", latents="prior")
+    with pytest.raises(ValueError, match="--latents sets the refinement"):
+        tracker_settings(no_refine=True, latents="posterior")
+    assert tracker_settings(latents="posterior")[0].latents == "posterior"
+
+
 def test_lost_tracks_are_matched_with_the_forecast_made_once_per_loss_event():
     """A walker at 8 px per frame stops while undetected (frames 31-45) and reappears where it stopped: the
     Kalman filter's constant velocity carries the predicted box 120 px on and the walker becomes a new identity;

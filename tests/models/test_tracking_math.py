@@ -291,3 +291,50 @@ def test_greedy_tracks_single_source_fast_path_equals_the_loop(seeded):
     slow = greedy_tracks(torch.cat([obs, torch.zeros_like(obs)], 2), torch.cat([mask, torch.zeros_like(mask)], 2), 1,
                          seeds=seeds)
     assert torch.equal(fast, slow)
+
+
+@pytest.mark.parametrize("name", ["srnn", "vrnn"])
+def test_prior_latents_read_only_the_past(name):
+    """``latents="prior"``: E-Z sets ``z`` to the prior's conditional means along the current track
+    (``joint_stepwise`` with zero noise, fed the means), so the E-S prior mean of step ``k`` (and every ``z_t``,
+    ``t <= k``) is unchanged when ``s_k`` moves, while the encoder's posterior path changes at ``k``."""
+    obs, mask = tiny_scene(T=6)
+    prior = tiny_prior(name)
+    model = TrackingModel(prior, 2)
+    guide = TrackingGuide(model, latents="prior", sample_z=False).initialise(obs, mask)
+    mean = guide["s"].mean.clone()
+    guide["z"].update(model, guide, obs, mask)
+    z = guide["z"].z.clone()
+    expect = prior.joint_stepwise(torch.zeros(*mean.shape[:-1], prior.z_dim), lambda t, m, v: mean[..., t, :])[0]
+    assert torch.allclose(z, expect)
+    k = 3
+    guide["s"].mean = mean.clone()
+    guide["s"].mean[..., k, :] += 0.2
+    guide["z"].update(model, guide, obs, mask)
+    assert torch.allclose(guide["z"].z[..., : k + 1, :], z[..., : k + 1, :])
+    assert not torch.allclose(guide["z"].z[..., k + 1:, :], z[..., k + 1:, :])  # later steps read s_k
+    with torch.no_grad():
+        mu0 = prior.emission_params(z, mean, {})[0]
+        mu1 = prior.emission_params(guide["z"].z, guide["s"].mean, {})[0]
+    assert torch.allclose(mu0[..., : k + 1, :], mu1[..., : k + 1, :], atol=1e-6)  # the forecast of s_k ignores s_k
+    post = TrackingGuide(model, sample_z=False).initialise(obs, mask)
+    post["s"].mean = mean.clone()
+    post["z"].update(model, post, obs, mask)
+    z_post = post["z"].z.clone()
+    post["s"].mean[..., k, :] += 0.2
+    post["z"].update(model, post, obs, mask)
+    assert not torch.allclose(post["z"].z[..., k, :], z_post[..., k, :])  # the encoder reads s_k itself
+
+
+def test_prior_latents_are_checked():
+    from pyro_dvae.models.tracking import TrackingConfig
+
+    with pytest.raises(ValueError, match="latents"):
+        TrackingConfig(latents="encoder")
+    with pytest.raises(ValueError, match="latents='prior' is an E-Z step of algo='vem'"):
+        TrackingConfig(latents="prior", algo="svi")
+    model = TrackingModel(tiny_prior("dsae"), 2)
+    with pytest.raises(ValueError, match="without static latents"):
+        TrackingGuide(model, latents="prior")
+    with pytest.raises(ValueError, match="latents must be one of"):
+        TrackingGuide(TrackingModel(tiny_prior("srnn"), 2), latents="encoder")
