@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 from pyro_dvae import checks
 
+from ..tracking.config import LATENTS
+
 #: the shipped trajectory prior of the refinement, re-linking and lost tracks' forecasts when none is given: the
 #: velocity-input SRNN trained on real pedestrian tracks (``pyro_dvae/pretrained/TRAINING.md``)
 DEFAULT_PRIOR = "srnn_mot_real"
@@ -70,7 +72,7 @@ class TrackerConfig:
         self.max_age = checks.integer("max_age", self.max_age, 1)
         checks.choice("dynamics", self.dynamics, ("dvae", "cv"))
         checks.choice("predict", self.predict, ("dvae", "cv"))
-        checks.choice("latents", self.latents, ("posterior", "prior"))
+        checks.choice("latents", self.latents, LATENTS)
         self.predict_after = checks.integer("predict_after", self.predict_after, 0)
         checks.choice("relink", self.relink, ("dvae", "cv", "off"))
         checks.positive("relink_gap", self.relink_gap)

@@ -10,12 +10,14 @@ import pyro.distributions as dist
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from pyro_dvae import checks
 from pyro_dvae.assignment import entropy, responsibilities
 from pyro_dvae.data.mot import iou_xyxy
 from pyro_dvae.inference import ClosedFormBlock, StructuredGuide
 from pyro_dvae.priors.distributions import SequentialNormal
 from pyro_dvae.smoothing import cv_kalman_smoother, dvae_parallel_smoother, dvae_smoother
 
+from .config import LATENTS
 from .model import BOX, check_observations
 
 
@@ -84,12 +86,11 @@ class LatentBlock(ClosedFormBlock):
     loop over time. The first update always draws sequentially.
     """
 
-    SOURCES = ("posterior", "prior")
-
     def __init__(self, sample=True, parallel=True, prior=None, source="posterior"):
         super().__init__("z")
-        if source not in self.SOURCES:
-            raise ValueError(f"latents must be one of {self.SOURCES}, got {source!r}")
+        checks.choice("latents", source, LATENTS)
+        if source == "prior" and prior is not None and set(prior.latent_sites) - {"z"}:
+            raise ValueError(f"latents='prior' needs a prior without static latents, got {prior.name!r}")
         self.sample, self.parallel, self.z, self.latents = sample, parallel, None, {}
         self.source = source
         self._prior = [prior]  # the model's prior, kept out of the module tree
@@ -200,8 +201,6 @@ class TrackingGuide(StructuredGuide):
         if dynamics == "dvae":
             if model.prior is None:
                 raise ValueError("dynamics='dvae' needs a model with a prior")
-            if latents == "prior" and set(model.prior.latent_sites) - {"z"}:
-                raise ValueError(f"latents='prior' needs a prior without static latents, got {model.prior.name!r}")
             blocks.append(LatentBlock(sample=sample_z, parallel=mode == "parallel", prior=model.prior,
                                       source=latents))
         blocks.append(SourceBlock(dynamics, mode=mode, **dynamics_options))
