@@ -60,6 +60,11 @@ def wiener_gain(v_s, v_n):
     return (v_s / (v_s + v_n).clamp_min(torch.finfo(v_s.dtype).tiny)).mean(0)
 
 
+#: bins per block of :func:`scale_mixture_gain` (its ``(nodes, block)`` temporaries stay in a core's cache:
+#: about 2x faster than whole-utterance tensors on one CPU thread)
+_BLOCK = 4096
+
+
 def scale_mixture_gain(v_s, v_n, power, shape=None, num_nodes=41, log_range=(-10.0, 5.0)):
     """The posterior-mean gain ``E[s | x] / x`` of a heavy-tailed source in Gaussian noise, averaged over the
     leading (posterior sample) dim like :func:`wiener_gain`: ``(R, ...) -> (...)``.
@@ -92,14 +97,22 @@ def scale_mixture_gain(v_s, v_n, power, shape=None, num_nodes=41, log_range=(-10
     # the mass below the grid in the same units (the density's constant a^a / Gamma(a) and the spacing divided out)
     log_prior = a * lu - a * lu.exp()
     log_below = float(below.log()) - a * math.log(a) + math.lgamma(a) - math.log(step)
-    lead = [1] * (v_s.dim() - 1)
-    u, log_prior = lu.exp().view(-1, *lead), log_prior.view(-1, *lead)
-    vn = v_n.expand_as(v_s) if torch.is_tensor(v_n) else torch.full_like(v_s, float(v_n))
-    out = 0.0
-    for s, n in zip(v_s, vn):  # one posterior draw at a time: (K + 1, ...) per draw
-        n = n.clamp_min(tiny)
-        v = torch.cat([n.unsqueeze(0), (u * s + n).clamp_min(tiny)])
-        lp = torch.cat([torch.full_like(n, log_below).unsqueeze(0), log_prior.expand_as(v[1:])])
-        w = torch.softmax(lp - v.log() - power / v, dim=0)
-        out = out + (w[1:] * (u * s) / v[1:]).sum(0)
-    return out / v_s.shape[0]
+    u, log_prior = lu.exp().view(-1, 1), log_prior.view(-1, 1)
+    full = torch.broadcast_shapes(v_s.shape, (1, *power.shape), v_n.shape if torch.is_tensor(v_n) else ())
+    n_all = v_n.expand(full) if torch.is_tensor(v_n) else torch.full(full, float(v_n), dtype=v_s.dtype,
+                                                                     device=v_s.device)
+    s_all, shape_out = v_s.expand(full), full[1:]
+    x = power.expand(shape_out).reshape(-1)
+    out = torch.zeros(x.shape, dtype=v_s.dtype, device=v_s.device)
+    for s, n in zip(s_all, n_all):  # one posterior draw at a time, in blocks of bins that stay in cache
+        s, n = s.reshape(-1), n.reshape(-1).clamp_min(tiny)
+        for i in range(0, x.numel(), _BLOCK):
+            sb, nb, xb = s[i:i + _BLOCK], n[i:i + _BLOCK], x[i:i + _BLOCK]
+            us = u * sb  # (K, block): the speech variance at each node
+            v = (us + nb).clamp_min(tiny)
+            log_w = log_prior - v.log() - xb / v
+            log_w0 = log_below - nb.log() - xb / nb  # the node at u = 0
+            top = torch.maximum(log_w.amax(0), log_w0)
+            w = (log_w - top).exp()
+            out[i:i + _BLOCK] += (w * us / v).sum(0) / (w.sum(0) + (log_w0 - top).exp())
+    return (out / v_s.shape[0]).view(shape_out)

@@ -66,6 +66,25 @@ def test_scale_mixture_gain_averages_posterior_draws_and_broadcasts():
     assert torch.isfinite(z).all()
 
 
+def test_scale_mixture_gain_is_the_same_in_blocks_and_differentiable(monkeypatch):
+    """The gain is computed in blocks of bins (:data:`~pyro_dvae.masks._BLOCK`): the result does not depend on
+    the block size, a block boundary included, and gradients still flow to the variances."""
+    from pyro_dvae import masks
+
+    torch.manual_seed(2)
+    v_s = (torch.rand(2, 3, 7, 11, dtype=torch.float64) * 2).requires_grad_()
+    v_n, power = torch.rand(1, 3, 7, 11, dtype=torch.float64), torch.rand(3, 7, 11, dtype=torch.float64) * 3
+    whole = scale_mixture_gain(v_s, v_n, power, 0.5)
+    monkeypatch.setattr(masks, "_BLOCK", 10)  # 231 bins: 24 blocks, the last one short
+    blocks = scale_mixture_gain(v_s, v_n, power, 0.5)
+    torch.testing.assert_close(blocks, whole, atol=1e-12, rtol=0.0)
+    (grad,) = torch.autograd.grad(blocks.sum(), v_s)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    # a scalar noise variance broadcasts like a tensor one
+    torch.testing.assert_close(scale_mixture_gain(v_s, 0.3, power, 0.5),
+                               scale_mixture_gain(v_s, torch.full_like(v_n, 0.3), power, 0.5))
+
+
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), -math.inf])
 def test_scale_mixture_gain_rejects_a_bad_shape(bad):
     with pytest.raises(ValueError, match="shape"):

@@ -160,7 +160,7 @@ class DeepOptions:
     :ivar speech_shape: the output's speech model when :attr:`EnhanceConfig.speech_shape` is ``None`` (see there).
     """
 
-    num_iters: int = 50
+    num_iters: int = 35
     unda_num_iters: int = 100
     lr: float = 5e-4
     unda_lr: float = 1e-4
@@ -232,7 +232,7 @@ class EnhanceConfig:
         passed in that a guide registers are trained in place.
     """
 
-    noise: str = "nmf"
+    noise: str = "no"
     mode: str = "una"
     noise_checkpoint: object = None
     num_iters: int = None

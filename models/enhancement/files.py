@@ -96,7 +96,7 @@ def enhance_file(path, out, ref=None, *, prior=None, config=None, **overrides):
     _make_parent(out)
     write_like(out, result.waveform, rate, length)
     info = result.info
-    summary = {"out": out, "prior": name, "noise": config.noise, "mode": config.mode, "iters": info["num_iters"],
+    summary = {"out": out, "prior": name, "noise": info["noise"], "mode": config.mode, "iters": info["num_iters"],
                "sample_rate": rate, "samples": length, "seconds": info["seconds"], "rtf": info["rtf"],
                "band_bins": info["band_bins"], "attempts": info["attempts"], "recovered": info["recovered"],
                "selected_iter": info["selected_iter"], "dictionary_quantile": info["dictionary_quantile"],

@@ -4,6 +4,7 @@
 
 import contextlib
 import dataclasses
+import functools
 
 import pyro
 import torch
@@ -19,12 +20,21 @@ from .model import kept_energy, speech_share
 
 def _keep_if_more(model, best, mask, power, step, out=None):
     """The max-kept selection of :func:`fit_vem` / :func:`fit_svi`: store ``out`` (the output gain of the same
-    fit; ``None``: ``mask``) on ``model`` when the Wiener ``mask`` keeps more energy than ``best[0]``, the best so
-    far; returns the share ``mask`` keeps."""
+    fit, or a callable returning it, called only if that fit is the one finally kept: :func:`_resolve_selected`;
+    ``None``: ``mask``) on ``model`` when the Wiener ``mask`` keeps more energy than ``best[0]``, the best so far;
+    returns the share ``mask`` keeps."""
     kept = kept_energy(mask, power)
     if kept > best[0]:
-        best[0], model.selected_mask, model.selected_iter = kept, (mask if out is None else out).detach().clone(), step
+        out = mask if out is None else out
+        best[0], model.selected_mask, model.selected_iter = kept, out if callable(out) else out.detach().clone(), step
     return kept
+
+
+def _resolve_selected(model):
+    """Evaluate a deferred ``model.selected_mask`` (a callable left by :func:`_keep_if_more`): the output gain of a
+    checked fit is computed only for the one kept (the heavy-tailed gain costs a few hundred ms per utterance)."""
+    if callable(model.selected_mask):
+        model.selected_mask = model.selected_mask().detach()
 
 
 # ------------------------------------------------------------------------------------------------ fitting
@@ -59,10 +69,12 @@ def fit_vem(model, power, options=None, *, progress=False, **overrides):
     def track(i, _):
         v_s = guide["v"].v_s * model.speech_gain(power.shape[0], power)
         v_n = model.noise.variance().unsqueeze(0)
-        _keep_if_more(model, best, wiener(v_s, v_n), power, i, model.output_gain(v_s, v_n, power))
+        _keep_if_more(model, best, wiener(v_s, v_n), power, i, functools.partial(model.output_gain, v_s, v_n, power))
 
-    return inference.run("vem", model, guide, power, num_iters=opts.num_iters, elbo=EnhancementGuide.elbo_estimate,
-                         progress=progress, callback=track if opts.select else None)
+    result = inference.run("vem", model, guide, power, num_iters=opts.num_iters, elbo=EnhancementGuide.elbo_estimate,
+                           progress=progress, callback=track if opts.select else None)
+    _resolve_selected(model)
+    return result
 
 
 def adam(params, lr):
@@ -159,12 +171,12 @@ def fit_svi(model, power, num_steps=100, lr=5e-4, hint_every=20, progress=False,
             with torch.no_grad():
                 v_s, v_n, _ = model.posterior(power, 2)
             mask = wiener(v_s, v_n)  # the guards read the Wiener gain's kept energy, whatever the output gain
-            out = model.output_gain(v_s, v_n, power)
+            out = functools.partial(model.output_gain, v_s, v_n, power)  # computed only for the fit finally kept
             kept = _keep_if_more(model, best, mask, power, step, out)  # "max-kept"'s choice, "floor"'s last resort
             if select != "floor":
                 return
             if kept >= floor:
-                above[:] = [out.detach().clone(), step]
+                above[:] = [out, step]
             if step + 1 < num_steps:
                 return
             if kept >= floor:  # the last step's fit (its mask is drawn again with all the posterior samples)
@@ -183,9 +195,12 @@ def fit_svi(model, power, num_steps=100, lr=5e-4, hint_every=20, progress=False,
         model.clear_params()
         model.register_params = True
         try:
-            return inference.run("svi", model.model, model.guide if guide is None else guide, power,
-                                 num_steps=num_steps, optim=JointAdam(lr, fast=[model.log_gain] if fit_gain else []),
-                                 loss="meanfield", max_plate_nesting=PLATES, callback=refresh, progress=progress)
+            result = inference.run("svi", model.model, model.guide if guide is None else guide, power,
+                                   num_steps=num_steps,
+                                   optim=JointAdam(lr, fast=[model.log_gain] if fit_gain else []), loss="meanfield",
+                                   max_plate_nesting=PLATES, callback=refresh, progress=progress)
+            _resolve_selected(model)
+            return result
         finally:
             model.register_params = False
             model.clear_params()

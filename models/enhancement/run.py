@@ -142,7 +142,7 @@ def enhance(noisy, prior, config=None, mode=None, *, model=None, **overrides):
         output is scaled back).
     :param DVAE prior: spectral speech prior. Its weights are frozen for the run and unchanged after it, unless
         ``fine_tune_prior=True`` (:class:`EnhanceConfig`); the encoder is fine-tuned on the model's own copy.
-    :param config: the settings, an :class:`EnhanceConfig` (default ``EnhanceConfig()``: ``nmf``, ``una``, the
+    :param config: the settings, an :class:`EnhanceConfig` (default ``EnhanceConfig()``: ``no``, ``una``, the
         dev-chosen settings), or the noise model's name in the short form ``enhance(noisy, prior, "nolv",
         "unda", noise_checkpoint=...)``.
     :param str mode: ``"una"``, ``"und"`` or ``"unda"`` in that short form (the same as ``mode=...``).

@@ -12,7 +12,7 @@ import math
 from ..data.audio import AUDIO_EXTENSIONS, SAMPLE_RATE
 from .common import add_command, int_at_least
 
-EXAMPLE = "pyro-dvae enhance noisy.wav --noise nmf --out enhanced.wav --ref clean.wav --out-json scores.json"
+EXAMPLE = "pyro-dvae enhance noisy.wav --out enhanced.wav --ref clean.wav --out-json scores.json"
 
 
 def __getattr__(name):
@@ -30,13 +30,15 @@ def add_parser(sub, parents):
     p.add_argument("--prior",
                    help="spectral speech prior checkpoint or shipped name (e.g. speech_light); default: the shipped "
                         "16 kHz causal RVAE (speech_rvae), what train-noise trains the U-ND noise models for")
-    p.add_argument("--noise", required=True, choices=["nmf", "lv", "no", "nolv"], help="noise model")
+    p.add_argument("--noise", choices=["nmf", "lv", "no", "nolv"],
+                   help="noise model: nmf (W H per utterance), lv (from the speech latents), no (from the past noisy "
+                        "frames), nolv (both) (default: no, chosen on the dev split; und / unda: the checkpoint's)")
     p.add_argument("--mode", default="una", choices=["una", "und", "unda"],
                    help="una: fit per utterance; und: trained noise model, one pass; unda: und then una "
                         "(nmf: una only)")
     p.add_argument("--noise-model", help="noise checkpoint written by train-noise (und / unda)")
     p.add_argument("--iters", type=int_at_least(1),
-                   help="VEM iterations (nmf, default 15) or SVI steps (lv / no / nolv: una default 50, unda 100); "
+                   help="VEM iterations (nmf, default 15) or SVI steps (lv / no / nolv: una default 35, unda 100); "
                         "und runs no iterations")
     p.add_argument("--speech-shape", type=speech_shape, metavar="SHAPE",
                    help="the speech estimate's model: each bin's speech variance carries a Gamma(SHAPE, SHAPE) scale "
@@ -64,7 +66,8 @@ def run(args):
     from ..models.enhancement import EnhanceConfig
     from ..models.enhancement.files import enhance_file
 
-    config = EnhanceConfig(noise=args.noise, mode=args.mode, noise_checkpoint=args.noise_model, num_iters=args.iters,
+    noise = args.noise if args.noise is not None or args.mode != "una" else EnhanceConfig.noise
+    config = EnhanceConfig(noise=noise, mode=args.mode, noise_checkpoint=args.noise_model, num_iters=args.iters,
                            seed=args.seed, speech_shape=args.speech_shape)
     summary = enhance_file(args.noisy, args.out, args.ref, prior=args.prior, config=config)
     report(summary)

@@ -257,14 +257,15 @@ def test_cli_train_noise_and_enhance_end_to_end(prior, tmp_path, capsys):
     _write(tmp_path / "noisy.wav", noisy_22k, 22050)
     _write(tmp_path / "clean.wav", resample_poly(clean, 441, 320), 22050)
     out_json = tmp_path / "enh.json"
-    assert main(["enhance", str(tmp_path / "noisy.wav"), "--prior", str(prior_path), "--noise", "nolv", "--mode",
-                 "und", "--noise-model", str(noise_path), "--out", str(tmp_path / "out.wav"), "--ref",
-                 str(tmp_path / "clean.wav"), "--out-json", str(out_json)]) == 0
+    assert main(["enhance", str(tmp_path / "noisy.wav"), "--prior", str(prior_path), "--mode",  # no --noise: und
+                 "und", "--noise-model", str(noise_path), "--out", str(tmp_path / "out.wav"), "--ref",  # takes the
+                 str(tmp_path / "clean.wav"), "--out-json", str(out_json)]) == 0  # checkpoint's noise model
     import soundfile as sf
 
     info = sf.info(tmp_path / "out.wav")
     assert info.samplerate == 22050 and info.frames == len(noisy_22k)
     summary = json.loads(out_json.read_text())
+    assert (summary["noise"], summary["mode"]) == ("nolv", "und")
     for kind in ("output", "input"):
         assert set(summary[kind]) == {"si_sdr", "pesq_wb", "pesq_nb", "estoi", "rtf"}
     assert summary["output"]["rtf"] > 0 and summary["input"]["rtf"] is None
@@ -272,6 +273,9 @@ def test_cli_train_noise_and_enhance_end_to_end(prior, tmp_path, capsys):
         warnings.simplefilter("ignore")
         assert main(["enhance", str(tmp_path / "noisy.wav"), "--prior", str(prior_path), "--noise", "nmf",
                      "--iters", "2", "--out", str(tmp_path / "out2.wav")]) == 0
+        assert main(["enhance", str(tmp_path / "noisy.wav"), "--prior", str(prior_path), "--iters", "2", "--out",
+                     str(tmp_path / "out3.wav"), "--out-json", str(tmp_path / "enh3.json")]) == 0
+    assert json.loads((tmp_path / "enh3.json").read_text())["noise"] == "no"  # the default noise model (U-NA)
     # bad input: a clear error and exit code 2
     (tmp_path / "x.mp3").write_bytes(b"ID3")
     assert main(["enhance", str(tmp_path / "x.mp3"), "--prior", str(prior_path), "--noise", "nmf", "--out",
@@ -539,7 +543,7 @@ def test_deep_una_defaults_start_at_the_mean_level_and_unda_runs_longer(prior, m
     x = speech_like(1.0, seed=7) + 0.2 * synthetic_noise("pink", 1.0, seed=7)
     for mode in ("una", "unda"):
         E.enhance(x, prior, "lv", mode, model=E.build_model(prior, "lv", "una"))
-    assert steps == [E.DeepOptions().num_iters, E.DeepOptions().unda_num_iters] == [50, 100]
+    assert steps == [E.DeepOptions().num_iters, E.DeepOptions().unda_num_iters] == [35, 100]
 
 
 def test_joint_adam_orders_parameters_by_name_not_address():

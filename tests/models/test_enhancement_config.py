@@ -28,7 +28,7 @@ def _noisy(seconds=0.5):
 
 def test_defaults_are_the_dataclasses_and_read_only():
     config = E.EnhanceConfig()
-    assert (config.noise, config.mode, config.num_iters, config.lr, config.speech_shape) == ("nmf", "una", None, None,
+    assert (config.noise, config.mode, config.num_iters, config.lr, config.speech_shape) == ("no", "una", None, None,
                                                                                             None)
     assert dict(E.DEFAULTS["nmf"]) == dataclasses.asdict(E.NMFOptions()) == dataclasses.asdict(config.nmf)
     assert dict(E.DEFAULTS["deep"]) == dataclasses.asdict(E.DeepOptions()) == dataclasses.asdict(config.deep)
@@ -80,11 +80,12 @@ def test_replace_merges_groups_and_the_short_names():
 
 
 def test_resolved_takes_the_noise_kinds_values():
-    nmf = E.EnhanceConfig().resolved()
+    nmf = E.EnhanceConfig(noise="nmf").resolved()
     assert (nmf.num_iters, nmf.lr, nmf.speech_shape) == (15, 1e-3, 0.25)
+    assert E.EnhanceConfig().resolved().num_iters == E.DeepOptions().num_iters  # the default noise model is deep
     una = E.EnhanceConfig(noise="lv").resolved()
     unda = E.EnhanceConfig(noise="lv", mode="unda", noise_checkpoint="x.pt").resolved()
-    assert (una.num_iters, una.lr, unda.num_iters, unda.lr) == (50, 5e-4, 100, 1e-4)
+    assert (una.num_iters, una.lr, unda.num_iters, unda.lr) == (35, 5e-4, 100, 1e-4)
     given = E.EnhanceConfig(noise="lv", num_iters=7, lr=1e-2, speech_shape=math.inf).resolved()
     assert (given.num_iters, given.lr, given.speech_shape) == (7, 1e-2, math.inf)
     assert E.EnhanceConfig(deep={"speech_shape": None}, noise="no").resolved().speech_shape == math.inf  # Gaussian
@@ -129,7 +130,8 @@ def test_option_groups_reach_the_model(prior, monkeypatch):
     real = E.run.fit_vem
     monkeypatch.setattr(E.run, "fit_vem", lambda model, power, options, **k: seen.append(options) or real(
         model, power, options, **k))
-    E.enhance(_noisy(), prior, num_iters=1, nmf={"gain_floor": None, "high_share": None}, e_steps=2, vem_samples=3)
+    E.enhance(_noisy(), prior, noise="nmf", num_iters=1, nmf={"gain_floor": None, "high_share": None}, e_steps=2,
+              vem_samples=3)
     (opts,) = seen
     assert (opts.num_iters, opts.e_steps, opts.num_samples, opts.gain_floor, opts.quantile) == (1, 2, 3, None, None)
     assert opts.nmf_init == "floor" and opts.lr == E.NMFOptions().lr
@@ -152,7 +154,7 @@ def test_enhance_file_writes_and_summarises(prior, tmp_path):
     out = tmp_path / "sub" / "out.wav"
     summary = E.enhance_file(str(tmp_path / "noisy.wav"), str(out), prior=str(path), num_iters=1)
     assert out.exists() and summary["prior"] == str(path) and summary["iters"] == 1
-    assert (summary["noise"], summary["mode"], summary["sample_rate"]) == ("nmf", "una", 16000)
+    assert (summary["noise"], summary["mode"], summary["sample_rate"]) == ("no", "una", 16000)
     assert "output" not in summary
     with pytest.raises(ValueError, match="--mode unda needs --noise-model"):  # checked before the file is read
         E.enhance_file(str(tmp_path / "missing.wav"), str(out), noise="lv", mode="unda")
