@@ -8,7 +8,7 @@ train / dev / test). Every number goes through the commands a user runs:
 1. ``pyro-dvae train-prior`` (defaults), the SRNNs of separation: on the training speakers, and on the training
    flute notes pitch-shifted by -2..2 semitones (written as files, so that the NMF dictionaries learn from exactly
    the same audio); ``pyro-dvae train-noise`` (defaults: for the shipped
-   LigHT-DVAE, ``enhance``'s default prior, trained by the same recipe on the same speakers) for the U-ND noise
+   causal RVAE ``speech_rvae``, ``enhance``'s default prior, trained on the same speakers) for the U-ND noise
    models, on noisy speech only (training speakers + training noise segments, SNR uniform in [-5, 10] dB);
 2. ``pyro-dvae separate`` (defaults) on speech + flute mixtures of the chosen part (melodies of 4 of the part's
    notes), the flute 5 dB above the speech, T = 50 / 100 / 300 frames, with ``--method mixdvae --method is-nmf
@@ -152,7 +152,7 @@ def enhancement(work, sp, noises, part, per_snr, workers, methods):
             for method in methods:
                 noise, mode = method.split("-")
                 extra = ["--noise-model", os.path.join(work, f"noise_{noise}.pt")] if mode != "una" else []
-                # the command's default prior (the shipped LigHT-DVAE, trained on the same training speakers), which
+                # the command's default prior (the shipped RVAE, trained on the same training speakers), which
                 # train-noise trains the U-ND models for by default
                 out = f"{stem}_{method}"
                 cmds.append((dict(it, method=method), ["pyro-dvae", "enhance", f"{stem}_noisy.wav",
