@@ -129,8 +129,10 @@ def _finish(path, arr, frame, ids, boxes, score):
     return MOTTable(path, frame[ok][order], ids[ok][order], boxes[ok][order], score[ok][order], dropped)
 
 
-def read_gt(path, pedestrians_only=True):
-    """Read a ground-truth file (MOT15 or MOT16/17 columns, detected from the content)."""
+def read_gt(path, pedestrians_only=True, min_visibility=0.0):
+    """Read a ground-truth file (MOT15 or MOT16/17 columns, detected from the content). ``pedestrians_only``:
+    the rows flagged to be considered (and, in MOT16/17 files, of class 1); ``min_visibility``: MOT16/17 rows less
+    visible than this are dropped too (MOT15 files have no visibility column)."""
     arr = parse_rows(path, 6, integer_id=True)
     frame, ids, boxes = arr[:, 0].astype(int), arr[:, 1].astype(int), arr[:, 2:6]
     keep = np.ones(len(arr), bool)
@@ -139,6 +141,8 @@ def read_gt(path, pedestrians_only=True):
         keep &= flag != 0
         if has_class_column(arr):
             keep &= arr[:, 7] == 1
+    if min_visibility > 0 and len(arr) and has_class_column(arr):
+        keep &= arr[:, 8] >= min_visibility
     return _finish(path, arr, frame[keep], ids[keep], boxes[keep], np.ones(int(keep.sum())))
 
 

@@ -1,13 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """How a detector's boxes err against the ground truth, as a simulation of detections would need to know.
 
-Per frame, the detections with score ``>= --min-score`` are matched one-to-one to the visible pedestrian boxes of the
-gt (MOT17: class 1, flag 1, visibility ``>= --min-visibility``) by the Hungarian assignment on IoU, pairs below IoU
-0.5 dropped. Per matched pair the error is ``(dcx / w, dcy / h, log(w' / w), log(h' / h))``: the centre offset in
-units of the true width / height and the log size ratio. Printed: the spread of each error (std and median absolute
-value), the share of gt boxes left unmatched, and the lag-1 correlation of each error along a gt identity matched in
-two consecutive frames (near 0: independent jitter; near 1: errors that persist, as a box that follows the body's
-silhouette). This is a script, not a pytest test.
+Per frame, the detections with score ``>= --min-score`` are matched one-to-one to the visible pedestrian boxes of
+the gt (:func:`~pyro_dvae.data.mot.read_gt`: flagged rows; MOT17: class 1, visibility ``>= --min-visibility``) by
+the Hungarian assignment on IoU, pairs below IoU 0.5 dropped. Per matched pair the error is ``(dcx / w, dcy / h,
+log(w' / w), log(h' / h))``: the centre offset in units of the true width / height and the log size ratio. Printed:
+the spread of each error (std and median absolute value), the share of gt boxes left unmatched, and the lag-1
+correlation of each error along a gt identity matched in two consecutive frames (near 0: independent jitter; near 1:
+errors that persist, as a box that follows the body's silhouette). This is a script, not a pytest test.
 
 Command (from the repository root; the MOT17 val-half frames, the dev split of the tracker's settings)::
 
@@ -15,20 +15,13 @@ Command (from the repository root; the MOT17 val-half frames, the dev split of t
 """
 
 import argparse
-import configparser
 import os
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from pyro_dvae.data.mot import iou_xyxy, xywh_to_xyxy
-
-
-def frame_range(seq_dir, val_half):
-    info = configparser.ConfigParser()
-    info.read(os.path.join(seq_dir, "seqinfo.ini"))
-    n = int(info["Sequence"]["seqLength"])
-    return (n // 2 + 2, n) if val_half else (1, n)
+from pyro_dvae.data.mot import iou_xyxy, read_det, read_gt, read_seqinfo, xywh_to_xyxy
+from pyro_dvae.data.mot_results import val_half
 
 
 def box_errors(gt, det):
@@ -37,29 +30,29 @@ def box_errors(gt, det):
     return np.concatenate([centre, np.log(det[2:] / gt[2:])])
 
 
-def sequence_errors(seq_dir, det_file, val_half, min_score, min_visibility):
+def sequence_errors(seq_dir, det_file, use_val_half, min_score, min_visibility):
     """``(errors (n, 4), pairs (m, 8), gt boxes, unmatched gt boxes)`` of one sequence."""
-    gt = np.loadtxt(os.path.join(seq_dir, "gt", "gt.txt"), delimiter=",", ndmin=2)
-    if gt.shape[1] >= 9:
-        gt = gt[(gt[:, 6] == 1) & (gt[:, 7] == 1) & (gt[:, 8] >= min_visibility)]
-    det = np.loadtxt(os.path.join(seq_dir, det_file), delimiter=",", ndmin=2)
-    det = det[det[:, 6] >= min_score]
-    first, last = frame_range(seq_dir, val_half)
+    gt = read_gt(os.path.join(seq_dir, "gt", "gt.txt"), min_visibility=min_visibility)
+    det = read_det(os.path.join(seq_dir, det_file))
+    keep = det.score >= min_score
+    det_frame, det_boxes = det.frame[keep], det.boxes[keep]
+    n = read_seqinfo(seq_dir).length
+    first, last = val_half(n) if use_val_half else (1, n)
     errors, pairs, previous, total, missed = [], [], {}, 0, 0
     for f in range(first, last + 1):
-        g, d = gt[gt[:, 0] == f], det[det[:, 0] == f, 2:6]
+        g, ids, d = gt.boxes[gt.frame == f], gt.ids[gt.frame == f], det_boxes[det_frame == f]
         total += len(g)
         current = {}
         if len(g) and len(d):
-            iou = iou_xyxy(xywh_to_xyxy(g[:, 2:6]), xywh_to_xyxy(d))
+            iou = iou_xyxy(xywh_to_xyxy(g), xywh_to_xyxy(d))
             rows, cols = linear_sum_assignment(-iou)
             keep = iou[rows, cols] >= 0.5
             for i, j in zip(rows[keep], cols[keep]):
-                e = box_errors(g[i, 2:6], d[j])
+                e = box_errors(g[i], d[j])
                 errors.append(e)
-                current[int(g[i, 1])] = e
-                if int(g[i, 1]) in previous:
-                    pairs.append(np.concatenate([previous[int(g[i, 1])], e]))
+                current[int(ids[i])] = e
+                if int(ids[i]) in previous:
+                    pairs.append(np.concatenate([previous[int(ids[i])], e]))
             missed += len(g) - int(keep.sum())
         else:
             missed += len(g)

@@ -11,6 +11,8 @@ differentiating through the step-by-step draw (the reference's estimator). The t
 ``DDGM_SE``, measured on CPU with torch 2.13: 120 ms LV, 87 ms NO, 84 ms NOLV). Run with::
 
     pytest tests/benchmarks/test_enhancement_speed.py --benchmark-only --benchmark-columns=median,rounds
+
+:func:`test_heavy_tailed_output_gain_speed` times the output gain that ``enhance`` computes once per utterance.
 """
 
 import numpy as np
@@ -53,3 +55,26 @@ def test_una_step_speed(benchmark, readme_units, name, parallel):
         "checks included)",
         **figures,
     )
+
+
+def test_heavy_tailed_output_gain_speed(benchmark, readme_units):
+    """The output gain of ``enhance`` (:func:`~pyro_dvae.masks.scale_mixture_gain`, shape 0.25) for the 8
+    posterior draws of a 4 s utterance (251 frames x 513 bins), one thread::
+
+        pytest tests/benchmarks/test_enhancement_speed.py --benchmark-only -k output_gain
+    """
+    from pyro_dvae.masks import scale_mixture_gain
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        v_s, v_n = torch.rand(8, 1, 251, 513) * 2, torch.rand(8, 1, 251, 513)
+        power = torch.rand(1, 251, 513) * 3
+        scale_mixture_gain(v_s, v_n, power, 0.25)  # warm-up
+        gain = benchmark.pedantic(lambda: scale_mixture_gain(v_s, v_n, power, 0.25), rounds=5, iterations=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert gain.shape == power.shape and ((gain >= 0) & (gain <= 1)).all()
+    readme_units(f"{1000 * readme_units.round_median_s:.0f} ms for the heavy-tailed gain of 8 draws of a 4 s "
+                 "utterance (1 thread)", ms=1000 * readme_units.round_median_s)

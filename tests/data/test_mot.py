@@ -242,6 +242,17 @@ GT_LINES = [
 ]
 
 
+def test_read_gt_filters_visibility_in_mot17_files_only(tmp_path):
+    """``min_visibility`` drops MOT16/17 rows below it (with the flag and class filters); a MOT15 file, whose last
+    columns are world coordinates (-1), keeps every row."""
+    mot17 = _write(tmp_path / "gt17.txt", "1,1,10,20,30,40,1,1,0.9\n1,2,100,20,30,40,1,1,0.1\n"
+                                          "1,3,200,20,30,40,0,1,1.0\n1,4,300,20,30,40,1,7,1.0\n")
+    np.testing.assert_array_equal(read_gt(mot17).ids, [1, 2])
+    np.testing.assert_array_equal(read_gt(mot17, min_visibility=0.25).ids, [1])
+    mot15 = _write(tmp_path / "gt15.txt", "\n".join(GT_LINES) + "\n")
+    assert len(read_gt(mot15, min_visibility=0.25).ids) == len(GT_LINES)
+
+
 def test_malformed_line_names_file_and_line(tmp_path):
     path = _write(tmp_path / "gt.txt", "\n".join(GT_LINES[:2] + ["3,1,10,20"] + GT_LINES[2:]) + "\n")
     with pytest.raises(ValueError, match=r"gt\.txt:3:") as e:
