@@ -14,6 +14,11 @@ assigned detections). Dynamics:
 - :func:`cv_kalman_smoother` — linear constant-velocity dynamics (the VKF baseline): an exact Kalman
   filter and RTS smoother with a (position, velocity) state per coordinate.
 
+- :func:`cv_velocity_smoother` — the constant-velocity chain with the velocity observed as well: the tracker's
+  ``"velocity"`` E-S step, where the DVAE prior's one-step displacement along the current estimate is that
+  observation (with the prior's own variance times a factor), so that the learned dynamics steer a smoother
+  whose velocity is a state of its own.
+
 - :func:`dvae_parallel_smoother` — the same prior linearised around the previous estimate ``m_old``:
   the decoder runs once, teacher-forced on ``m_old`` (one parallel pass), giving ``mu_t`` and ``v_t``;
   for autoregressive decoders ``s_t = s_{t-1} + (mu_t - m_old_{t-1}) + N(0, v_t)`` (drift linearisation,
@@ -39,6 +44,7 @@ All functions are vectorised over leading batch dims.
 
 import warnings
 import weakref
+from typing import NamedTuple
 
 import torch
 
@@ -165,40 +171,108 @@ def cv_kalman_smoother(J, h, accel_var, init_mean, init_var, vel_var):
     acceleration of spectral density ``accel_var`` integrated over one frame (``Q = q [[1/3, 1/2], [1/2, 1]]``).
 
     :param J: ``(*batch, T, D)`` observation precisions; :param h: information vectors.
-    :param float accel_var: process noise ``q``.
+    :param accel_var: process noise ``q`` (a float, or a tensor broadcasting to ``(D,)``).
     :param init_mean: ``(*batch, D)`` prior mean of the first position; ``init_var`` its variance;
         ``vel_var`` the prior variance of the first velocity.
     :returns: ``(mean, var)`` of the positions, ``(*batch, T, D)``.
     """
+    zero = torch.zeros_like(J)
+    out = cv_velocity_smoother(J, h, zero, zero, accel_var, init_mean, init_var, vel_var)
+    return out.mean, out.var
+
+
+class CVSmoothed(NamedTuple):
+    """Moments of :func:`cv_velocity_smoother`, each ``(*batch, T, D)``."""
+
+    #: positions' posterior means and variances
+    mean: torch.Tensor
+    var: torch.Tensor
+    #: velocities' posterior means and variances
+    vel_mean: torch.Tensor
+    vel_var: torch.Tensor
+    #: ``Cov(s_t, s_{t-1})`` of the positions (0 at ``t = 0``)
+    cross: torch.Tensor
+    #: ``tr(Q0^{-1} E[w_t w_t^T]) / 2`` with ``w_t = x_t - A x_{t-1}`` the process noise of step ``t`` (0 at
+    #: ``t = 0``): its mean over the steps is the maximiser of the expected log-density in ``q``
+    accel: torch.Tensor
+
+
+def cv_velocity_smoother(J, h, Jv, hv, accel_var, init_mean, init_var, vel_var):
+    """:func:`cv_kalman_smoother` with observations of the velocity as well: the exact posterior of a
+    constant-velocity chain per coordinate given position observations ``(J, h)`` and velocity observations
+    ``(Jv, hv)`` in information form (``Jv_t = 1 / r_t``, ``hv_t = u_t / r_t`` for a velocity ``u_t`` observed with
+    variance ``r_t``; 0 where none is). The E-S step of the tracker's ``"velocity"`` mode, where ``u_t`` is the
+    DVAE prior's one-step displacement (:class:`~pyro_dvae.models.tracking.guide.SourceBlock`).
+
+    The 2x2 algebra is written out elementwise (the two observations of a step enter as two scalar updates), so a
+    step costs a few dozen elementwise operations on ``(*batch, D)`` tensors whatever the batch.
+
+    :param accel_var: ``q`` of the process noise ``q Q0``, ``Q0 = [[1/3, 1/2], [1/2, 1]]``: a float or a tensor
+        broadcasting to ``(D,)``.
+    :returns: :class:`CVSmoothed`; its ``accel`` is the statistic of the closed-form M-step of ``q``.
+    """
     T = J.shape[-2]
-    A = J.new_tensor([[1.0, 1.0], [0.0, 1.0]])
-    Q = accel_var * J.new_tensor([[1.0 / 3.0, 0.5], [0.5, 1.0]])
-    mean = torch.stack([init_mean, torch.zeros_like(init_mean)], -1)  # (*batch, D, 2)
-    cov = torch.diag_embed(torch.stack([torch.as_tensor(init_var).expand_as(init_mean),
-                                        torch.full_like(init_mean, vel_var)], -1))  # (*batch, D, 2, 2)
-    f_means, f_covs, p_means, p_covs = [], [], [], []
-    e0 = J.new_tensor([1.0, 0.0])
+    q = torch.as_tensor(accel_var, dtype=J.dtype, device=J.device)
+    m0, m1 = init_mean, torch.zeros_like(init_mean)
+    a = torch.as_tensor(init_var, dtype=J.dtype, device=J.device).expand_as(init_mean)
+    b, c = torch.zeros_like(init_mean), torch.full_like(init_mean, vel_var)
+    filt, pred = [], []  # (m0, m1, a, b, c) per step: filtered, and predicted (before the step's observations)
     for t in range(T):
-        if t:
-            mean = mean @ A.T
-            cov = A @ cov @ A.T + Q
-        p_means.append(mean), p_covs.append(cov)
-        # information update with H = [1, 0]
-        prec = torch.linalg.inv(cov) + J[..., t, :, None, None] * torch.outer(e0, e0)
-        cov = torch.linalg.inv(prec)
-        info = (torch.linalg.inv(p_covs[-1]) @ mean.unsqueeze(-1)).squeeze(-1) + h[..., t, :, None] * e0
-        mean = (cov @ info.unsqueeze(-1)).squeeze(-1)
-        cov = 0.5 * (cov + cov.transpose(-1, -2))
-        f_means.append(mean), f_covs.append(cov)
-    sm, sc = [f_means[-1]], [f_covs[-1]]
+        if t:  # x <- A x, P <- A P A^T + q Q0
+            m0, m1 = m0 + m1, m1
+            a, b, c = a + 2 * b + c + q / 3, b + c + q / 2, c + q
+        pred.append((m0, m1, a, b, c))
+        for i, (j, hh) in enumerate(((J[..., t, :], h[..., t, :]), (Jv[..., t, :], hv[..., t, :]))):
+            # scalar observation of component i, information (j, hh): m += P e_i (hh - j m_i) / (1 + j P_ii),
+            # P -= j P e_i e_i^T P / (1 + j P_ii) (nothing where j = 0)
+            pi, pk = (a, b) if i == 0 else (b, c)  # P e_i = (pi, pk), P_ii = a or c
+            g = 1 / (1 + j * (a if i == 0 else c))
+            r = (hh - j * (m0 if i == 0 else m1)) * g
+            m0, m1 = m0 + pi * r, m1 + pk * r
+            jg = j * g
+            a, b, c = a - jg * pi * pi, b - jg * pi * pk, c - jg * pk * pk
+        filt.append((m0, m1, a, b, c))
+    s0, s1, sa, sb, sc = filt[-1]
+    out = [(s0, s1, sa, sb, sc)]
+    gains = []
     for t in range(T - 2, -1, -1):
-        G = f_covs[t] @ A.T @ torch.linalg.inv(p_covs[t + 1])
-        sm.append(f_means[t] + (G @ (sm[-1] - p_means[t + 1]).unsqueeze(-1)).squeeze(-1))
-        sc.append(f_covs[t] + G @ (sc[-1] - p_covs[t + 1]) @ G.transpose(-1, -2))
-    sm, sc = sm[::-1], sc[::-1]
-    mean = torch.stack([m[..., 0] for m in sm], -2)
-    var = torch.stack([c[..., 0, 0] for c in sc], -2)
-    return mean, var
+        f0, f1, fa, fb, fc = filt[t]
+        p0, p1, pa, pb, pc = pred[t + 1]
+        # G = F A^T P^{-1}, F A^T = [[fa + fb, fb], [fb + fc, fc]]
+        det = pa * pc - pb * pb
+        u11, u12, u21, u22 = fa + fb, fb, fb + fc, fc
+        g11, g12 = (u11 * pc - u12 * pb) / det, (u12 * pa - u11 * pb) / det
+        g21, g22 = (u21 * pc - u22 * pb) / det, (u22 * pa - u21 * pb) / det
+        d0, d1 = s0 - p0, s1 - p1
+        s0, s1 = f0 + g11 * d0 + g12 * d1, f1 + g21 * d0 + g22 * d1
+        # S = F + G (S_next - P) G^T
+        ea, eb, ec = sa - pa, sb - pb, sc - pc
+        r11, r12 = g11 * ea + g12 * eb, g11 * eb + g12 * ec  # G E
+        r21, r22 = g21 * ea + g22 * eb, g21 * eb + g22 * ec
+        sa, sb, sc = fa + r11 * g11 + r12 * g12, fb + r11 * g21 + r12 * g22, fc + r21 * g21 + r22 * g22
+        out.append((s0, s1, sa, sb, sc))
+        gains.append((g11, g12, g21, g22))
+    out, gains = out[::-1], gains[::-1]
+    M0, M1, Sa, Sb, Sc = (torch.stack([o[k] for o in out], -2) for k in range(5))
+    zero = torch.zeros_like(M0[..., :1, :])
+    if T < 2:
+        return CVSmoothed(M0, Sa, M1, Sc, zero, zero)
+    G11, G12, G21, G22 = (torch.stack([g[k] for g in gains], -2) for k in range(4))
+    # C = Cov(x_t, x_{t-1}) = S_t G_{t-1}^T, t >= 1
+    a1, b1, c1 = Sa[..., 1:, :], Sb[..., 1:, :], Sc[..., 1:, :]
+    C11, C12 = a1 * G11 + b1 * G12, a1 * G21 + b1 * G22
+    C21, C22 = b1 * G11 + c1 * G12, b1 * G21 + c1 * G22
+    # E = E[w w^T], w = x_t - A x_{t-1}: d d^T + S_t - A C^T - C A^T + A S_{t-1} A^T
+    a0, b0, c0 = Sa[..., :-1, :], Sb[..., :-1, :], Sc[..., :-1, :]
+    d0 = M0[..., 1:, :] - M0[..., :-1, :] - M1[..., :-1, :]
+    d1 = M1[..., 1:, :] - M1[..., :-1, :]
+    AC11, AC12, AC22 = C11 + C12, C21 + C22, C22  # (C A^T): [[C11 + C12, C12], [C21 + C22, C22]]
+    E11 = d0 * d0 + a1 - 2 * AC11 + (a0 + 2 * b0 + c0)
+    E12 = d0 * d1 + b1 - AC12 - C12 + (b0 + c0)
+    E22 = d1 * d1 + c1 - 2 * AC22 + c0
+    # Q0^{-1} = [[12, -6], [-6, 4]]: tr(Q0^{-1} E) / 2
+    accel = torch.cat([zero, 6 * E11 - 6 * E12 + 2 * E22], -2)
+    return CVSmoothed(M0, Sa, M1, Sc, torch.cat([zero, C11], -2), accel)
 
 
 def _affine_scan_(a, b):

@@ -14,10 +14,11 @@ Two stages :
    ``window`` frames overlapping by half (each frame is taken from the window it is most central in), are the
    observations of the MixDVAE tracking model with one source (:class:`~pyro_dvae.models.tracking.TrackingModel`;
    a clutter class is available, off by default), run through the registry's ``vem``: E-W decides which
-   detections the track produced, E-S smooths the track with the DVAE prior's dynamics and fills the frames where
-   it was not detected, E-Z sets the prior's latent path (by default from the prior's own conditionals along the
-   track, so that its dynamics forecast from the past: ``TrackerConfig.latents``) and the two M-steps calibrate
-   the noise levels to the sequence. The default prior is the SRNN trained on real pedestrian tracks
+   detections the track produced, E-S smooths the track and fills the frames where it was not detected (by
+   default a constant-velocity smoother steered by the DVAE prior's one-step displacement, taken as an observation
+   of the velocity: ``TrackerConfig.smoother``), E-Z sets the prior's latent path (by default from the prior's own
+   conditionals along the track, so that its dynamics forecast from the past: ``TrackerConfig.latents``) and the
+   M-steps calibrate the noise levels to the sequence. The default prior is the SRNN trained on real pedestrian tracks
    (:data:`DEFAULT_PRIOR`). Frames after a track's last
    detection are not reported (the track had ended).
 

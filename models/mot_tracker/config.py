@@ -7,6 +7,9 @@ from pyro_dvae import checks
 
 from ..tracking.config import LATENTS
 
+#: the DVAE refinement's E-S steps (:class:`TrackerConfig` ``smoother``)
+SMOOTHERS = ("velocity", "parallel")
+
 #: the shipped trajectory prior of the refinement, re-linking and lost tracks' forecasts when none is given: the
 #: velocity-input SRNN trained on real pedestrian tracks (``pyro_dvae/pretrained/TRAINING.md``)
 DEFAULT_PRIOR = "srnn_mot_real"
@@ -34,6 +37,12 @@ class TrackerConfig:
         one-step forecast) or ``"posterior"`` (MixDVAE's encoder draw, which reads every step of the track)
         (:class:`~pyro_dvae.models.tracking.TrackingConfig`). The default was chosen on the MOT17-02/04/09 val-half
         frames (BENCHMARKS.md).
+    :ivar smoother: the DVAE refinement's E-S step (:class:`~pyro_dvae.models.tracking.TrackingConfig` ``mode``):
+        ``"velocity"`` (a constant-velocity smoother steered by the prior's one-step displacement, taken as an
+        observation of the velocity with ``velocity_scale`` times the prior's variance; its acceleration noise
+        fitted by EM) or ``"parallel"`` (MixDVAE's chain: the positions follow the prior's drift). Chosen on the
+        MOT17-02/04/09 val-half frames and MOT15 with leave-one-sequence-out priors (BENCHMARKS.md).
+    :ivar velocity_scale: see ``smoother``.
     :ivar relink: join a track that ended to one born later (:mod:`.relink`), forecasting with ``"dvae"`` (the
         refinement's trajectory prior) or ``"cv"`` (constant velocity); ``"off"``: no re-linking.
     :ivar relink_gap: the longest gap (seconds) a re-link bridges; ``relink_cost``: the largest cost of a joined
@@ -55,6 +64,8 @@ class TrackerConfig:
     refine: bool = True
     dynamics: str = "dvae"
     latents: str = "prior"
+    smoother: str = "velocity"
+    velocity_scale: float = 5.0
     window: int = 60
     iters: int = 10
     clutter_prob: float = 0.0
@@ -73,6 +84,8 @@ class TrackerConfig:
         checks.choice("dynamics", self.dynamics, ("dvae", "cv"))
         checks.choice("predict", self.predict, ("dvae", "cv"))
         checks.choice("latents", self.latents, LATENTS)
+        checks.choice("smoother", self.smoother, SMOOTHERS)
+        self.velocity_scale = checks.positive("velocity_scale", self.velocity_scale)
         self.predict_after = checks.integer("predict_after", self.predict_after, 0)
         checks.choice("relink", self.relink, ("dvae", "cv", "off"))
         checks.positive("relink_gap", self.relink_gap)

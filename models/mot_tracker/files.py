@@ -46,13 +46,14 @@ class SequenceInput:
 
 
 def tracker_settings(*, no_refine=False, online=False, latency=None, prior=None, dynamics=None, window=None,
-                     iters=None, relink=None, predict=None, latents=None):
+                     iters=None, relink=None, predict=None, latents=None, smoother=None, velocity_scale=None):
     """``(config, latency)`` from the options of ``pyro-dvae track-mot`` (``None``: the option was not given).
 
     Options that would be ignored are one-line :class:`ValueError` s naming them: ``--latency`` without
     ``--online``, a refinement option (``--prior``, ``--dynamics``, ``--window``, ``--iters``) with
     ``--no-refine`` (``--prior`` is allowed there with ``--predict dvae``), ``--latents`` with ``--dynamics cv`` or
-    ``--no-refine`` (only the DVAE refinement has latents), ``--prior`` with ``--dynamics cv`` and
+    ``--no-refine`` (only the DVAE refinement has latents; the same for ``--smoother``), ``--velocity-scale`` but
+    with the velocity smoother, ``--prior`` with ``--dynamics cv`` and
     neither ``--relink dvae`` nor ``--predict dvae`` (then nothing uses a prior),
     ``--relink`` with ``--online`` (re-linking is offline).
 
@@ -60,7 +61,7 @@ def tracker_settings(*, no_refine=False, online=False, latency=None, prior=None,
         (:data:`DEFAULT_LATENCY` with ``online`` and no ``latency``; ``None``: offline).
     """
     refinement = {"--prior": prior, "--dynamics": dynamics, "--window": window, "--iters": iters,
-                  "--latents": latents}
+                  "--latents": latents, "--smoother": smoother, "--velocity-scale": velocity_scale}
     if no_refine:
         given = [option for option, value in refinement.items()
                  if value is not None and not (option == "--prior" and "dvae" in (relink, predict))]
@@ -71,7 +72,8 @@ def tracker_settings(*, no_refine=False, online=False, latency=None, prior=None,
         raise ValueError(f"--latency {latency} needs --online (offline tracking refines each track once its "
                          "sequence is over): add --online or drop --latency")
     fields = {k: v for k, v in (("dynamics", dynamics), ("window", window), ("iters", iters), ("relink", relink),
-                                ("predict", predict), ("latents", latents)) if v is not None}
+                                ("predict", predict), ("latents", latents), ("smoother", smoother),
+                                ("velocity_scale", velocity_scale)) if v is not None}
     config = TrackerConfig(refine=not no_refine, **fields)
     if online and relink not in (None, "off"):
         raise ValueError(f"--relink {relink} with --online: re-linking reads tracks born later (offline only); "
@@ -79,6 +81,13 @@ def tracker_settings(*, no_refine=False, online=False, latency=None, prior=None,
     if latents is not None and dynamics == "cv":
         raise ValueError(f"--latents {latents} with --dynamics cv: constant velocity has no latents; drop --latents "
                          "or --dynamics cv")
+    if smoother is not None and dynamics == "cv":
+        raise ValueError(f"--smoother {smoother} with --dynamics cv: the smoother is the DVAE refinement's; drop "
+                         "--smoother or --dynamics cv")
+    if velocity_scale is not None and (dynamics == "cv" or config.smoother != "velocity"):
+        why = "--dynamics cv" if dynamics == "cv" else f"--smoother {config.smoother}"
+        raise ValueError(f"--velocity-scale {velocity_scale:g} with {why}: it weighs the prior's velocity in "
+                         f"--smoother velocity only; drop --velocity-scale or {why}")
     if prior is not None and dynamics == "cv" and "dvae" not in (config.relink, config.predict):
         raise ValueError("--prior with --dynamics cv: nothing uses a prior; drop --prior, or use it with --dynamics "
                          "dvae, --relink dvae or --predict dvae")

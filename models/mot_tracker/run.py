@@ -55,7 +55,8 @@ def refine_tracks(tracks, prior, width, height, *, config=None, seed=0, latency=
     method = "mixdvae" if cfg.dynamics == "dvae" else "vkf"
     est, _ = run_tracking(obs_t, mask_t, 1, method=method, prior=prior if method == "mixdvae" else None,
                           num_iters=cfg.iters, clutter_prob=cfg.clutter_prob, seed=seed,
-                          latents=cfg.latents, sample_z=cfg.latents == "posterior")
+                          latents=cfg.latents, sample_z=cfg.latents == "posterior", mode=cfg.smoother,
+                          velocity_scale=cfg.velocity_scale)
     est = est[:, :, 0].numpy().astype(float) * scale
     # a smoother extrapolating across a long gap can shrink a box through zero size: keep 1 px at least
     est[..., 2:] = np.maximum(est[..., 2:], est[..., :2] + 1.0)

@@ -35,8 +35,10 @@ tracker with births and deaths (``pyro-dvae track-mot``) is :mod:`pyro_dvae.mode
 from .config import METHODS, TrackingConfig
 from .guide import AssignmentBlock, LatentBlock, SourceBlock, TrackingGuide, greedy_tracks
 from .model import (
+    ACCEL_VAR,
     BOX,
     DYNAMICS_SCALE_RANGE,
+    AccelerationNoiseMStep,
     DynamicsNoiseMStep,
     LikelihoodMStep,
     ObservationNoiseMStep,
@@ -46,6 +48,8 @@ from .model import (
 from .run import check_tracking_prior, load_tracking_prior, run_tracking, windows_to_tensors
 
 __all__ = [
+    "ACCEL_VAR",
+    "AccelerationNoiseMStep",
     "AssignmentBlock",
     "BOX",
     "DYNAMICS_SCALE_RANGE",

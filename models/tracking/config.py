@@ -8,7 +8,7 @@ from pyro_dvae.inference.svi import check_task_guide
 
 METHODS = ("mixdvae", "vkf", "deepar")
 ALGOS = ("vem", "svi", "enum-svi")
-MODES = ("parallel", "sequential")
+MODES = ("parallel", "sequential", "velocity")
 LATENTS = ("posterior", "prior")
 
 
@@ -32,8 +32,13 @@ class TrackingConfig:
         observation-noise M-step updates it); unused when ``likelihood`` is given.
     :ivar likelihood: a :class:`~pyro_dvae.likelihoods.BoxLikelihood` (default: ``GaussianBoxes(ratio)``).
         Likelihoods without closed-form Gaussian moments run with ``svi`` / ``enum-svi``.
-    :ivar mode: the E-S step of ``vem``: ``"parallel"`` (iterated drift-linearised smoother, one decoder pass) or
-        ``"sequential"`` (the MixDVAE forward pass fed with filtered means, then a backward pass).
+    :ivar mode: the E-S step of ``vem`` with a DVAE prior: ``"parallel"`` (MixDVAE's iterated drift-linearised
+        smoother, one decoder pass), ``"sequential"`` (the MixDVAE forward pass fed with filtered means, then a
+        backward pass) or ``"velocity"`` (a constant-velocity smoother that also observes the velocity through the
+        prior's one-step displacement, its acceleration noise fitted by EM: the default of ``pyro-dvae
+        track-mot``) (:class:`~pyro_dvae.models.tracking.guide.SourceBlock`).
+    :ivar velocity_scale: ``mode="velocity"``: the factor on the prior's variance that gives the variance of its
+        velocity observation.
     :ivar sample_z: E-Z draws ``z`` (``False``: the noiseless path, each ``z_t`` at its conditional mean).
     :ivar latents: where E-Z takes ``z`` from (``vem`` with a DVAE prior): ``"posterior"`` (MixDVAE: the encoder
         run on the current source means) or ``"prior"`` (the prior's own ``p(z_t | z_{<t}, s_{<t})`` along
@@ -65,6 +70,7 @@ class TrackingConfig:
     ratio: float = 0.04
     likelihood: object = None
     mode: str = "parallel"
+    velocity_scale: float = 5.0
     sample_z: bool = True
     latents: str = "posterior"
     seed: int = 0
@@ -78,6 +84,7 @@ class TrackingConfig:
             raise ValueError("the VKF baseline runs with algo='vem' (its dynamics are a closed-form smoother)")
         check_task_guide(self.guide, self.algo, "TrackingGuide")
         checks.choice("mode", self.mode, MODES)
+        self.velocity_scale = checks.positive("velocity_scale", self.velocity_scale)
         checks.choice("latents", self.latents, LATENTS)
         if self.latents != "posterior" and self.algo != "vem":
             raise ValueError(f"latents={self.latents!r} is an E-Z step of algo='vem'; {self.algo!r} infers z with "

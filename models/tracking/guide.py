@@ -15,7 +15,13 @@ from pyro_dvae.assignment import entropy, responsibilities
 from pyro_dvae.data.mot import iou_xyxy
 from pyro_dvae.inference import ClosedFormBlock, StructuredGuide
 from pyro_dvae.priors.distributions import SequentialNormal
-from pyro_dvae.smoothing import cv_kalman_smoother, dvae_parallel_smoother, dvae_smoother
+from pyro_dvae.smoothing import (
+    cv_kalman_smoother,
+    cv_velocity_smoother,
+    dvae_parallel_smoother,
+    dvae_smoother,
+    scale_dynamics_var,
+)
 
 from .config import LATENTS
 from .model import BOX, check_observations
@@ -127,23 +133,37 @@ class LatentBlock(ClosedFormBlock):
 
 class SourceBlock(ClosedFormBlock):
     """E-S: closed-form Gaussian ``q(s_n) = prod_t N(mean_tn, diag(var_tn))`` from the responsibility-
-    weighted detections and the dynamics (``"dvae"``: the prior's decoder fed step by step, then a
-    backward smoothing pass; ``"cv"``: a constant-velocity Kalman smoother, the VKF baseline).
+    weighted detections and the dynamics (``"dvae"``: the prior's decoder, in one of the ``mode`` s below;
+    ``"cv"``: a constant-velocity Kalman smoother, the VKF baseline).
+
+    DVAE modes: ``"parallel"`` (MixDVAE's chain ``s_t = s_{t-1} + drift_t + noise``, the decoder teacher-forced on
+    the previous estimate: :func:`~pyro_dvae.smoothing.dvae_parallel_smoother`), ``"sequential"`` (the decoder fed
+    step by step, then a backward pass) or ``"velocity"``: a constant-velocity smoother whose velocity is also
+    *observed* through the prior: the decoder teacher-forced on the previous estimate gives the one-step
+    displacement ``u_t = mu_t - m_{t-1}`` with variance ``velocity_scale * v_t``
+    (:func:`~pyro_dvae.smoothing.cv_velocity_smoother`). The velocity is then a state of its own, corrected by the
+    detections, so that errors of the learned drift do not add up along a window, and the acceleration noise
+    ``model.accel_var`` is fitted by EM (:class:`~pyro_dvae.models.tracking.model.AccelerationNoiseMStep`).
 
     ``init_var`` (parallel DVAE mode): variance of the first position, in normalised image units. The
     pre-trained prior's own first step is whatever it learnt about *synthetic* start positions; the
     default 1.0 is flat over the image whatever that was (``None`` keeps the prior's).
+
+    :param float accel_var: the VKF baseline's acceleration noise (fixed).
+    :param float vel_var: prior variance of the first velocity (``"cv"`` and ``"velocity"``).
+    :param float velocity_scale: ``"velocity"`` mode: the factor on the prior's variance ``v_t`` that gives the
+        variance of its velocity observation (larger: the detections and constant velocity weigh more).
     """
 
-    def __init__(self, dynamics="dvae", mode="parallel", accel_var=2e-6, vel_var=1e-4, smooth=True, init_var=1.0):
+    def __init__(self, dynamics="dvae", mode="parallel", accel_var=2e-6, vel_var=1e-4, smooth=True, init_var=1.0,
+                 velocity_scale=5.0):
         super().__init__("s")
-        if dynamics not in ("dvae", "cv"):
-            raise ValueError(f"dynamics must be 'dvae' or 'cv', got {dynamics!r}")
-        if mode not in ("parallel", "sequential"):
-            raise ValueError(f"mode must be 'parallel' or 'sequential', got {mode!r}")
+        checks.choice("dynamics", dynamics, ("dvae", "cv"))
+        checks.choice("mode", mode, ("parallel", "sequential", "velocity"))
         self.dynamics, self.mode, self.accel_var, self.vel_var, self.smooth = dynamics, mode, accel_var, vel_var, smooth
         self.init_var = init_var
-        self.mean = self.var = self.prior_mean = self.prior_var = self.sq_err = None
+        self.velocity_scale = checks.positive("velocity_scale", velocity_scale)
+        self.mean = self.var = self.prior_mean = self.prior_var = self.sq_err = self.accel = None
 
     def information(self, model, guide, obs, obs_mask):
         eta = guide["w"].eta[..., : model.num_sources] * obs_mask.unsqueeze(-1)  # (B, T, K, N)
@@ -156,7 +176,9 @@ class SourceBlock(ClosedFormBlock):
     def update(self, model, guide, obs, obs_mask, **kw):
         obs, obs_mask = check_observations(obs, obs_mask)
         J, h = self.information(model, guide, obs, obs_mask)
-        if self.dynamics == "dvae" and self.mode == "parallel":
+        if self.dynamics == "dvae" and self.mode == "velocity":
+            self._velocity_update(model, guide["z"], J, h)
+        elif self.dynamics == "dvae" and self.mode == "parallel":
             zb = guide["z"]
             self.mean, self.var, self.prior_mean, self.prior_var, self.sq_err = dvae_parallel_smoother(
                 model.prior, zb.z, J, h, self.mean, zb.latents, var_scale=model.dynamics_scale,
@@ -171,10 +193,31 @@ class SourceBlock(ClosedFormBlock):
             self.mean, self.var = cv_kalman_smoother(J, h, self.accel_var, self.mean[..., 0, :], init_var,
                                                      self.vel_var)
 
+    def _velocity_update(self, model, zb, J, h):
+        """The ``"velocity"`` E-S step (class docstring)."""
+        prior, m_old = model.prior, self.mean
+        loc, logvar = prior.emission_params(zb.z, m_old, zb.latents or {})
+        mu, v = prior.expected(loc, logvar)
+        prev = torch.cat([m_old[..., :1, :], m_old[..., :-1, :]], -2)
+        drift = mu - prev  # the prior's one-step displacement (unused at t = 0)
+        Jv = torch.cat([torch.zeros_like(v[..., :1, :]), 1.0 / (self.velocity_scale * v[..., 1:, :])], -2)
+        init_var = (self.var[..., 0, :] * 4).clamp_min(1e-6)
+        out = cv_velocity_smoother(J, h, Jv, Jv * drift, model.accel_var, m_old[..., 0, :], init_var, self.vel_var)
+        self.mean, self.var, self.accel = out.mean, out.var, out.accel
+        # the MixDVAE chain's moments at this posterior, for the ELBO and the dynamics-noise M-step
+        v = scale_dynamics_var(v, model.dynamics_scale, prior.autoregressive)
+        if self.init_var is not None:
+            v = torch.cat([torch.full_like(v[..., :1, :], self.init_var), v[..., 1:, :]], -2)
+        self.prior_mean, self.prior_var = mu, v
+        step = out.mean[..., 1:, :] - out.mean[..., :-1, :] - drift[..., 1:, :]
+        later = step**2 + out.var[..., 1:, :] + out.var[..., :-1, :] - 2 * out.cross[..., 1:, :]
+        first = (out.mean[..., :1, :] - mu[..., :1, :]) ** 2 + out.var[..., :1, :]
+        self.sq_err = torch.cat([first, later.clamp_min(0)], -2)
+
     def expected_sq_err(self):
-        """``E_q[(s_t - E_p[s_t | s_{t-1}])^2]`` of the last E-S step (parallel mode: the linearised chain's
-        innovation; sequential mode: ``(m - mu)^2 + var`` around the forward pass's predictions)."""
-        if self.sq_err is not None and self.mode == "parallel":
+        """``E_q[(s_t - E_p[s_t | s_{t-1}])^2]`` of the last E-S step (parallel and velocity modes: the MixDVAE
+        chain's innovation; sequential mode: ``(m - mu)^2 + var`` around the forward pass's predictions)."""
+        if self.sq_err is not None and self.mode in ("parallel", "velocity"):
             return self.sq_err
         return (self.mean - self.prior_mean) ** 2 + self.var
 
@@ -201,7 +244,7 @@ class TrackingGuide(StructuredGuide):
         if dynamics == "dvae":
             if model.prior is None:
                 raise ValueError("dynamics='dvae' needs a model with a prior")
-            blocks.append(LatentBlock(sample=sample_z, parallel=mode == "parallel", prior=model.prior,
+            blocks.append(LatentBlock(sample=sample_z, parallel=mode in ("parallel", "velocity"), prior=model.prior,
                                       source=latents))
         blocks.append(SourceBlock(dynamics, mode=mode, **dynamics_options))
         super().__init__(blocks)

@@ -17,6 +17,9 @@ from pyro_dvae.smoothing import VAR_SCALE_RANGE, calibrate_var_scale
 BOX = 4
 
 
+#: the starting acceleration noise of the ``"velocity"`` E-S step (that of the VKF baseline), per coordinate,
+#: normalised image units per frame squared
+ACCEL_VAR = 2e-6
 DYNAMICS_SCALE_RANGE = VAR_SCALE_RANGE  # bounds of the EM estimate of the dynamics-variance factor
 
 
@@ -98,8 +101,10 @@ class TrackingModel(PyroModule):
             self.m_steps.append(LikelihoodMStep(self.learnable_parameters))
         # per-coordinate factor on the prior's dynamics variance, estimated by DynamicsNoiseMStep
         self.register_buffer("dynamics_scale", torch.ones(BOX))
+        # acceleration noise of the E-S step's constant-velocity chain in "velocity" mode (AccelerationNoiseMStep)
+        self.register_buffer("accel_var", torch.full((BOX,), ACCEL_VAR))
         if prior is not None and dynamics_noise_m_step:
-            self.m_steps.append(DynamicsNoiseMStep())
+            self.m_steps += [DynamicsNoiseMStep(), AccelerationNoiseMStep()]
 
     @property
     def num_classes(self):
@@ -236,7 +241,7 @@ class DynamicsNoiseMStep(ClosedFormBlock):
     @torch.no_grad()
     def update(self, model, guide, obs, obs_mask, **kw):
         qs = guide["s"]
-        if qs.prior_var is None or qs.dynamics != "dvae" or qs.mode != "parallel":
+        if qs.prior_var is None or qs.dynamics != "dvae" or qs.mode not in ("parallel", "velocity"):
             return
         start = 1 if model.prior.autoregressive else 0
         sl = (..., slice(start, None), slice(None))
@@ -245,3 +250,23 @@ class DynamicsNoiseMStep(ClosedFormBlock):
         new = (old * ratio.reshape(-1, BOX).mean(0)).clamp(self.min_scale, self.max_scale)
         qs.prior_var = torch.cat([qs.prior_var[..., :start, :], qs.prior_var[sl] * (new / old)], -2)
         model.dynamics_scale = new
+
+
+class AccelerationNoiseMStep(ClosedFormBlock):
+    """M-step for the acceleration noise ``q_d`` of the constant-velocity chain of the ``"velocity"`` E-S step
+    (:class:`~pyro_dvae.models.tracking.guide.SourceBlock`): with process noise ``q Q0`` per step, the expected
+    log-density ``-1/2 sum_t [2 log q + tr((q Q0)^{-1} E_t)]`` (``E_t`` the posterior second moment of the step's
+    noise) is maximised by ``q_d = mean_t tr(Q0^{-1} E_t) / 2`` (:attr:`pyro_dvae.smoothing.CVSmoothed.accel`),
+    over the batch, the sources and the steps ``t >= 1``; clamped to ``[min_var, max_var]``. Other modes: no-op."""
+
+    def __init__(self, min_var=1e-8, max_var=1e-2):
+        super().__init__("accel_var", kind="m")
+        self.min_var, self.max_var = min_var, max_var
+
+    @torch.no_grad()
+    def update(self, model, guide, obs, obs_mask, **kw):
+        qs = guide["s"]
+        if getattr(qs, "mode", None) != "velocity" or qs.accel is None or qs.accel.shape[-2] < 2:
+            return
+        stat = qs.accel[..., 1:, :].reshape(-1, BOX).mean(0)
+        model.accel_var = stat.clamp(self.min_var, self.max_var).to(model.accel_var)

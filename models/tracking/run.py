@@ -127,7 +127,7 @@ def _run_tracking(obs, obs_mask, num_sources, prior, seeds, cfg):
         if not likelihood.closed_form:
             raise ValueError(f"{type(likelihood).__name__} has no closed-form E-steps: use algo='svi' or 'enum-svi'")
         guide = TrackingGuide(model, dynamics="cv" if method == "vkf" else "dvae", sample_z=cfg.sample_z,
-                              mode=cfg.mode, latents=cfg.latents)
+                              mode=cfg.mode, latents=cfg.latents, velocity_scale=cfg.velocity_scale)
         guide.initialise(obs, obs_mask, seeds=seeds)
         with torch.no_grad():
             res = inference.run("vem", model, guide, obs, obs_mask, num_iters=cfg.num_iters)

@@ -8,7 +8,7 @@ The options make a :class:`~pyro_dvae.models.mot_tracker.TrackerConfig` and the 
 :func:`~pyro_dvae.models.mot_tracker.files.track_mot_folder` (the checked detection files, the per-sequence
 tracking, the result files and the scores; its messages name these options); this module parses and prints."""
 
-from .common import add_command, int_at_least
+from .common import add_command, float_in, int_at_least
 
 EXAMPLE = ("pyro-dvae track-mot --mot-dir ../shared/realdata/mot17 --val-half --out-dir results --eval "
            "--out-json track.json")
@@ -32,7 +32,7 @@ def add_parser(sub, parents):
     p.add_argument("--latency", type=int_at_least(1), help="frames of latency (needs --online; default: 30)")
     p.add_argument("--no-refine", action="store_true",
                    help="association only (no MixDVAE refinement; takes none of --prior, --dynamics, --window, "
-                        "--iters)")
+                        "--iters, --latents, --smoother, --velocity-scale)")
     p.add_argument("--dynamics", choices=["dvae", "cv"],
                    help="refinement dynamics: the DVAE prior (MixDVAE) or constant velocity (the VKF baseline) "
                         "(default: dvae)")
@@ -41,6 +41,14 @@ def add_parser(sub, parents):
                         "track (its dynamics read only the past: a learned one-step forecast weighed against the "
                         "detections) or the encoder's posterior (MixDVAE; it reads every step, noise included) "
                         "(default: prior)")
+    p.add_argument("--smoother", choices=["velocity", "parallel"],
+                   help="the DVAE refinement's smoother: constant velocity steered by the prior's one-step "
+                        "displacement, taken as an observation of the velocity (velocity), or MixDVAE's chain, whose "
+                        "positions follow the prior's drift (parallel) (default: velocity)")
+    p.add_argument("--velocity-scale", type=float_in(0.0, low_open=True),
+                   help="--smoother velocity: the factor on the prior's variance that gives the variance of its "
+                        "velocity observation; larger trusts the prior less (a huge value is constant velocity with "
+                        "the acceleration noise fitted by EM) (default: 5)")
     p.add_argument("--relink", choices=["dvae", "cv", "off"],
                    help="join a track that ended to one born later, forecasting with the DVAE prior or constant "
                         "velocity; offline only (default: off)")
@@ -61,7 +69,8 @@ def run(args):
     config, latency = tracker_settings(no_refine=args.no_refine, online=args.online, latency=args.latency,
                                        prior=args.prior or None, dynamics=args.dynamics, window=args.window,
                                        iters=args.iters, relink=args.relink, predict=args.predict,
-                                       latents=args.latents)
+                                       latents=args.latents, smoother=args.smoother,
+                                       velocity_scale=args.velocity_scale)
     return track_mot_folder(args.mot_dir, args.out_dir, args.seqs, det_file=args.det_file, val_half=args.val_half,
                             prior=args.prior or None, latency=latency, seed=args.seed, config=config,
                             evaluate=args.eval, log=print)

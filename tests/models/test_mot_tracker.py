@@ -138,6 +138,26 @@ def test_relinking_options_are_checked():
         tracker_settings(dynamics="cv", prior="srnn_mot_real")
 
 
+def test_smoother_option_is_checked():
+    from pyro_dvae.models.mot_tracker.files import tracker_settings
+
+    assert TrackerConfig().smoother == "velocity"
+    with pytest.raises(ValueError, match="smoother"):
+        TrackerConfig(smoother="drift")
+    with pytest.raises(ValueError, match="velocity_scale"):
+        TrackerConfig(velocity_scale=0)
+    with pytest.raises(ValueError, match="--smoother parallel with --dynamics cv"):
+        tracker_settings(dynamics="cv", smoother="parallel")
+    with pytest.raises(ValueError, match="--smoother sets the refinement"):
+        tracker_settings(no_refine=True, smoother="velocity")
+    assert tracker_settings(smoother="parallel")[0].smoother == "parallel"
+    assert tracker_settings(velocity_scale=20.0)[0].velocity_scale == 20.0
+    with pytest.raises(ValueError, match="--velocity-scale 20 with --smoother parallel"):
+        tracker_settings(smoother="parallel", velocity_scale=20.0)
+    with pytest.raises(ValueError, match="--velocity-scale 20 with --dynamics cv"):
+        tracker_settings(dynamics="cv", velocity_scale=20.0)
+
+
 def test_latents_option_is_checked():
     from pyro_dvae.models.mot_tracker.files import tracker_settings
 

@@ -12,7 +12,7 @@ from pyro_dvae import priors
 from pyro_dvae.inference.vem import schedule
 from pyro_dvae.likelihoods import GaussianBoxes
 from pyro_dvae.models.tracking import TrackingGuide, TrackingModel
-from pyro_dvae.smoothing import chain_posterior, cv_kalman_smoother, dvae_smoother
+from pyro_dvae.smoothing import chain_posterior, cv_kalman_smoother, cv_velocity_smoother, dvae_smoother
 
 
 def tiny_scene(B=2, T=4, K=3, N=2, seed=0):
@@ -98,6 +98,132 @@ def test_cv_kalman_smoother_equals_joint_gaussian():
     cov = np.linalg.inv(L)
     np.testing.assert_allclose(mean[0, :, 0].numpy(), (cov @ eta)[::2], rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(var[0, :, 0].numpy(), np.diag(cov)[::2], rtol=1e-8)
+
+
+def _cv_joint(J, h, Jv, hv, q, init, v0, vel):
+    """Brute force: the joint Gaussian over x = (p_1, u_1, ..., p_T, u_T) of a constant-velocity chain observed in
+    position (J, h) and velocity (Jv, hv); its covariance and mean."""
+    T = len(J)
+    A = np.array([[1.0, 1.0], [0.0, 1.0]])
+    Qi = np.linalg.inv(q * np.array([[1 / 3, 0.5], [0.5, 1.0]]))
+    L = np.zeros((2 * T, 2 * T))
+    eta = np.zeros(2 * T)
+    L[:2, :2] += np.diag([1 / v0, 1 / vel])
+    eta[0] += init / v0
+    for t in range(1, T):
+        i, j = slice(2 * t, 2 * t + 2), slice(2 * t - 2, 2 * t)
+        L[i, i] += Qi
+        L[j, j] += A.T @ Qi @ A
+        L[i, j] -= Qi @ A
+        L[j, i] -= A.T @ Qi
+    for t in range(T):
+        L[2 * t, 2 * t] += J[t]
+        L[2 * t + 1, 2 * t + 1] += Jv[t]
+        eta[2 * t] += h[t]
+        eta[2 * t + 1] += hv[t]
+    cov = np.linalg.inv(L)
+    return cov, cov @ eta
+
+
+@pytest.mark.parametrize("T", [1, 2, 7])
+def test_cv_velocity_smoother_equals_joint_gaussian(T):
+    torch.manual_seed(1)
+    D, q, v0, vel = 3, torch.tensor([1e-3, 5e-3, 2e-2], dtype=torch.float64), 0.5, 0.1
+    J = torch.rand(2, T, D, dtype=torch.float64) * 50
+    Jv = torch.rand(2, T, D, dtype=torch.float64) * 20
+    J[:, T // 2] = 0.0  # a frame without a detection
+    Jv[:, 0] = 0.0
+    h, hv = J * torch.randn(2, T, D, dtype=torch.float64), Jv * torch.randn(2, T, D, dtype=torch.float64)
+    init = torch.rand(2, D, dtype=torch.float64)
+    out = cv_velocity_smoother(J, h, Jv, hv, q, init, torch.tensor(v0, dtype=torch.float64), vel)
+    A = np.array([[1.0, 1.0], [0.0, 1.0]])
+    Q0i = np.linalg.inv(np.array([[1 / 3, 0.5], [0.5, 1.0]]))
+    for b in range(2):
+        for d in range(D):
+            cov, mean = _cv_joint(J[b, :, d].numpy(), h[b, :, d].numpy(), Jv[b, :, d].numpy(),
+                                  hv[b, :, d].numpy(), q[d].item(), init[b, d].item(), v0, vel)
+            np.testing.assert_allclose(out.mean[b, :, d].numpy(), mean[::2], rtol=1e-7, atol=1e-10)
+            np.testing.assert_allclose(out.vel_mean[b, :, d].numpy(), mean[1::2], rtol=1e-7, atol=1e-10)
+            np.testing.assert_allclose(out.var[b, :, d].numpy(), np.diag(cov)[::2], rtol=1e-7)
+            np.testing.assert_allclose(out.vel_var[b, :, d].numpy(), np.diag(cov)[1::2], rtol=1e-7)
+            assert out.cross[b, 0, d] == 0 and out.accel[b, 0, d] == 0
+            for t in range(1, T):
+                now, before = slice(2 * t, 2 * t + 2), slice(2 * t - 2, 2 * t)
+                np.testing.assert_allclose(out.cross[b, t, d].item(), cov[2 * t, 2 * t - 2], rtol=1e-7, atol=1e-14)
+                # E[w w^T] of the step's process noise w = x_t - A x_{t-1}
+                M = np.zeros((2, 2 * T))
+                M[:, now], M[:, before] = np.eye(2), -A
+                E = M @ cov @ M.T + np.outer(M @ mean, M @ mean)
+                np.testing.assert_allclose(out.accel[b, t, d].item(), 0.5 * np.trace(Q0i @ E), rtol=1e-7)
+    # without velocity observations it is the constant-velocity smoother
+    zero = torch.zeros_like(J)
+    plain = cv_velocity_smoother(J, h, zero, zero, q, init, torch.tensor(v0, dtype=torch.float64), vel)
+    ref = cv_kalman_smoother(J, h, q, init, torch.tensor(v0, dtype=torch.float64), vel)
+    torch.testing.assert_close(plain.mean, ref[0])
+    torch.testing.assert_close(plain.var, ref[1])
+
+
+def test_acceleration_noise_m_step_is_the_maximiser():
+    # the M-step's q maximises sum_t E_q[log N(w_t; 0, q Q0)] under the smoother's posterior
+    from pyro_dvae.models.tracking import AccelerationNoiseMStep
+
+    obs, mask = tiny_scene(B=3, T=8, K=1, N=1, seed=6)
+    model = TrackingModel(tiny_prior("srnn"), 1)
+    guide = TrackingGuide(model, mode="velocity", latents="prior").initialise(obs, mask)
+    step = next(b for b in model.m_steps if isinstance(b, AccelerationNoiseMStep))
+    with torch.no_grad():
+        for block in schedule(model, guide):
+            if block is not step:
+                block.update(model, guide, obs, mask)
+        stat = guide["s"].accel[..., 1:, :]
+        before = model.accel_var.clone()
+        step.update(model, guide, obs, mask)
+    q = model.accel_var
+    assert not torch.allclose(q, before)
+
+    def expected_log_density(q):  # up to constants: -1/2 sum_t [2 log q + tr(Q0^{-1} E_t) / q]
+        return -(stat.reshape(-1, 4).shape[0] * torch.log(q) + stat.reshape(-1, 4).sum(0) / q)
+
+    best = expected_log_density(q)
+    for factor in (1.1, 1 / 1.1):
+        assert torch.all(expected_log_density(q * factor) < best)
+    # other E-S modes leave it alone
+    guide2 = TrackingGuide(model, mode="parallel").initialise(obs, mask)
+    with torch.no_grad():
+        for block in schedule(model, guide2):
+            if block is not step:
+                block.update(model, guide2, obs, mask)
+        step.update(model, guide2, obs, mask)
+    assert torch.equal(model.accel_var, q)
+
+
+def test_velocity_mode_without_trust_in_the_prior_is_constant_velocity():
+    # an infinitely uncertain velocity observation leaves the constant-velocity smoother with the model's
+    # acceleration noise; a confident one pulls the velocity to the prior's one-step displacement
+    obs, mask = tiny_scene(B=2, T=6, K=1, N=1, seed=7)
+    model = TrackingModel(tiny_prior("srnn"), 1)
+    model.accel_var = torch.full((4,), 3e-5)
+    ref = TrackingGuide(model, dynamics="cv", accel_var=3e-5).initialise(obs, mask)
+    g = TrackingGuide(model, mode="velocity", latents="prior", velocity_scale=1e12).initialise(obs, mask)
+    with torch.no_grad():
+        for guide, names in ((ref, "ws"), (g, "wzs")):
+            for name in names:
+                guide[name].update(model, guide, obs, mask)
+    torch.testing.assert_close(g["s"].mean, ref["s"].mean, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(g["s"].var, ref["s"].var, rtol=1e-4, atol=1e-9)
+    assert g["s"].sq_err is not None and g.elbo(model, obs, mask) is not None
+
+
+def test_velocity_mode_is_checked():
+    from pyro_dvae.models.tracking import SourceBlock, TrackingConfig
+
+    with pytest.raises(ValueError, match="velocity_scale"):
+        SourceBlock(mode="velocity", velocity_scale=0.0)
+    with pytest.raises(ValueError, match="mode"):
+        SourceBlock(mode="drift")
+    with pytest.raises(ValueError, match="velocity_scale"):
+        TrackingConfig(mode="velocity", velocity_scale=-1.0)
+    assert TrackingConfig(mode="velocity").velocity_scale == 5.0
 
 
 def test_dvae_smoother_non_autoregressive_has_no_smoothing_pass():

@@ -87,9 +87,10 @@ def test_an_nn_parameter_of_the_likelihood_is_learnt_by_the_vem_m_step():
 def test_likelihoods_without_parameters_keep_their_m_steps():
     prior = pretrained.load()
     assert [type(b).__name__ for b in TrackingModel(prior, 2).m_steps] == ["ObservationNoiseMStep",
-                                                                           "DynamicsNoiseMStep"]
+                                                                           "DynamicsNoiseMStep",
+                                                                           "AccelerationNoiseMStep"]
     steps = TrackingModel(prior, 2, likelihood=LearnedGaussianBoxes()).m_steps
-    assert [type(b) for b in steps][:1] == [LikelihoodMStep] and len(steps) == 2
+    assert [type(b) for b in steps][:1] == [LikelihoodMStep] and len(steps) == 3
     frozen_ratio = LearnedGaussianBoxes().requires_grad_(False)  # a frozen parameter is not learnt
     assert not TrackingModel(prior, 2, likelihood=frozen_ratio).learnable_parameters()
 
