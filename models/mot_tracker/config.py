@@ -43,6 +43,10 @@ class TrackerConfig:
         fitted by EM) or ``"parallel"`` (MixDVAE's chain: the positions follow the prior's drift). Chosen on the
         MOT17-02/04/09 val-half frames and MOT15 with leave-one-sequence-out priors (BENCHMARKS.md).
     :ivar velocity_scale: see ``smoother``.
+    :ivar camera: ``"scene"``: the velocity smoother's prior reads each track relative to the image motion common to
+        the tracks of each frame (:func:`~pyro_dvae.models.mot_tracker.motion.scene_motion`: a moving camera's), so
+        that a prior learnt on walkers sees walkers (for moving cameras; walkers going one way together are taken
+        for the camera); ``"off"`` (default): the tracks as they are.
     :ivar relink: join a track that ended to one born later (:mod:`.relink`), forecasting with ``"dvae"`` (the
         refinement's trajectory prior) or ``"cv"`` (constant velocity); ``"off"``: no re-linking.
     :ivar relink_gap: the longest gap (seconds) a re-link bridges; ``relink_cost``: the largest cost of a joined
@@ -66,6 +70,7 @@ class TrackerConfig:
     latents: str = "prior"
     smoother: str = "velocity"
     velocity_scale: float = 5.0
+    camera: str = "off"
     window: int = 60
     iters: int = 10
     clutter_prob: float = 0.0
@@ -86,6 +91,7 @@ class TrackerConfig:
         checks.choice("latents", self.latents, LATENTS)
         checks.choice("smoother", self.smoother, SMOOTHERS)
         self.velocity_scale = checks.positive("velocity_scale", self.velocity_scale)
+        checks.choice("camera", self.camera, ("scene", "off"))
         self.predict_after = checks.integer("predict_after", self.predict_after, 0)
         checks.choice("relink", self.relink, ("dvae", "cv", "off"))
         checks.positive("relink_gap", self.relink_gap)

@@ -45,49 +45,63 @@ class SequenceInput:
     scores: np.ndarray
 
 
-def tracker_settings(*, no_refine=False, online=False, latency=None, prior=None, dynamics=None, window=None,
-                     iters=None, relink=None, predict=None, latents=None, smoother=None, velocity_scale=None):
+#: the ``track-mot`` options that set fields of :class:`TrackerConfig` (field name: option), the refinement's first
+TRACKER_OPTIONS = {"dynamics": "--dynamics", "window": "--window", "iters": "--iters", "latents": "--latents",
+                   "smoother": "--smoother", "velocity_scale": "--velocity-scale", "camera": "--camera",
+                   "relink": "--relink", "predict": "--predict"}
+REFINEMENT_OPTIONS = ("dynamics", "window", "iters", "latents", "smoother", "velocity_scale", "camera")
+
+
+def tracker_settings(*, no_refine=False, online=False, latency=None, prior=None, **options):
     """``(config, latency)`` from the options of ``pyro-dvae track-mot`` (``None``: the option was not given).
 
+    :param options: the :data:`TRACKER_OPTIONS` fields given (``dynamics="cv"``, ``smoother="parallel"``, ...).
+
     Options that would be ignored are one-line :class:`ValueError` s naming them: ``--latency`` without
-    ``--online``, a refinement option (``--prior``, ``--dynamics``, ``--window``, ``--iters``) with
-    ``--no-refine`` (``--prior`` is allowed there with ``--predict dvae``), ``--latents`` with ``--dynamics cv`` or
-    ``--no-refine`` (only the DVAE refinement has latents; the same for ``--smoother``), ``--velocity-scale`` but
-    with the velocity smoother, ``--prior`` with ``--dynamics cv`` and
+    ``--online``, a refinement option (``--prior``, ``--dynamics``, ``--window``, ``--iters``, ``--latents``,
+    ``--smoother``, ``--velocity-scale``, ``--camera``) with ``--no-refine`` (``--prior`` is allowed there with
+    ``--predict dvae``), ``--latents`` or ``--smoother`` with ``--dynamics cv`` (only the DVAE refinement has them),
+    ``--velocity-scale`` or ``--camera`` but with the velocity smoother, ``--prior`` with ``--dynamics cv`` and
     neither ``--relink dvae`` nor ``--predict dvae`` (then nothing uses a prior),
     ``--relink`` with ``--online`` (re-linking is offline).
 
     :returns: the :class:`TrackerConfig` (the options given over its defaults) and the latency in frames
         (:data:`DEFAULT_LATENCY` with ``online`` and no ``latency``; ``None``: offline).
     """
-    refinement = {"--prior": prior, "--dynamics": dynamics, "--window": window, "--iters": iters,
-                  "--latents": latents, "--smoother": smoother, "--velocity-scale": velocity_scale}
+    unknown = sorted(set(options) - set(TRACKER_OPTIONS))
+    if unknown:
+        raise TypeError(f"tracker_settings() got unknown options {unknown}; known: {sorted(TRACKER_OPTIONS)}")
+    fields = {k: v for k, v in options.items() if v is not None}
+    dynamics, relink, predict = fields.get("dynamics"), fields.get("relink"), fields.get("predict")
+
+    def shown(name):
+        value = fields[name]
+        return f"{TRACKER_OPTIONS[name]} {value:g}" if isinstance(value, float) else f"{TRACKER_OPTIONS[name]} {value}"
+
     if no_refine:
-        given = [option for option, value in refinement.items()
-                 if value is not None and not (option == "--prior" and "dvae" in (relink, predict))]
+        given = ([] if prior is None or "dvae" in (relink, predict) else ["--prior"])
+        given += [TRACKER_OPTIONS[k] for k in REFINEMENT_OPTIONS if k in fields]
         if given:
             raise ValueError(f"{', '.join(given)} {'sets' if len(given) == 1 else 'set'} the refinement, which "
                              f"--no-refine turns off: drop {' and '.join(given)} or --no-refine")
     if latency is not None and not online:
         raise ValueError(f"--latency {latency} needs --online (offline tracking refines each track once its "
                          "sequence is over): add --online or drop --latency")
-    fields = {k: v for k, v in (("dynamics", dynamics), ("window", window), ("iters", iters), ("relink", relink),
-                                ("predict", predict), ("latents", latents), ("smoother", smoother),
-                                ("velocity_scale", velocity_scale)) if v is not None}
     config = TrackerConfig(refine=not no_refine, **fields)
     if online and relink not in (None, "off"):
         raise ValueError(f"--relink {relink} with --online: re-linking reads tracks born later (offline only); "
                          "drop --relink or --online")
-    if latents is not None and dynamics == "cv":
-        raise ValueError(f"--latents {latents} with --dynamics cv: constant velocity has no latents; drop --latents "
-                         "or --dynamics cv")
-    if smoother is not None and dynamics == "cv":
-        raise ValueError(f"--smoother {smoother} with --dynamics cv: the smoother is the DVAE refinement's; drop "
-                         "--smoother or --dynamics cv")
-    if velocity_scale is not None and (dynamics == "cv" or config.smoother != "velocity"):
-        why = "--dynamics cv" if dynamics == "cv" else f"--smoother {config.smoother}"
-        raise ValueError(f"--velocity-scale {velocity_scale:g} with {why}: it weighs the prior's velocity in "
-                         f"--smoother velocity only; drop --velocity-scale or {why}")
+    if dynamics == "cv":
+        for name, why in (("latents", "constant velocity has no latents"),
+                          ("smoother", "the smoother is the DVAE refinement's")):
+            if name in fields:
+                raise ValueError(f"{shown(name)} with --dynamics cv: {why}; drop {TRACKER_OPTIONS[name]} or "
+                                 "--dynamics cv")
+    for name in ("velocity_scale", "camera"):
+        if name in fields and (dynamics == "cv" or config.smoother != "velocity"):
+            why = "--dynamics cv" if dynamics == "cv" else f"--smoother {config.smoother}"
+            raise ValueError(f"{shown(name)} with {why}: it sets the prior's velocity in --smoother velocity "
+                             f"only; drop {TRACKER_OPTIONS[name]} or {why}")
     if prior is not None and dynamics == "cv" and "dvae" not in (config.relink, config.predict):
         raise ValueError("--prior with --dynamics cv: nothing uses a prior; drop --prior, or use it with --dynamics "
                          "dvae, --relink dvae or --predict dvae")

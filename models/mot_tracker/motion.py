@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Motion forecasts of a track across frames without detections, shared by the association (stage 1, a lost
-track's predicted box) and re-linking (:mod:`.relink`).
+track's predicted box) and re-linking (:mod:`.relink`), and the scene's common image motion (:func:`scene_motion`),
+which the refinement's prior reads each track relative to.
 
 A forecast runs at about 7.5 fps whatever the sequence's rate: the track is subsampled by the largest integer factor
 keeping it at 7 fps or more (:func:`pyro_dvae.data.tracks.rate_factors`), where the real-track DVAE
@@ -56,3 +57,34 @@ def box_at(path, d):
     box), linear between steps and beyond the last one."""
     k = min(int(np.floor(d)), len(path) - 2)
     return path[k] + (d - k) * (path[k + 1] - path[k])
+
+
+def scene_motion(tracks, width, height, min_tracks=3):
+    """The image motion common to the tracks of each frame (a moving camera moves every box together), in
+    normalised units: ``{frame: (dx, dy)}``.
+
+    For frame ``f``, each track detected at ``f - 1`` and ``f`` gives the displacement of its box centre; the
+    estimate is their median ``c``, shrunk by their spread around it, ``c |c|^2 / (|c|^2 + s^2)`` with ``s^2`` the
+    median squared distance to ``c``: tracks moving together (a camera's pan or shake) keep it whole; walkers going
+    their own ways (a static camera) shrink it towards 0. Frames with fewer than ``min_tracks`` such tracks get 0.
+
+    :param tracks: the association's tracks (``frames``, ``boxes`` ``x1, y1, x2, y2`` pixels).
+    :returns: dict of ``(2,)`` arrays for the frames with an estimate (absent frames: no motion).
+    """
+    steps = {}
+    for track in tracks:
+        frames, boxes = np.asarray(track.frames), np.stack(track.boxes)
+        centre = (boxes[:, :2] + boxes[:, 2:]) / 2 / np.array([width, height], float)
+        follow = np.flatnonzero(np.diff(frames) == 1) + 1
+        for i in follow:
+            steps.setdefault(int(frames[i]), []).append(centre[i] - centre[i - 1])
+    motion = {}
+    for frame, d in steps.items():
+        if len(d) < min_tracks:
+            continue
+        d = np.stack(d)
+        c = np.median(d, 0)
+        spread = np.median(((d - c) ** 2).sum(-1))
+        norm = c @ c
+        motion[frame] = c * norm / (norm + spread) if norm > 0 else np.zeros(2)
+    return motion

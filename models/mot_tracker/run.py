@@ -7,7 +7,7 @@ import torch
 
 from .association import Associator
 from .config import DEFAULT_PRIOR, TrackerConfig
-from .motion import forecast_boxes
+from .motion import forecast_boxes, scene_motion
 from .relink import relink_tracks
 
 
@@ -53,10 +53,19 @@ def refine_tracks(tracks, prior, width, height, *, config=None, seed=0, latency=
     if cfg.dynamics not in ("dvae", "cv"):
         raise ValueError(f"dynamics must be 'dvae' or 'cv', got {cfg.dynamics!r}")
     method = "mixdvae" if cfg.dynamics == "dvae" else "vkf"
+    camera = None
+    if method == "mixdvae" and cfg.smoother == "velocity" and cfg.camera == "scene":
+        motion = scene_motion(tracks, width, height)
+        camera = np.zeros((len(index), T, 4))
+        for b, (_, start, _) in enumerate(index):
+            for k in range(1, T):
+                dx, dy = motion.get(start + k, (0.0, 0.0))
+                camera[b, k] = dx, dy, dx, dy
+        camera = torch.as_tensor(camera, dtype=torch.float32)
     est, _ = run_tracking(obs_t, mask_t, 1, method=method, prior=prior if method == "mixdvae" else None,
                           num_iters=cfg.iters, clutter_prob=cfg.clutter_prob, seed=seed,
                           latents=cfg.latents, sample_z=cfg.latents == "posterior", mode=cfg.smoother,
-                          velocity_scale=cfg.velocity_scale)
+                          velocity_scale=cfg.velocity_scale, camera=camera)
     est = est[:, :, 0].numpy().astype(float) * scale
     # a smoother extrapolating across a long gap can shrink a box through zero size: keep 1 px at least
     est[..., 2:] = np.maximum(est[..., 2:], est[..., :2] + 1.0)

@@ -153,6 +153,11 @@ class SourceBlock(ClosedFormBlock):
     :param float vel_var: prior variance of the first velocity (``"cv"`` and ``"velocity"``).
     :param float velocity_scale: ``"velocity"`` mode: the factor on the prior's variance ``v_t`` that gives the
         variance of its velocity observation (larger: the detections and constant velocity weigh more).
+
+    :attr:`camera` (``"velocity"`` mode; set by :meth:`TrackingGuide.initialise`): the image motion common to the
+    scene at each step, ``(B, T, 4)`` displacements of the box coordinates (a moving camera's), or ``None``. The
+    prior then reads each track relative to it (the track minus the camera's path) and its displacement is added
+    back: a prior learnt on static cameras sees walkers, not the camera's motion.
     """
 
     def __init__(self, dynamics="dvae", mode="parallel", accel_var=2e-6, vel_var=1e-4, smooth=True, init_var=1.0,
@@ -164,6 +169,7 @@ class SourceBlock(ClosedFormBlock):
         self.init_var = init_var
         self.velocity_scale = checks.positive("velocity_scale", velocity_scale)
         self.mean = self.var = self.prior_mean = self.prior_var = self.sq_err = self.accel = None
+        self.camera = None
 
     def information(self, model, guide, obs, obs_mask):
         eta = guide["w"].eta[..., : model.num_sources] * obs_mask.unsqueeze(-1)  # (B, T, K, N)
@@ -196,10 +202,16 @@ class SourceBlock(ClosedFormBlock):
     def _velocity_update(self, model, zb, J, h):
         """The ``"velocity"`` E-S step (class docstring)."""
         prior, m_old = model.prior, self.mean
-        loc, logvar = prior.emission_params(zb.z, m_old, zb.latents or {})
+        step = path = 0.0
+        if self.camera is not None:  # the prior reads the track relative to the camera's path
+            step = self.camera.unsqueeze(1).to(m_old)  # (B, 1, T, 4) against (B, N, T, 4)
+            path = torch.cumsum(step, -2)
+        m_rel = m_old - path
+        loc, logvar = prior.emission_params(zb.z, m_rel, zb.latents or {})
         mu, v = prior.expected(loc, logvar)
-        prev = torch.cat([m_old[..., :1, :], m_old[..., :-1, :]], -2)
-        drift = mu - prev  # the prior's one-step displacement (unused at t = 0)
+        prev = torch.cat([m_rel[..., :1, :], m_rel[..., :-1, :]], -2)
+        drift = mu - prev + step  # the prior's one-step displacement, plus the camera's (unused at t = 0)
+        mu = mu + path
         Jv = torch.cat([torch.zeros_like(v[..., :1, :]), 1.0 / (self.velocity_scale * v[..., 1:, :])], -2)
         init_var = (self.var[..., 0, :] * 4).clamp_min(1e-6)
         out = cv_velocity_smoother(J, h, Jv, Jv * drift, model.accel_var, m_old[..., 0, :], init_var, self.vel_var)
@@ -250,13 +262,25 @@ class TrackingGuide(StructuredGuide):
         super().__init__(blocks)
         self._model = [model]  # not a submodule: model parameters stay out of the guide
 
-    def initialise(self, obs, obs_mask, init_var=1e-4, seeds=None):
+    def initialise(self, obs, obs_mask, init_var=1e-4, seeds=None, camera=None):
         """Start from a greedy IoU tracker (:func:`greedy_tracks`, optionally seeded with the first-frame
-        boxes ``seeds (B, N, 4)``) and the matching responsibilities."""
+        boxes ``seeds (B, N, 4)``) and the matching responsibilities.
+
+        :param camera: ``(B, T, 4)`` image motion common to the scene per step (:class:`SourceBlock`), read by the
+            ``"velocity"`` E-S step; ``None``: none."""
         obs, obs_mask = check_observations(obs, obs_mask)
         model = self._model[0]
         mean = greedy_tracks(obs, obs_mask, model.num_sources, seeds=seeds)
         qs = self["s"]
+        if camera is not None:
+            camera = torch.as_tensor(camera, dtype=obs.dtype, device=obs.device)
+            if camera.shape != (*obs.shape[:2], BOX):
+                raise ValueError(f"camera must be shaped (B, T, 4) = {(*obs.shape[:2], BOX)}, got "
+                                 f"{tuple(camera.shape)}")
+            if qs.dynamics != "dvae" or qs.mode != "velocity":
+                raise ValueError("camera motion is read by the 'velocity' E-S step of DVAE dynamics only, got "
+                                 f"dynamics={qs.dynamics!r}, mode={qs.mode!r}")
+        qs.camera = camera
         qs.mean, qs.var = mean, torch.full_like(mean, init_var)
         self["w"].update(model, self, obs, obs_mask)
         return self

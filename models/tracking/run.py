@@ -81,7 +81,7 @@ def windows_to_tensors(windows, dtype=torch.float32, device=None):
     return as_t(obs), torch.as_tensor(mask, device=device), as_t(gt)
 
 
-def run_tracking(obs, obs_mask, num_sources, *, prior=None, seeds=None, config=None, **overrides):
+def run_tracking(obs, obs_mask, num_sources, *, prior=None, seeds=None, camera=None, config=None, **overrides):
     """Track the sources of a batch of windows.
 
     Example::
@@ -96,6 +96,9 @@ def run_tracking(obs, obs_mask, num_sources, *, prior=None, seeds=None, config=N
         Its weights are frozen for the run and unchanged after it, unless ``fine_tune_prior=True``
         (:class:`TrackingConfig`).
     :param seeds: optional first-frame boxes of the sources ``(B, N, 4)`` for the initialisation.
+    :param camera: optional ``(B, T, 4)`` image motion common to each window's scene per step, in the units of
+        ``obs`` (a moving camera's; :func:`~pyro_dvae.models.mot_tracker.motion.scene_motion`), read by the
+        ``mode="velocity"`` E-S step (:class:`~pyro_dvae.models.tracking.guide.SourceBlock`).
     :param TrackingConfig config: the settings (method, algorithm, iterations, likelihood, ...).
     :param overrides: fields of :class:`TrackingConfig` replacing those of ``config`` (``method="vkf"``,
         ``num_iters=10``, ...).
@@ -111,10 +114,10 @@ def run_tracking(obs, obs_mask, num_sources, *, prior=None, seeds=None, config=N
             raise ValueError(f"method {method!r} needs {want}, got a {prior.name!r} prior")
     obs, obs_mask = check_observations(obs, obs_mask)
     with frozen(prior, enabled=not cfg.fine_tune_prior):  # the prior passed in keeps its weights (fine_tune_prior)
-        return _run_tracking(obs, obs_mask, num_sources, prior, seeds, cfg)
+        return _run_tracking(obs, obs_mask, num_sources, prior, seeds, cfg, camera)
 
 
-def _run_tracking(obs, obs_mask, num_sources, prior, seeds, cfg):
+def _run_tracking(obs, obs_mask, num_sources, prior, seeds, cfg, camera=None):
     """:func:`run_tracking` on checked inputs under the resolved config ``cfg``."""
     from pyro_dvae import inference
 
@@ -128,11 +131,13 @@ def _run_tracking(obs, obs_mask, num_sources, prior, seeds, cfg):
             raise ValueError(f"{type(likelihood).__name__} has no closed-form E-steps: use algo='svi' or 'enum-svi'")
         guide = TrackingGuide(model, dynamics="cv" if method == "vkf" else "dvae", sample_z=cfg.sample_z,
                               mode=cfg.mode, latents=cfg.latents, velocity_scale=cfg.velocity_scale)
-        guide.initialise(obs, obs_mask, seeds=seeds)
+        guide.initialise(obs, obs_mask, seeds=seeds, camera=camera)
         with torch.no_grad():
             res = inference.run("vem", model, guide, obs, obs_mask, num_iters=cfg.num_iters)
         est = guide["s"].mean
     else:
+        if camera is not None:
+            raise ValueError(f"camera motion is read by algo='vem' with mode='velocity', not algo={cfg.algo!r}")
         from pyro.infer.autoguide import AutoNormal, init_to_value
 
         init_s = greedy_tracks(obs, obs_mask, num_sources, seeds=seeds)

@@ -32,7 +32,7 @@ def add_parser(sub, parents):
     p.add_argument("--latency", type=int_at_least(1), help="frames of latency (needs --online; default: 30)")
     p.add_argument("--no-refine", action="store_true",
                    help="association only (no MixDVAE refinement; takes none of --prior, --dynamics, --window, "
-                        "--iters, --latents, --smoother, --velocity-scale)")
+                        "--iters, --latents, --smoother, --velocity-scale, --camera)")
     p.add_argument("--dynamics", choices=["dvae", "cv"],
                    help="refinement dynamics: the DVAE prior (MixDVAE) or constant velocity (the VKF baseline) "
                         "(default: dvae)")
@@ -49,6 +49,9 @@ def add_parser(sub, parents):
                    help="--smoother velocity: the factor on the prior's variance that gives the variance of its "
                         "velocity observation; larger trusts the prior less (a huge value is constant velocity with "
                         "the acceleration noise fitted by EM) (default: 5)")
+    p.add_argument("--camera", choices=["scene", "off"],
+                   help="--smoother velocity: let the prior read each track relative to the image motion common to "
+                        "the tracks of each frame (scene: for moving cameras) or as it is (off) (default: off)")
     p.add_argument("--relink", choices=["dvae", "cv", "off"],
                    help="join a track that ended to one born later, forecasting with the DVAE prior or constant "
                         "velocity; offline only (default: off)")
@@ -64,13 +67,11 @@ def add_parser(sub, parents):
 
 
 def run(args):
-    from ..models.mot_tracker.files import track_mot_folder, tracker_settings
+    from ..models.mot_tracker.files import TRACKER_OPTIONS, track_mot_folder, tracker_settings
 
     config, latency = tracker_settings(no_refine=args.no_refine, online=args.online, latency=args.latency,
-                                       prior=args.prior or None, dynamics=args.dynamics, window=args.window,
-                                       iters=args.iters, relink=args.relink, predict=args.predict,
-                                       latents=args.latents, smoother=args.smoother,
-                                       velocity_scale=args.velocity_scale)
+                                       prior=args.prior or None,
+                                       **{name: getattr(args, name) for name in TRACKER_OPTIONS})
     return track_mot_folder(args.mot_dir, args.out_dir, args.seqs, det_file=args.det_file, val_half=args.val_half,
                             prior=args.prior or None, latency=latency, seed=args.seed, config=config,
                             evaluate=args.eval, log=print)

@@ -152,6 +152,11 @@ def test_smoother_option_is_checked():
         tracker_settings(no_refine=True, smoother="velocity")
     assert tracker_settings(smoother="parallel")[0].smoother == "parallel"
     assert tracker_settings(velocity_scale=20.0)[0].velocity_scale == 20.0
+    assert TrackerConfig().camera == "off" and tracker_settings(camera="scene")[0].camera == "scene"
+    with pytest.raises(ValueError, match="--camera scene with --smoother parallel"):
+        tracker_settings(smoother="parallel", camera="scene")
+    with pytest.raises(ValueError, match="camera"):
+        TrackerConfig(camera="ego")
     with pytest.raises(ValueError, match="--velocity-scale 20 with --smoother parallel"):
         tracker_settings(smoother="parallel", velocity_scale=20.0)
     with pytest.raises(ValueError, match="--velocity-scale 20 with --dynamics cv"):
@@ -225,3 +230,53 @@ def test_refinement_beats_the_constant_velocity_tracker_on_mot17():
         scores[refine] = evaluate({"MOT17-09": seq / "gt" / "gt.txt"}, {"MOT17-09": path},
                                   frames={"MOT17-09": (first, last)})["combined"]
     assert scores[True]["IDF1"] > scores[False]["IDF1"] + 1 and scores[True]["HOTA"] > scores[False]["HOTA"] + 1
+
+
+def test_scene_motion_is_the_common_motion_of_the_tracks():
+    from types import SimpleNamespace
+
+    from pyro_dvae.models.mot_tracker.motion import scene_motion
+
+    def track(x0, vx, frames):
+        boxes = [np.array([x0 + vx * f, 100.0, x0 + vx * f + 20, 150.0]) for f in frames]
+        return SimpleNamespace(frames=list(frames), boxes=boxes)
+
+    W, H = 200.0, 100.0
+    pan = [track(10 * i, 4.0 + 0.1 * i, range(1, 6)) for i in range(4)]  # a pan: every box moves about 4 px a frame
+    motion = scene_motion(pan, W, H)
+    assert sorted(motion) == [2, 3, 4, 5]
+    assert np.allclose(motion[3], [4.15 / W, 0.0], atol=0.2 / W)
+    walkers = [track(10 * i, (-1) ** i * 4.0, range(1, 6)) for i in range(4)]  # two each way: no common motion
+    assert all(np.allclose(m, 0.0) for m in scene_motion(walkers, W, H).values())
+    assert scene_motion(pan[:2], W, H) == {}  # fewer than three tracks: no estimate
+    gappy = [track(10 * i, 4.0, [1, 3, 4]) for i in range(3)]  # frame 3 follows no detected frame 2
+    assert sorted(scene_motion(gappy, W, H)) == [4]
+
+
+def test_refinement_reads_the_tracks_relative_to_the_camera():
+    # a zero camera path changes nothing; the camera option runs end to end through the CLI's settings
+    import torch
+
+    from pyro_dvae import pretrained
+    from pyro_dvae.models.tracking import run_tracking
+
+    rng = np.random.default_rng(0)
+    T = 12
+    x = 0.3 + 0.01 * np.arange(T)
+    obs = np.stack([x, np.full(T, 0.4), x + 0.05, np.full(T, 0.55)], -1)[None, :, None]
+    obs = obs + rng.normal(0, 1e-3, (1, T, 1, 4))
+    obs = torch.as_tensor(obs, dtype=torch.float32)
+    mask = torch.ones(1, T, 1, dtype=torch.bool)
+    prior = pretrained.load("srnn_mot_real")
+    kw = dict(prior=prior, num_iters=3, mode="velocity", latents="prior", sample_z=False)
+    plain, _ = run_tracking(obs, mask, 1, **kw)
+    zero, _ = run_tracking(obs, mask, 1, camera=torch.zeros(1, T, 4), **kw)
+    torch.testing.assert_close(plain, zero)
+    moved, _ = run_tracking(obs, mask, 1, camera=torch.full((1, T, 4), 0.01), **kw)
+    assert not torch.allclose(moved, plain)
+    with pytest.raises(ValueError, match="camera must be shaped"):
+        run_tracking(obs, mask, 1, camera=torch.zeros(1, T, 2), **kw)
+    with pytest.raises(ValueError, match="'velocity' E-S step"):
+        run_tracking(obs, mask, 1, prior=prior, num_iters=2, camera=torch.zeros(1, T, 4))
+    with pytest.raises(ValueError, match="algo='vem'"):
+        run_tracking(obs, mask, 1, prior=prior, num_iters=2, algo="svi", camera=torch.zeros(1, T, 4))
