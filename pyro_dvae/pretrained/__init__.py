@@ -10,9 +10,9 @@ ETH-Sunnyday, Venice-2, at every frame rate from 7 to 30 fps), the default prior
 Audio (16 kHz, STFT 1024 / hop 256, 513 power bins): ``speech.pt`` (SRNN), ``speech_rvae.pt`` (causal RVAE, the
 default prior of ``pyro-dvae enhance`` and ``train-noise``) and ``speech_light.pt`` (LigHT-DVAE), trained on the
 171 *training* speakers of :func:`pyro_dvae.data.heldout.speech_split` (LibriSpeech train-clean-100, CC BY 4.0),
-``flute.pt`` (SRNN) on the 18 *training* notes of
+``flute.pt`` (SRNN, power floor 80 dB down) on the 18 *training* notes of
 :func:`~pyro_dvae.data.heldout.note_split` (University of Iowa MIS flute, pitch-shifted by -2..2 semitones), by
-``pyro-dvae train-prior`` with its defaults, and ``nmf_speech_flute.pt``: the rank-64 IS-NMF dictionaries of
+``pyro-dvae train-prior``, and ``nmf_speech_flute.pt``: the rank-64 IS-NMF dictionaries of
 ``pyro-dvae separate --nmf-train`` learnt from the same training audio (sources ``speech`` and ``flute``). They
 are stored by :func:`export` (weights in float16, no training state). The dev and test speakers / notes of those
 splits were never used to train them. The commands and validation losses are in ``TRAINING.md`` beside them.

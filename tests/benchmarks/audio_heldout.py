@@ -5,11 +5,12 @@ choice.
 Splits come from :mod:`pyro_dvae.data.heldout` (speech by speaker, flute by note, noise recordings in time:
 train / dev / test). Every number goes through the commands a user runs:
 
-1. ``pyro-dvae train-prior`` (defaults), the SRNNs of separation: on the training speakers, and on the training
-   flute notes pitch-shifted by -2..2 semitones (written as files, so that the NMF dictionaries learn from exactly
-   the same audio); ``pyro-dvae train-noise`` (defaults: for the shipped
-   causal RVAE ``speech_rvae``, ``enhance``'s default prior, trained on the same speakers) for the U-ND noise
-   models, on noisy speech only (training speakers + training noise segments, SNR uniform in [-5, 10] dB);
+1. ``pyro-dvae train-prior`` with the shipped priors' recipes (``pyro_dvae/pretrained/TRAINING.md``), the SRNNs of
+   separation: on the training speakers, and on the training flute notes pitch-shifted by -2..2 semitones
+   (written as files, so that the NMF dictionaries learn from exactly the same audio); ``pyro-dvae train-noise``
+   (defaults: for the shipped causal RVAE ``speech_rvae``, ``enhance``'s default prior, trained on the same
+   speakers) for the U-ND noise models, on noisy speech only (training speakers + training noise segments, SNR
+   uniform in [-5, 10] dB);
 2. ``pyro-dvae separate`` (defaults) on speech + flute mixtures of the chosen part (melodies of 4 of the part's
    notes), the flute 5 dB above the speech, T = 50 / 100 / 300 frames, with ``--method mixdvae --method is-nmf
    --method temporal-nmf`` (NMF rank 64, dictionaries from the same training folders);
@@ -84,6 +85,14 @@ def prepare(work, realdata, noise_train_files=60, seed=0):
     return sp, fl
 
 
+#: the ``train-prior`` options of the shipped separation priors (``pyro_dvae/pretrained/TRAINING.md``)
+RECIPES = {
+    "speech.pt": ["--beta", "1", "--batch-size", "64", "--epochs", "50", "--model-option", "spectral_output=raw",
+                  "--model-option", "level_floor_db=null"],
+    "flute.pt": ["--model-option", "level_floor_db=80", "--epochs", "300", "--patience", "300", "--seed", "2"],
+}
+
+
 def train(work, noise_models=DEEP):
     jobs = [("srnn", "speech_train", "speech.pt"), ("srnn", "flute_train", "flute.pt")]
     cmds = []
@@ -91,7 +100,7 @@ def train(work, noise_models=DEEP):
         path = os.path.join(work, out)
         if not os.path.exists(path):
             cmds.append((["pyro-dvae", "train-prior", "--model", model, "--data", os.path.join(work, data), "--out",
-                          path, "--quiet", "--out-json", path + ".json"], path + ".log"))
+                          path, "--quiet", "--out-json", path + ".json", *RECIPES[out]], path + ".log"))
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(lambda c: run(*c), cmds))
     cmds = []
