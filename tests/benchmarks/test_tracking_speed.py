@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Speed of one MixDVAE VEM iteration (E-W, E-Z, E-S, M-step, exact ELBO) on CPU, one thread.
 
-Default setting T = 60 frames, N = 3 sources, K = 3 detections, the shipped SRNN prior; the other
-parameters vary one at a time. Run with::
+Default setting T = 60 frames, N = 3 sources, K = 3 detections, the shipped SRNN prior, MixDVAE's parallel E-S
+step; the other parameters vary one at a time (``mode="velocity"``: the E-S step of ``pyro-dvae track-mot``). Run with::
 
     pytest tests/benchmarks/test_tracking_speed.py --benchmark-only --benchmark-columns=median,rounds
 
@@ -28,7 +28,7 @@ from pyro_dvae.models.tracking import TrackingGuide, TrackingModel
 REFERENCE_MS_PER_SEQ = {8: 21.5, 64: 6.0}
 ITERS = 10  # iterations per timed run: the figure is the median of vem's per-iteration times
 CASES = [dict(B=8), dict(B=64), dict(B=16, T=30), dict(B=16, T=120), dict(B=16, N=2), dict(B=16, N=5),
-         dict(B=16, K=6), dict(B=16)]
+         dict(B=16, K=6), dict(B=16), dict(B=8, mode="velocity"), dict(B=64, mode="velocity")]
 
 
 def scene(B, T=60, N=3, K=3):
@@ -50,7 +50,9 @@ def test_vem_iteration_speed(benchmark, readme_units, case):
     obs, mask = scene(B, T, N, K)
     prior = pretrained.load()
     model = TrackingModel(prior, N, clutter_prob=0.1 if K > N else 0.0)
-    guide = TrackingGuide(model).initialise(obs, mask)
+    mode = case.get("mode", "parallel")  # "velocity": track-mot's E-S step, with the prior's forecast latents
+    latents = "prior" if mode == "velocity" else "posterior"
+    guide = TrackingGuide(model, mode=mode, latents=latents).initialise(obs, mask)
     iter_times = []
 
     def ten_iterations():
