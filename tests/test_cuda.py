@@ -40,7 +40,7 @@ def test_training_on_cuda(tmp_path):
     assert priors.load(tmp_path / "p.pt").z_dim == 4
 
 
-@pytest.mark.parametrize("method", ["mixdvae", "vkf", "deepar"])
+@pytest.mark.parametrize("method", ["mixdvae", "vkf", "deepar", "mixdvae-velocity"])
 def test_tracking_on_cuda_matches_cpu(method):
     from pyro_dvae import pretrained
     from pyro_dvae.data.synthetic import crossing_scene, simulate_detections
@@ -50,11 +50,14 @@ def test_tracking_on_cuda_matches_cpu(method):
     obs, mask, _ = simulate_detections(gt.numpy(), noise=0.05, drop=0.2, seed=0)
     obs, mask = torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(mask)
     prior = None if method == "vkf" else pretrained.load("deepar_mot" if method == "deepar" else "srnn_mot")
+    # track-mot's E-S step, with a camera path to read the tracks against
+    extra = dict(mode="velocity", latents="prior", camera=torch.full((4, 30, 4), 1e-3)) if "velocity" in method else {}
     out = {}
     for device in ("cpu", "cuda"):
         p = prior.to(device) if prior is not None else None
-        est, _ = run_tracking(obs.to(device), mask.to(device), 3, method=method, prior=p, num_iters=5,
-                              sample_z=False)
+        kw = {k: v.to(device) if torch.is_tensor(v) else v for k, v in extra.items()}
+        est, _ = run_tracking(obs.to(device), mask.to(device), 3, method=method.split("-")[0], prior=p, num_iters=5,
+                              sample_z=False, **kw)
         assert est.device.type == device
         out[device] = est.cpu()
     assert torch.allclose(out["cpu"], out["cuda"], atol=1e-4), (out["cpu"] - out["cuda"]).abs().max()
