@@ -202,15 +202,15 @@ class SourceBlock(ClosedFormBlock):
     def _velocity_update(self, model, zb, J, h):
         """The ``"velocity"`` E-S step (class docstring)."""
         prior, m_old = model.prior, self.mean
-        step = path = 0.0
+        camera = path = 0.0
         if self.camera is not None:  # the prior reads the track relative to the camera's path
-            step = self.camera.unsqueeze(1).to(m_old)  # (B, 1, T, 4) against (B, N, T, 4)
-            path = torch.cumsum(step, -2)
+            camera = self.camera.unsqueeze(1).to(m_old)  # (B, 1, T, 4) against (B, N, T, 4)
+            path = torch.cumsum(camera, -2)
         m_rel = m_old - path
         loc, logvar = prior.emission_params(zb.z, m_rel, zb.latents or {})
         mu, v = prior.expected(loc, logvar)
         prev = torch.cat([m_rel[..., :1, :], m_rel[..., :-1, :]], -2)
-        drift = mu - prev + step  # the prior's one-step displacement, plus the camera's (unused at t = 0)
+        drift = mu - prev + camera  # the prior's one-step displacement, plus the camera's (unused at t = 0)
         mu = mu + path
         Jv = torch.cat([torch.zeros_like(v[..., :1, :]), 1.0 / (self.velocity_scale * v[..., 1:, :])], -2)
         init_var = (self.var[..., 0, :] * 4).clamp_min(1e-6)
@@ -221,8 +221,8 @@ class SourceBlock(ClosedFormBlock):
         if self.init_var is not None:
             v = torch.cat([torch.full_like(v[..., :1, :], self.init_var), v[..., 1:, :]], -2)
         self.prior_mean, self.prior_var = mu, v
-        step = out.mean[..., 1:, :] - out.mean[..., :-1, :] - drift[..., 1:, :]
-        later = step**2 + out.var[..., 1:, :] + out.var[..., :-1, :] - 2 * out.cross[..., 1:, :]
+        innovation = out.mean[..., 1:, :] - out.mean[..., :-1, :] - drift[..., 1:, :]
+        later = innovation**2 + out.var[..., 1:, :] + out.var[..., :-1, :] - 2 * out.cross[..., 1:, :]
         first = (out.mean[..., :1, :] - mu[..., :1, :]) ** 2 + out.var[..., :1, :]
         self.sq_err = torch.cat([first, later.clamp_min(0)], -2)
 
