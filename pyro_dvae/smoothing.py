@@ -399,7 +399,15 @@ def dvae_parallel_smoother(prior, z, J, h, m_old, latents=None, var_scale=None, 
         return mean, var, mu, v, (mean - mu) ** 2 + var
     drift = mu - torch.cat([torch.zeros_like(m_old[..., :1, :]), m_old[..., :-1, :]], -2)
     mean, var, cross = chain_posterior(J, h, mu[..., 0, :], v[..., 0, :], drift, v)
+    return mean, var, mu, v, chain_sq_err(mean, var, cross, mu, drift)
+
+
+def chain_sq_err(mean, var, cross, mu, drift):
+    """Expected squared innovations of the drift chain ``s_t = s_{t-1} + drift_t + noise`` under a Gaussian
+    posterior with marginals ``(mean, var)`` and lag-one covariances ``cross``: ``E_q[(s_t - s_{t-1} - drift_t)^2]``
+    for ``t >= 1`` and ``E_q[(s_0 - mu_0)^2]`` at ``t = 0``; ``(*batch, T, D)``. The quantity in the chain's
+    ``E_q[log p(s)]`` (the ELBO and the dynamics-noise M-step)."""
     step = mean[..., 1:, :] - mean[..., :-1, :] - drift[..., 1:, :]
     later = step**2 + var[..., 1:, :] + var[..., :-1, :] - 2 * cross[..., 1:, :]
     first = (mean[..., :1, :] - mu[..., :1, :]) ** 2 + var[..., :1, :]
-    return mean, var, mu, v, torch.cat([first, later.clamp_min(0)], -2)
+    return torch.cat([first, later.clamp_min(0)], -2)

@@ -56,11 +56,12 @@ def refine_tracks(tracks, prior, width, height, *, config=None, seed=0, latency=
     camera = None
     if method == "mixdvae" and cfg.smoother == "velocity" and cfg.camera == "scene":
         motion = scene_motion(tracks, width, height)
+        frames = np.array([start for _, start, _ in index])[:, None] + np.arange(1, T)  # (windows, T - 1)
+        dense = np.zeros((frames.max() + 1, 2))  # the motion of every frame (0 where none was estimated)
+        if motion:
+            dense[list(motion)] = list(motion.values())
         camera = np.zeros((len(index), T, 4))
-        for b, (_, start, _) in enumerate(index):
-            for k in range(1, T):
-                dx, dy = motion.get(start + k, (0.0, 0.0))
-                camera[b, k] = dx, dy, dx, dy
+        camera[:, 1:] = np.tile(dense[frames], 2)  # (dx, dy, dx, dy) for x1, y1, x2, y2
         camera = torch.as_tensor(camera, dtype=torch.float32)
     est, _ = run_tracking(obs_t, mask_t, 1, method=method, prior=prior if method == "mixdvae" else None,
                           num_iters=cfg.iters, clutter_prob=cfg.clutter_prob, seed=seed,

@@ -16,6 +16,7 @@ from pyro_dvae.data.mot import iou_xyxy
 from pyro_dvae.inference import ClosedFormBlock, StructuredGuide
 from pyro_dvae.priors.distributions import SequentialNormal
 from pyro_dvae.smoothing import (
+    chain_sq_err,
     cv_kalman_smoother,
     cv_velocity_smoother,
     dvae_parallel_smoother,
@@ -23,8 +24,8 @@ from pyro_dvae.smoothing import (
     scale_dynamics_var,
 )
 
-from .config import LATENTS
-from .model import BOX, check_observations
+from .config import LATENTS, MODES
+from .model import ACCEL_VAR, BOX, check_observations
 
 
 # --------------------------------------------------------------------------------------------- guide blocks
@@ -160,11 +161,11 @@ class SourceBlock(ClosedFormBlock):
     back: a prior learnt on static cameras sees walkers, not the camera's motion.
     """
 
-    def __init__(self, dynamics="dvae", mode="parallel", accel_var=2e-6, vel_var=1e-4, smooth=True, init_var=1.0,
+    def __init__(self, dynamics="dvae", mode="parallel", accel_var=ACCEL_VAR, vel_var=1e-4, smooth=True, init_var=1.0,
                  velocity_scale=5.0):
         super().__init__("s")
         checks.choice("dynamics", dynamics, ("dvae", "cv"))
-        checks.choice("mode", mode, ("parallel", "sequential", "velocity"))
+        checks.choice("mode", mode, MODES)
         self.dynamics, self.mode, self.accel_var, self.vel_var, self.smooth = dynamics, mode, accel_var, vel_var, smooth
         self.init_var = init_var
         self.velocity_scale = checks.positive("velocity_scale", velocity_scale)
@@ -221,10 +222,7 @@ class SourceBlock(ClosedFormBlock):
         if self.init_var is not None:
             v = torch.cat([torch.full_like(v[..., :1, :], self.init_var), v[..., 1:, :]], -2)
         self.prior_mean, self.prior_var = mu, v
-        innovation = out.mean[..., 1:, :] - out.mean[..., :-1, :] - drift[..., 1:, :]
-        later = innovation**2 + out.var[..., 1:, :] + out.var[..., :-1, :] - 2 * out.cross[..., 1:, :]
-        first = (out.mean[..., :1, :] - mu[..., :1, :]) ** 2 + out.var[..., :1, :]
-        self.sq_err = torch.cat([first, later.clamp_min(0)], -2)
+        self.sq_err = chain_sq_err(out.mean, out.var, out.cross, mu, drift)
 
     def expected_sq_err(self):
         """``E_q[(s_t - E_p[s_t | s_{t-1}])^2]`` of the last E-S step (parallel and velocity modes: the MixDVAE

@@ -17,8 +17,8 @@ from pyro_dvae.smoothing import VAR_SCALE_RANGE, calibrate_var_scale
 BOX = 4
 
 
-#: the starting acceleration noise of the ``"velocity"`` E-S step (that of the VKF baseline), per coordinate,
-#: normalised image units per frame squared
+#: the acceleration noise of the VKF baseline and the start of the ``"velocity"`` E-S step's EM estimate, per
+#: coordinate, normalised image units per frame squared
 ACCEL_VAR = 2e-6
 DYNAMICS_SCALE_RANGE = VAR_SCALE_RANGE  # bounds of the EM estimate of the dynamics-variance factor
 
@@ -266,7 +266,7 @@ class AccelerationNoiseMStep(ClosedFormBlock):
     @torch.no_grad()
     def update(self, model, guide, obs, obs_mask, **kw):
         qs = guide["s"]
-        if getattr(qs, "mode", None) != "velocity" or qs.accel is None or qs.accel.shape[-2] < 2:
+        if qs.mode != "velocity" or qs.accel is None or qs.accel.shape[-2] < 2:
             return
         stat = qs.accel[..., 1:, :].reshape(-1, BOX).mean(0)
         model.accel_var = stat.clamp(self.min_var, self.max_var).to(model.accel_var)
